@@ -1,0 +1,334 @@
+"""Presets: frozen dataclasses and Enums, loaded from ``configs/*.toml``.
+
+A preset file holds only what differs from the defaults below (the defaults *are* the
+``portrait`` look), optionally on top of another preset named by ``extends``::
+
+    name = "subtle"
+    extends = "portrait"
+    [render]
+    aperture_px = 30
+
+Every key is checked at load time: an unknown key, a wrong type or an out-of-range value is a
+:class:`~realtime.errors.ConfigError` whose message names the file, the key and what is
+allowed. Nothing is silently clamped or "corrected".
+
+Lengths in pixels (``aperture_px``, ``max_coc_px``, ...) are given for a 720-pixel-high frame
+and scaled with the frame height, so a preset looks the same at 480p and 1080p.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+def knob(default: Any, lo: float | None = None, hi: float | None = None, doc: str = "") -> Any:
+    """A dataclass field with an allowed closed range and a one-line description."""
+    return field(default=default, metadata={"range": (lo, hi), "doc": doc})
+
+
+class SegModel(str, enum.Enum):
+    AUTO = "auto"            # landscape model for frames wider than 4:3, square otherwise
+    LANDSCAPE = "landscape"  # selfie_segmentation_landscape.tflite, 144x256
+    SQUARE = "square"        # selfie_segmentation.tflite, 256x256
+
+
+class MatteRefine(str, enum.Enum):
+    GUIDED = "guided"      # edge-aware upsampling guided by the full-resolution frame
+    BILINEAR = "bilinear"  # plain bilinear upsampling of the model's confidence
+
+
+class DepthBackend(str, enum.Enum):
+    ONNXRUNTIME = "onnxruntime"
+    OPENCV = "opencv"
+
+
+class DepthFit(str, enum.Enum):
+    LETTERBOX = "letterbox"  # whole frame, padded to the model's aspect ratio
+    CROP = "crop"            # centre crop to the model's aspect ratio (edges reuse the nearest depth)
+
+
+class FocusMode(str, enum.Enum):
+    FACE = "face"      # nearest/largest face, person median when no face is seen
+    PERSON = "person"  # median disparity of the person matte
+    FIXED = "fixed"    # focus.disparity
+    POINT = "point"    # disparity under (focus.point_x, focus.point_y), normalised coordinates
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    width: int = knob(1280, 16, 7680, "requested camera width (pixels)")
+    height: int = knob(720, 16, 4320, "requested camera height (pixels)")
+    fps: float = knob(30.0, 1.0, 240.0, "requested camera and output frame rate")
+    fourcc: str = knob("MJPG", doc="camera pixel format to ask for (MJPG gives 720p30 on most USB webcams)")
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    model: SegModel = knob(SegModel.AUTO, doc="which selfie segmentation model to run")
+    model_path: str = knob("", doc="explicit model file; empty = the model store")
+    refine: MatteRefine = knob(MatteRefine.GUIDED, doc="how the low-resolution confidence becomes a full-resolution matte")
+    refine_radius_px: int = knob(8, 1, 64, "guided filter radius at 720p (pixels)")
+    refine_eps: float = knob(1e-3, 1e-6, 1.0, "guided filter regularisation (larger = smoother, less edge-following)")
+
+
+@dataclass(frozen=True)
+class DepthConfig:
+    enabled: bool = knob(True, doc="run the monocular depth model; off = uniform background blur")
+    backend: DepthBackend = knob(DepthBackend.ONNXRUNTIME, doc="inference engine for the depth model")
+    model_path: str = knob("", doc="explicit model file; empty = the model store")
+    fit: DepthFit = knob(DepthFit.LETTERBOX, doc="how a frame is fitted to the model's 320x192 input")
+    every_n_frames: int = knob(1, 1, 30, "run the depth model on every n-th frame, reuse the last result between")
+    asynchronous: bool = knob(False, doc="run the depth model in its own thread (newest result wins)")
+    range_low_percentile: float = knob(2.0, 0.0, 49.0, "robust lower end of the model's output range")
+    range_high_percentile: float = knob(98.0, 51.0, 100.0, "robust upper end of the model's output range")
+    range_smoothing: float = knob(0.9, 0.0, 0.999, "per-frame smoothing of the range (0 = none)")
+    background_disparity: float = knob(0.25, 0.0, 1.0, "disparity given to the background when depth is off")
+
+
+@dataclass(frozen=True)
+class FocusConfig:
+    mode: FocusMode = knob(FocusMode.FACE, doc="what the lens focuses on")
+    disparity: float = knob(0.8, 0.0, 1.0, "focus disparity in fixed mode")
+    point_x: float = knob(0.5, 0.0, 1.0, "focus point x in point mode (0 = left, 1 = right)")
+    point_y: float = knob(0.5, 0.0, 1.0, "focus point y in point mode (0 = top, 1 = bottom)")
+    min_cutoff_hz: float = knob(0.5, 0.01, 30.0, "One Euro filter: cutoff when still (lower = steadier)")
+    beta: float = knob(2.0, 0.0, 100.0, "One Euro filter: speed coefficient (higher = less lag when moving)")
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    enabled: bool = knob(True, doc="stabilise matte and disparity over time")
+    matte_smoothing: float = knob(0.8, 0.0, 0.99, "strongest per-frame smoothing of the matte where nothing moves")
+    depth_smoothing: float = knob(0.9, 0.0, 0.99, "strongest per-frame smoothing of the disparity where nothing moves")
+    motion_threshold: float = knob(12.0, 0.0, 255.0, "frame difference (levels) above which a pixel follows at once")
+    hysteresis: float = knob(0.1, 0.0, 0.5, "dead band around alpha 0.5 so edge pixels do not toggle")
+    scene_cut_threshold: float = knob(0.4, 0.0, 1.0, "fraction of changed pixels that counts as a scene cut (reset)")
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    effect: bool = knob(True, doc="render the lens blur; off = pass the frame through")
+    aperture_px: float = knob(60.0, 0.0, 1000.0, "CoC in pixels per unit of disparity from the focus plane, at 720p")
+    max_coc_px: float = knob(24.0, 0.0, 128.0, "largest blur radius in pixels at 720p (scaled with frame height)")
+    blades: int = knob(0, 0, 16, "aperture blades (0 = round disk, otherwise 5..16)")
+    highlight_boost: float = knob(3.0, 1.0, 20.0, "gain for bright out-of-focus points (1 = none)")
+    highlight_threshold: float = knob(0.85, 0.0, 1.0, "sRGB level above which highlights are boosted")
+    half_res_far: bool = knob(True, doc="render the far field at half resolution (much faster, same look)")
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    privacy: bool = knob(True, doc="fail closed: never show the unprocessed frame when a stage fails")
+    stage_deadline_ms: float = knob(200.0, 10.0, 10000.0, "a stage slower than this counts as stalled")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str = "portrait"
+    description: str = "Face in focus, background falls off with depth, round bokeh."
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    focus: FocusConfig = field(default_factory=FocusConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+
+    source: str = field(default="", compare=False)  # where it was loaded from, for messages
+
+    def replace(self, changes: Mapping[str, Mapping[str, Any]] | None = None, **top: Any) -> "Preset":
+        """A copy with ``{"section": {"key": value}}`` changes, validated like a file."""
+        return _apply(self, dict(changes or {}), origin="override", top=top)
+
+
+_SECTION_TYPES = {
+    "capture": CaptureConfig,
+    "segmentation": SegmentationConfig,
+    "depth": DepthConfig,
+    "focus": FocusConfig,
+    "temporal": TemporalConfig,
+    "render": RenderConfig,
+    "safety": SafetyConfig,
+}
+_TOP_KEYS = ("name", "description", "extends")
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _convert(value: Any, typ: Any, key: str, meta: Mapping[str, Any], origin: str) -> Any:
+    """Check one value against its declared type and range; returns the typed value."""
+    where = f"{origin}: {key}"
+    if isinstance(typ, type) and issubclass(typ, enum.Enum):
+        allowed = ", ".join(repr(m.value) for m in typ)
+        if isinstance(value, typ):
+            return value
+        if isinstance(value, str):
+            try:
+                return typ(value.lower())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} = {value!r} is not allowed; use one of {allowed}")
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ConfigError(f"{where} must be a whole number, got {value!r}")
+    elif typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    else:  # pragma: no cover - a field type the loader does not know is a programming error
+        raise TypeError(f"config field {key} has unsupported type {typ!r}")
+    lo, hi = meta.get("range", (None, None))
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{where} = {value!r} is out of range; allowed {lo}..{hi}")
+    return value
+
+
+def _apply_section(current: Any, table: Any, section: str, origin: str) -> Any:
+    cls = type(current)
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{origin}: [{section}] must be a table of keys, got {table!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    changes = {}
+    for key, value in table.items():
+        if key not in fields:
+            allowed = ", ".join(fields)
+            raise ConfigError(f"{origin}: unknown key '{section}.{key}'; allowed keys in [{section}]: {allowed}")
+        f = fields[key]
+        changes[key] = _convert(value, _field_type(cls, key), f"{section}.{key}", f.metadata, origin)
+    return dataclasses.replace(current, **changes)
+
+
+def _apply(base: Preset, data: dict[str, Any], origin: str, top: Mapping[str, Any] | None = None) -> Preset:
+    changes: dict[str, Any] = {}
+    for key, value in {**data, **(top or {})}.items():
+        if key in _SECTION_TYPES:
+            changes[key] = _apply_section(getattr(base, key), value, key, origin)
+        elif key in ("name", "description"):
+            if not isinstance(value, str):
+                raise ConfigError(f"{origin}: {key} must be a string, got {value!r}")
+            changes[key] = value
+        elif key == "extends":
+            continue
+        else:
+            allowed = ", ".join([*_TOP_KEYS, *(f"[{s}]" for s in _SECTION_TYPES)])
+            raise ConfigError(f"{origin}: unknown key '{key}'; allowed at the top level: {allowed}")
+    result = dataclasses.replace(base, **changes)
+    _check_consistency(result, origin)
+    return result
+
+
+def _check_consistency(p: Preset, origin: str) -> None:
+    """Rules that involve more than one key."""
+    if p.render.blades not in (0,) and p.render.blades < 5:
+        raise ConfigError(f"{origin}: render.blades = {p.render.blades} is not allowed; use 0 (round) or 5..16")
+    if p.depth.range_low_percentile >= p.depth.range_high_percentile:
+        raise ConfigError(f"{origin}: depth.range_low_percentile must be below depth.range_high_percentile")
+
+
+def presets_dir():
+    """``configs/`` of a source checkout, else the copy installed as ``realtime.presets``."""
+    here = Path(__file__).resolve().parent.parent / "configs"
+    if here.is_dir():
+        return here
+    return resources.files("realtime.presets")
+
+
+def builtin_presets() -> list[str]:
+    """Names of the presets shipped in ``configs/``."""
+    return sorted(p.name[:-5] for p in presets_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def _read_toml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{origin}: TOML syntax error: {e}") from e
+
+
+def load_preset(name_or_path: str | Path = "portrait", _seen: tuple[str, ...] = ()) -> Preset:
+    """Load a preset by name (``configs/NAME.toml``) or from a ``.toml`` file path."""
+    spec = str(name_or_path)
+    if spec.endswith(".toml") or "/" in spec or Path(spec).is_file():
+        path = Path(spec).expanduser()
+        origin = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError as e:
+            raise ConfigError(f"preset file {path} does not exist; give an existing .toml file or one of: "
+                              f"{', '.join(builtin_presets())}") from e
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"preset file {path} cannot be read ({e})") from e
+    else:
+        names = builtin_presets()
+        if spec not in names:
+            raise ConfigError(f"unknown preset '{spec}'; choose one of: {', '.join(names)} (or give a .toml file)")
+        origin = f"configs/{spec}.toml"
+        text = presets_dir().joinpath(f"{spec}.toml").read_text(encoding="utf-8")
+    if origin in _seen:
+        raise ConfigError(f"{origin}: 'extends' forms a loop: {' -> '.join([*_seen, origin])}")
+    data = _read_toml(text, origin)
+    extends = data.get("extends")
+    if extends is not None:
+        if not isinstance(extends, str):
+            raise ConfigError(f"{origin}: extends must be a preset name or file, got {extends!r}")
+        if not (extends.endswith(".toml") or "/" in extends) or Path(extends).is_absolute():
+            base_spec: str | Path = extends
+        else:  # a relative file is relative to the preset that names it
+            base_spec = Path(origin).parent / extends
+        base = load_preset(base_spec, (*_seen, origin))
+    else:
+        base = Preset()
+    data.setdefault("name", Path(origin).stem)
+    preset = _apply(base, data, origin)
+    return dataclasses.replace(preset, source=origin)
+
+
+def describe_knobs() -> list[tuple[str, str, str, str]]:
+    """(key, default, allowed, doc) for every knob; used by the docs and ``--help``."""
+    rows = []
+    for section, cls in _SECTION_TYPES.items():
+        for f in dataclasses.fields(cls):
+            typ = _field_type(cls, f.name)
+            default = f.default.value if isinstance(f.default, enum.Enum) else f.default
+            if isinstance(typ, type) and issubclass(typ, enum.Enum):
+                allowed = " | ".join(m.value for m in typ)
+            elif typ is bool:
+                allowed = "true | false"
+            elif typ is str:
+                allowed = "text"
+            else:
+                lo, hi = f.metadata.get("range", (None, None))
+                allowed = f"{lo}..{hi}"
+            rows.append((f"{section}.{f.name}", repr(default).lower() if isinstance(default, bool) else repr(default),
+                         allowed, f.metadata.get("doc", "")))
+    return rows

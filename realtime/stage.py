@@ -1,0 +1,57 @@
+"""The lifecycle every pipeline stage shares.
+
+A stage is constructed from its config section, then called with
+``process(frame, timestamp_ms, ...)`` once per frame; ``reset()`` forgets temporal state (new
+stream, scene cut); ``close()`` releases models and threads and may be called any number of
+times; ``with Stage(cfg) as s:`` closes on exit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ClosedError
+from .frames import check_timestamp
+
+
+class Stage:
+    """Base class: idempotent close, context manager, timestamp bookkeeping."""
+
+    name = "stage"
+
+    def __init__(self) -> None:
+        self._closed = False
+        self._last_ts: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget all temporal state; the next frame is treated as the first of a stream."""
+        self._last_ts = None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._release()
+
+    def _release(self) -> None:
+        """Release resources (models, threads). Called once, by :meth:`close`."""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- helpers for subclasses -------------------------------------------------------------
+    def _begin(self, timestamp_ms: Any) -> int:
+        """Check the stage is open and the timestamp increases; returns it as ``int``."""
+        if self._closed:
+            raise ClosedError(f"{self.name} stage was used after close()")
+        ts = check_timestamp(timestamp_ms, self._last_ts, self.name)
+        self._last_ts = ts
+        return ts

@@ -1,0 +1,63 @@
+"""The one place for Numba options.
+
+``cache=True`` so compiled kernels are reused across runs; an explicit fastmath flag set (no
+``nnan``/``ninf``: the fail-closed checks must still see NaN); ``parallel=True`` kernels use
+``prange`` on their outer row loop only. :func:`register_warmup` lets each kernel module add a
+function that calls its kernels once on tiny inputs; :func:`warmup` runs them all.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable
+
+import numba
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+_JIT = dict(cache=True, fastmath=FASTMATH, nogil=True, error_model="numpy", boundscheck=False)
+
+
+def kernel(fn: Callable | None = None, *, parallel: bool = False):
+    """Decorator: compile ``fn`` with the project's options (``parallel`` for row loops)."""
+    def wrap(f: Callable):
+        return numba.njit(parallel=parallel, **_JIT)(f)
+    return wrap(fn) if fn is not None else wrap
+
+
+def inline(fn: Callable):
+    """A small helper called from kernels (same options, always inlined by LLVM)."""
+    return numba.njit(inline="always", **_JIT)(fn)
+
+
+_warmups: list[Callable[[], None]] = []
+_warm_lock = threading.Lock()
+_warm_done = False
+
+
+def register_warmup(fn: Callable[[], None]) -> Callable[[], None]:
+    _warmups.append(fn)
+    return fn
+
+
+def set_threads(n: int | None = None) -> int:
+    """Numba's worker count (default: all cores, capped by NUMBA_NUM_THREADS)."""
+    n = n or int(os.environ.get("PORTRAIT_CAM_THREADS", "0")) or numba.config.NUMBA_NUM_THREADS
+    n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n
+
+
+def warmup() -> None:
+    """Compile every registered kernel once (idempotent, thread-safe)."""
+    global _warm_done
+    with _warm_lock:
+        if _warm_done:
+            return
+        # importing the kernel modules registers their warm-ups
+        from . import registry  # noqa: F401
+
+        for fn in _warmups:
+            fn()
+        _warm_done = True

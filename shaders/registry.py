@@ -1,0 +1,3 @@
+"""Imports every kernel module so their warm-ups are registered (see :func:`shaders.warmup`)."""
+
+from . import blur  # noqa: F401
