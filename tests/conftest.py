@@ -1,0 +1,97 @@
+"""Shared fixtures: where the real models and the real test data are.
+
+The model store is pointed at ``../shared/models`` (``REALTIME_MODEL_DIR``) unless the
+environment already names a folder; the data folder is ``REALTIME_DATA_DIR`` or
+``../shared/data`` beside the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _shared() -> Path:
+    for cand in (ROOT.parent / "shared", Path("/work/shared")):
+        if (cand / "models").is_dir():
+            return cand
+    return ROOT.parent / "shared"
+
+
+SHARED = _shared()
+os.environ.setdefault("REALTIME_MODEL_DIR", str(SHARED / "models"))
+DATA = Path(os.environ.get("REALTIME_DATA_DIR", SHARED / "data"))
+MODELS = Path(os.environ["REALTIME_MODEL_DIR"])
+PEOPLE = ("breakdance", "dance-twirl")
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    if not MODELS.is_dir():
+        pytest.fail(f"model folder {MODELS} is missing; set REALTIME_MODEL_DIR")
+    return MODELS
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.fail(f"data folder {DATA} is missing; set REALTIME_DATA_DIR")
+    return DATA
+
+
+def people_frames(name: str) -> list[Path]:
+    return sorted((DATA / "people" / name / "frames").glob("*.jpg"))
+
+
+def people_masks(name: str) -> list[Path]:
+    return sorted((DATA / "people" / name / "masks").glob("*.png"))
+
+
+def load_sequence(name: str, limit: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Frames (BGR uint8) and ground-truth masks (float32 0/1) of a people sequence."""
+    fr = people_frames(name)[:limit]
+    ms = people_masks(name)[:limit]
+    frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in fr]
+    masks = [(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127).astype(np.float32) for p in ms]
+    return frames, masks
+
+
+def talking_frame(index: int = 0, clip: str = "1.mp4", size: tuple[int, int] | None = (1280, 720)) -> np.ndarray:
+    """One decoded frame of a talking-head clip, optionally resized to ``size`` (w, h)."""
+    cap = cv2.VideoCapture(str(DATA / "talking" / clip))
+    try:
+        frame = None
+        for _ in range(index + 1):
+            ok, frame = cap.read()
+            if not ok:
+                raise RuntimeError(f"cannot read frame {index} of {clip}")
+    finally:
+        cap.release()
+    if size is not None:
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(frame)
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_leak():
+    """Every test must leave no new thread running behind it."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    import time
+
+    deadline = time.monotonic() + 2.0
+    while True:
+        extra = [t for t in threading.enumerate() if t.ident not in before and t.is_alive() and not t.daemon]
+        extra += [t for t in threading.enumerate()
+                  if t.ident not in before and t.is_alive() and t.name.startswith("portrait-cam")]
+        if not extra or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert not extra, f"threads left running: {[t.name for t in extra]}"
