@@ -68,20 +68,47 @@ class Pipeline(Stage):
         self._stages.append(stage)
         return stage
 
-    def warmup(self) -> None:
-        """Compile kernels and run every stage once on a dummy frame (no first-frame stall)."""
+    def warmup(self, size: tuple[int, int] | None = None) -> None:
+        """Compile kernels and, given a frame size, run every stage on a synthetic frame of that
+        size (buffers allocated, models initialised) so the first camera frame does not stall."""
         import shaders
 
         shaders.warmup()
+        if size is None:
+            return
+        w, h = size
+        rng = np.random.default_rng(0)
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = ((xx * 255) // max(1, w - 1)).astype(np.uint8)
+        frame = np.dstack([base, ((yy * 255) // max(1, h - 1)).astype(np.uint8), base[::-1, ::-1]])
+        frame = np.ascontiguousarray(np.clip(frame + rng.integers(0, 8, frame.shape), 0, 255).astype(np.uint8))
+        for i in range(2):
+            self.process(frame, 1 + i)
+        self.reset()
 
     def reset(self) -> None:
+        """Forget temporal state (new stream). Timestamps may start again from any value."""
         super().reset()
         for s in self._stages:
             s.reset()
+        # Models in VIDEO mode (MediaPipe) demand increasing timestamps for their whole life:
+        # after a reset the stages run on a clock that continues from where it was.
+        self._clock_offset = None
+
+    _clock_offset: int | None = None
+    _clock_last: int = -1
+
+    def _stage_clock(self, ts: int) -> int:
+        if self._clock_offset is None:
+            self._clock_offset = self._clock_last + 1 - ts
+        t = ts + self._clock_offset
+        self._clock_last = t
+        return t
 
     def process(self, frame: np.ndarray, timestamp_ms: int) -> Result:
-        ts = self._begin(timestamp_ms)
+        ts_in = self._begin(timestamp_ms)
         check_frame(frame)
+        ts = self._stage_clock(ts_in)
         t = {}
         t0 = time.perf_counter()
         matte = self.segmenter.process(frame, ts)
@@ -96,7 +123,7 @@ class Pipeline(Stage):
         t5 = time.perf_counter()
         for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
             t[name] = (b - a) * 1000.0
-        return Result(readonly(out), readonly(matte), readonly(disparity), float(focus), readonly(coc), ts, t)
+        return Result(readonly(out), readonly(matte), readonly(disparity), float(focus), readonly(coc), ts_in, t)
 
     def _release(self) -> None:
         for s in reversed(self._stages):

@@ -1,0 +1,248 @@
+"""Command line: ``python run.py [--input SRC] [--output DST ...] [options]`` and subcommands.
+
+    python run.py                                   camera 0 -> virtual camera
+    python run.py --input SRC --output DST [--output DST2] [--preset NAME|FILE.toml]
+                  [--size WxH] [--fps N] [--save-matte DIR] [--save-depth DIR]
+    python run.py models list|fetch|verify
+    python run.py bench [--size WxH ...] [--frames N] [--json FILE]
+    python run.py doctor
+
+Bad input gives one line on stderr saying what was wrong and how to fix it, and exit code 2
+(``--debug`` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Callable, Sequence
+
+# MediaPipe/TFLite log from C++ at import and model load; keep the terminal for our status.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from .errors import ConfigError, PortraitCamError, VirtualCameraUnavailableError  # noqa: E402
+
+PROG = "portrait-cam"
+log = logging.getLogger("realtime")
+SUBCOMMANDS = ("models", "bench", "doctor")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (what was wrong, where to look) and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(f"{message} (see '{self.prog} --help')")
+
+
+def _size(text: str) -> tuple[int, int]:
+    from .sources import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _fps(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"fps '{text}' is not a number") from None
+    if not 1.0 <= v <= 240.0:
+        raise argparse.ArgumentTypeError(f"fps {text} is out of range; allowed 1..240")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="run.py", description="Real-time portrait mode: person matte, monocular depth and lens "
+                "bokeh, sent to a virtual camera, a preview window or files.",
+                epilog="Subcommands: 'models list|fetch|verify', 'bench', 'doctor' (each has --help).")
+    p.add_argument("--input", "-i", default="0", metavar="SRC",
+                   help="camera index or /dev/videoN, video file, image file or folder of images (default: 0)")
+    p.add_argument("--output", "-o", action="append", metavar="DST",
+                   help="virtualcam[:DEVICE], preview, FILE.mp4, DIR/ (PNG frames), rgba:DIR/, matte:FILE.mp4|DIR/ "
+                        "or null; repeat for several (default: virtualcam)")
+    p.add_argument("--preset", "-p", default="portrait", metavar="NAME|FILE.toml",
+                   help="preset name from configs/ or a TOML file (default: portrait)")
+    p.add_argument("--size", type=_size, metavar="WxH",
+                   help="camera size to ask for / size to resize file inputs to (default: camera 1280x720, files as is)")
+    p.add_argument("--fps", type=_fps, metavar="N", help="camera and virtual camera frame rate (default: preset, 30)")
+    p.add_argument("--save-matte", metavar="DIR", help="also write the final matte as 8-bit PNGs into DIR")
+    p.add_argument("--save-depth", metavar="DIR", help="also write the final disparity (0..255, larger = nearer) as PNGs")
+    p.add_argument("--focus", metavar="F",
+                   help="focus override: 'face', 'person', a disparity 0..1 (e.g. 0.7) or a pixel X,Y (e.g. 640,360)")
+    p.add_argument("--vcam-format", default="i420", metavar="FMT",
+                   help="virtual camera pixel format: i420 (default), nv12, yuyv, uyvy, rgb, bgr")
+    p.add_argument("--vcam-backend", metavar="NAME", help=argparse.SUPPRESS)  # tests: a registered pyvirtualcam backend
+    p.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--quiet", "-q", action="store_true", help="no status line or progress bar")
+    p.add_argument("--verbose", "-v", action="store_true", help="log more")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    return p
+
+
+def apply_focus(preset, spec: str | None, size: tuple[int, int] | None = None):
+    """The preset with a ``--focus`` override applied (raises ConfigError with the accepted forms)."""
+    if not spec:
+        return preset
+    s = spec.strip().lower()
+    if s in ("face", "person"):
+        return preset.replace({"focus": {"mode": s}})
+    if "," in s:
+        try:
+            x, y = (float(v) for v in s.split(","))
+        except ValueError:
+            raise ConfigError(f"--focus {spec}: a pixel is given as X,Y, e.g. 640,360") from None
+        if size is None:
+            raise ConfigError("--focus X,Y needs the frame size")
+        w, h = size
+        if not (0 <= x < w and 0 <= y < h):
+            raise ConfigError(f"--focus {spec} is outside the {w}x{h} frame")
+        return preset.replace({"focus": {"mode": "point", "point_x": x / max(1, w - 1), "point_y": y / max(1, h - 1)}})
+    try:
+        d = float(s)
+    except ValueError:
+        raise ConfigError(f"--focus {spec} is not understood; use face, person, a disparity 0..1 or X,Y") from None
+    return preset.replace({"focus": {"mode": "fixed", "disparity": d}})
+
+
+def _setup_logging(verbose: bool) -> None:
+    root = logging.getLogger("realtime")
+    if not root.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        root.addHandler(h)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.propagate = False
+
+
+def _install_sigterm() -> Callable[[], None]:
+    """SIGTERM behaves like Ctrl-C (clean shutdown); returns a function restoring the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, old)
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import sinks as sk
+    from .config import load_preset
+    from .loop import run_stream
+    from .pipeline import Pipeline
+    from .sources import open_source
+    from .status import StatusLine
+
+    preset = load_preset(args.preset)
+    if args.focus and "," not in args.focus:
+        preset = apply_focus(preset, args.focus)
+    fps = args.fps or preset.capture.fps
+    outputs = list(args.output or ["virtualcam"])
+    default_run = not args.output
+
+    # A missing loopback device is the most common setup problem: say so before opening the camera.
+    backend = args.vcam_backend or os.environ.get("REALTIME_VCAM_BACKEND")
+    for i, spec in enumerate(outputs):
+        if spec.lower().split(":")[0] == "virtualcam" and not backend and sys.platform.startswith("linux"):
+            if not sk.loopback_devices():
+                msg = f"no v4l2loopback virtual camera found; load it with: {sk.MODPROBE_FIX}"
+                if default_run and sk.has_display():
+                    log.warning("%s (showing a preview window instead)", msg)
+                    outputs[i] = "preview"
+                else:
+                    raise VirtualCameraUnavailableError(msg)
+    sinks = [sk.make_sink(o, vcam_format=args.vcam_format, vcam_backend=backend, fps=args.fps) for o in outputs]
+    if args.save_matte:
+        sinks.append(sk.PngFolderSink(args.save_matte, "matte"))
+    if args.save_depth:
+        sinks.append(sk.PngFolderSink(args.save_depth, "depth"))
+
+    source = open_source(args.input, size=args.size, fps=fps, fourcc=preset.capture.fourcc,
+                         camera_size=(preset.capture.width, preset.capture.height))
+    pipeline = None
+    opened: list = []
+    restore = _install_sigterm()
+    ok = False
+    try:
+        if args.focus and "," in args.focus:
+            preset = apply_focus(preset, args.focus, source.size)
+        log.info("input: %s", source.describe())
+        for s in sinks:
+            s.open(source.width, source.height, fps if source.live else (args.fps or source.fps))
+            opened.append(s)
+            log.info("output: %s", s.describe())
+        pipeline = Pipeline(preset)
+        pipeline.warmup(source.size)
+        status = StatusLine(quiet=args.quiet)
+        report = run_stream(pipeline, source, opened, status=status, max_frames=args.frames)
+        if report.interrupted and not source.live:
+            print(f"{PROG}: interrupted after {report.frames} frames; unfinished file outputs were discarded",
+                  file=sys.stderr)
+            return 130
+        for s in opened:
+            s.finish()
+        ok = True
+        if not args.quiet:
+            where = ", ".join(s.describe() for s in opened)
+            print(f"{PROG}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} fps) -> {where}",
+                  file=sys.stderr)
+        return 0
+    finally:
+        restore()
+        for s in reversed(sinks):
+            s.close()
+        if pipeline is not None:
+            pipeline.close()
+        source.close()
+        if not ok:
+            log.debug("run ended early")
+
+
+def _guarded(fn: Callable[[], int], debug: bool) -> int:
+    try:
+        return fn()
+    except PortraitCamError as e:
+        if debug:
+            raise
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    _setup_logging("--verbose" in argv or "-v" in argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        cmd, rest = argv[0], [a for a in argv[1:] if a != "--debug"]
+        if cmd == "models":
+            from . import models
+
+            return _guarded(lambda: models.main(rest), debug)
+        if cmd == "bench":
+            from . import bench
+
+            return _guarded(lambda: bench.main(rest), debug)
+        from . import doctor
+
+        return _guarded(lambda: doctor.main(rest), debug)
+
+    def go() -> int:
+        args = build_parser().parse_args(argv)
+        return run(args)
+
+    return _guarded(go, debug)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

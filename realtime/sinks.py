@@ -1,0 +1,447 @@
+"""Outputs: virtual camera, preview window, mp4 file, PNG folders, overlays, null.
+
+Several sinks run at once. Each is opened with the output size and frame rate once the source
+is open, then gets every processed frame as an :class:`OutputFrame`. File outputs are written
+atomically (a temporary name, renamed when complete), so a partial file never looks finished.
+
+Output specs (``--output``)::
+
+    virtualcam[:DEVICE]   v4l2loopback through pyvirtualcam (steady fps, last frame repeated)
+    preview               an OpenCV window; q or Esc quits
+    out.mp4               a video file
+    DIR/                  PNG frames (a trailing / or an existing directory)
+    rgba:DIR/             PNG frames with the matte as alpha (OBS overlays)
+    matte:FILE.mp4|DIR/   the matte itself as grey video or PNG frames
+    null                  discard (benchmarks)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import SinkError, VirtualCameraUnavailableError
+
+log = logging.getLogger(__name__)
+
+MODPROBE_FIX = 'sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="Portrait Cam"'
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
+
+
+@dataclass(frozen=True)
+class OutputFrame:
+    frame: np.ndarray               # (H, W, 3) uint8 BGR: what viewers see
+    matte: np.ndarray | None        # (H, W) float32 in [0, 1]; None when no matte is available
+    disparity: np.ndarray | None    # (H, W) float32 in [0, 1]
+    name: str                       # file stem for frame-named outputs
+    index: int
+    captured_at: float              # perf_counter at capture, for latency
+
+
+class Sink:
+    kind = "sink"
+    wants_matte = False
+
+    def __init__(self) -> None:
+        self._closed = False
+        self.quit_requested = False   # set by a preview window's q/Esc
+        self.written = 0
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        """Prepare for frames of this size; raises :class:`SinkError` with the fix on failure."""
+
+    def write(self, out: OutputFrame) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """The stream ended normally: make file outputs final."""
+
+    def close(self) -> None:
+        """Release everything; an unfinished file output is discarded. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return self.kind
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class NullSink(Sink):
+    kind = "null"
+
+    def write(self, out: OutputFrame) -> None:
+        self.written += 1
+
+
+def _atomic_png(path: Path, img: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.partial.png")
+    if not cv2.imwrite(str(tmp), img):
+        tmp.unlink(missing_ok=True)
+        raise SinkError(f"cannot write {path} (disk full or no permission?)")
+    os.replace(tmp, path)
+
+
+def _matte_u8(matte: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    if matte is None:
+        return np.zeros(shape, np.uint8)
+    # round, not truncate: 0.5/255 steps map to the nearest level
+    return cv2.convertScaleAbs(matte, alpha=255.0, beta=0.5) if matte.dtype == np.float32 else matte
+
+
+class PngFolderSink(Sink):
+    """One PNG per frame, named after the input frame (``00000.png`` ... for videos/cameras).
+
+    ``plane`` chooses what is written: the rendered frame (``frame``), the frame with the matte
+    as alpha (``rgba``), the matte as grey (``matte``) or the disparity as grey (``depth``).
+    """
+
+    kind = "png"
+
+    def __init__(self, folder: str | Path, plane: str = "frame") -> None:
+        super().__init__()
+        self.folder = Path(folder)
+        self.plane = plane
+        self.wants_matte = plane in ("rgba", "matte", "depth")
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SinkError(f"cannot create output folder {self.folder} ({e.strerror or e})") from e
+        if not os.access(self.folder, os.W_OK):
+            raise SinkError(f"output folder {self.folder} is not writable; choose another folder")
+
+    def write(self, out: OutputFrame) -> None:
+        shape = out.frame.shape[:2]
+        if self.plane == "frame":
+            img = out.frame
+        elif self.plane == "rgba":
+            img = cv2.cvtColor(out.frame, cv2.COLOR_BGR2BGRA)
+            img[..., 3] = _matte_u8(out.matte, shape)
+        elif self.plane == "matte":
+            img = _matte_u8(out.matte, shape)
+        elif self.plane == "depth":
+            img = _matte_u8(out.disparity, shape)
+        else:  # pragma: no cover - constructor callers pass known planes
+            raise ValueError(self.plane)
+        _atomic_png(self.folder / f"{out.name}.png", img)
+        self.written += 1
+
+    def describe(self) -> str:
+        what = {"frame": "PNG frames", "rgba": "RGBA PNG frames (alpha = matte)", "matte": "matte PNGs",
+                "depth": "disparity PNGs"}[self.plane]
+        return f"{what} in {self.folder}/"
+
+
+class VideoFileSink(Sink):
+    """An mp4 (MPEG-4 Part 2, which every OpenCV build can write) of the rendered frames or the matte."""
+
+    kind = "video"
+
+    def __init__(self, path: str | Path, plane: str = "frame", fps: float | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.plane = plane
+        self.wants_matte = plane == "matte"
+        self._fps = fps
+        self._writer: cv2.VideoWriter | None = None
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        if self.path.parent and not self.path.parent.exists():
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SinkError(f"cannot create folder for {self.path} ({e.strerror or e})") from e
+        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
+        self._writer = cv2.VideoWriter(str(self._tmp), fourcc, float(self._fps or fps), (width, height),
+                                       self.plane != "matte")
+        if not self._writer.isOpened():
+            self._writer = None
+            self._tmp.unlink(missing_ok=True)
+            raise SinkError(f"cannot write video {self.path}; check the folder is writable and the extension "
+                            f"is one of {', '.join(VIDEO_EXTENSIONS)}")
+        self._size = (width, height)
+
+    def write(self, out: OutputFrame) -> None:
+        if self._writer is None:
+            raise SinkError(f"video {self.path} is not open")
+        img = out.frame if self.plane == "frame" else _matte_u8(out.matte, out.frame.shape[:2])
+        self._writer.write(img)
+        self.written += 1
+
+    def finish(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            if self.written:
+                os.replace(self._tmp, self.path)
+            else:
+                self._tmp.unlink(missing_ok=True)
+
+    def _release(self) -> None:
+        if self._writer is not None:  # not finished: the stream broke, discard the partial file
+            self._writer.release()
+            self._writer = None
+        self._tmp.unlink(missing_ok=True)
+
+    def describe(self) -> str:
+        return f"{'matte video' if self.plane == 'matte' else 'video'} {self.path}"
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("win32", "darwin")
+
+
+class PreviewSink(Sink):
+    """An OpenCV window. ``q`` or Esc asks the loop to quit; other keys go to ``on_key``."""
+
+    kind = "preview"
+
+    def __init__(self, title: str = "Portrait Cam", on_key=None) -> None:
+        super().__init__()
+        self.title = title
+        self.on_key = on_key
+        self.overlay = None   # optional callable(frame) -> frame drawn on top (help, debug views)
+        self.on_mouse = None  # optional callable(event, x, y)
+        self._open = False
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        if not has_display():
+            raise SinkError("no display for the preview window (DISPLAY is not set); write to a file "
+                            "(--output out.mp4) or a virtual camera instead")
+        try:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+            cv2.resizeWindow(self.title, width, height)
+            if self.on_mouse is not None:
+                cv2.setMouseCallback(self.title, lambda ev, x, y, flags, param: self.on_mouse(ev, x, y))
+        except cv2.error as e:
+            raise SinkError(f"cannot open a preview window ({e.err}); is a display available?") from e
+        self._open = True
+
+    def write(self, out: OutputFrame) -> None:
+        img = out.frame if self.overlay is None else self.overlay(out)
+        cv2.imshow(self.title, img)
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
+            self.quit_requested = True
+        elif key != 0xFF and self.on_key is not None:
+            self.on_key(chr(key))
+        try:
+            if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+                self.quit_requested = True  # the window was closed with its close button
+        except cv2.error:
+            self.quit_requested = True
+        self.written += 1
+
+    def _release(self) -> None:
+        if self._open:
+            try:
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)
+            except cv2.error:
+                pass
+
+
+# -- virtual camera ----------------------------------------------------------------------------
+
+VCAM_FORMATS = ("i420", "nv12", "yuyv", "uyvy", "rgb", "bgr")
+
+
+def _convert_for_vcam(frame: np.ndarray, fmt: str) -> np.ndarray:
+    if fmt == "bgr":
+        return frame
+    if fmt == "rgb":
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    if fmt == "i420":
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)
+    if fmt == "nv12":
+        h, w = frame.shape[:2]
+        i420 = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).reshape(-1)
+        y, u, v = i420[: h * w], i420[h * w: h * w * 5 // 4], i420[h * w * 5 // 4:]
+        uv = np.empty(u.size * 2, np.uint8)
+        uv[0::2], uv[1::2] = u, v
+        return np.concatenate([y, uv])
+    if fmt == "yuyv":
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_YUYV)
+    if fmt == "uyvy":
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_UYVY)
+    raise ValueError(fmt)
+
+
+def _default_vcam_backend() -> str | None:
+    return {"linux": "v4l2loopback", "win32": "obs", "darwin": "obs"}.get(sys.platform)
+
+
+def check_vcam_size(width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise SinkError(f"virtual camera size {width}x{height} is empty; pass --size WxH with positive sizes")
+    if width % 2 or height % 2:
+        raise SinkError(f"virtual camera needs an even width and height, got {width}x{height}; "
+                        f"pass --size {width - width % 2}x{height - height % 2}")
+
+
+class VirtualCameraSink(Sink):
+    """pyvirtualcam at a steady frame rate: a sender thread repeats the last frame when the
+    pipeline is late, so consumers (Teams, Chrome) never starve."""
+
+    kind = "virtualcam"
+
+    def __init__(self, device: str | None = None, fmt: str = "i420", backend: str | None = None,
+                 fps: float | None = None) -> None:
+        super().__init__()
+        if fmt not in VCAM_FORMATS:
+            raise SinkError(f"virtual camera pixel format '{fmt}' is not supported; use one of {', '.join(VCAM_FORMATS)}")
+        self.device = device or None
+        self.fmt = fmt
+        self.backend = backend or os.environ.get("REALTIME_VCAM_BACKEND") or _default_vcam_backend()
+        self._fps = fps
+        self._cam = None
+        self._lock = threading.Lock()
+        self._latest: np.ndarray | None = None   # converted, ready to send
+        self._new = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+        self.repeated = 0
+        self.error: str | None = None
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        import pyvirtualcam
+
+        check_vcam_size(width, height)
+        self.fps = float(self._fps or fps)
+        pf = {"i420": "I420", "nv12": "NV12", "yuyv": "YUYV", "uyvy": "UYVY", "rgb": "RGB", "bgr": "BGR"}[self.fmt]
+        try:
+            self._cam = pyvirtualcam.Camera(width, height, self.fps, fmt=getattr(pyvirtualcam.PixelFormat, pf),
+                                            device=self.device, backend=self.backend, print_fps=False)
+        except Exception as e:  # pyvirtualcam raises RuntimeError/ValueError with its own text
+            msg = str(e)
+            if "v4l2loopback" in (self.backend or "") or "loopback" in msg.lower() or "no such" in msg.lower():
+                raise VirtualCameraUnavailableError(
+                    f"no usable v4l2loopback virtual camera{(' at ' + self.device) if self.device else ''} ({msg}); "
+                    f"load it with: {MODPROBE_FIX}") from e
+            raise SinkError(f"cannot open the virtual camera through {self.backend} ({msg})") from e
+        # a black frame until the first processed one: never the raw camera
+        self._latest = _convert_for_vcam(np.zeros((height, width, 3), np.uint8), self.fmt)
+        self._thread = threading.Thread(target=self._sender, name="portrait-cam-vcam", daemon=True)
+        self._thread.start()
+
+    @property
+    def device_name(self) -> str:
+        return self._cam.device if self._cam is not None else (self.device or "?")
+
+    def write(self, out: OutputFrame) -> None:
+        if self.error:
+            raise SinkError(f"virtual camera {self.device_name} failed: {self.error}")
+        data = _convert_for_vcam(out.frame, self.fmt)
+        with self._lock:
+            self._latest = data
+        self._new.set()
+        self.written += 1
+
+    def _sender(self) -> None:
+        period = 1.0 / self.fps
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            fresh = self._new.is_set()
+            self._new.clear()
+            with self._lock:
+                data = self._latest
+            try:
+                self._cam.send(data)
+            except Exception as e:  # device vanished: report once, the loop decides
+                self.error = str(e) or type(e).__name__
+                log.error("virtual camera %s failed: %s", self.device_name, self.error)
+                return
+            self.sent += 1
+            if not fresh:
+                self.repeated += 1
+            next_t += period
+            delay = next_t - time.monotonic()
+            if delay < -period:  # far behind (suspend, debugger): don't burst to catch up
+                next_t = time.monotonic()
+                delay = 0.0
+            if delay > 0:
+                self._stop.wait(delay)
+
+    def _release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        if self._cam is not None:
+            try:
+                self._cam.close()
+            finally:
+                self._cam = None
+
+    def describe(self) -> str:
+        return f"virtual camera {self.device_name} ({self.fmt}, {getattr(self, 'fps', 0):g} fps)"
+
+
+def is_folder_spec(spec: str) -> bool:
+    return spec.endswith(("/", os.sep)) or Path(spec).is_dir()
+
+
+def make_sink(spec: str, *, vcam_format: str = "i420", vcam_backend: str | None = None,
+              fps: float | None = None) -> Sink:
+    """A sink from an ``--output`` spec (see the module docstring)."""
+    s = spec.strip()
+    if not s:
+        raise SinkError("empty --output; use virtualcam[:DEVICE], preview, FILE.mp4, DIR/, rgba:DIR/, "
+                        "matte:FILE.mp4|DIR/ or null")
+    low = s.lower()
+    if low == "null":
+        return NullSink()
+    if low == "preview":
+        return PreviewSink()
+    if low == "virtualcam" or low.startswith("virtualcam:"):
+        device = s.split(":", 1)[1] if ":" in s else None
+        return VirtualCameraSink(device, vcam_format, vcam_backend, fps)
+    if low.startswith("rgba:"):
+        target = s[5:]
+        if not target or Path(target).suffix.lower() in VIDEO_EXTENSIONS:
+            raise SinkError(f"--output {spec}: rgba output is a folder of PNG frames, e.g. rgba:overlay/")
+        return PngFolderSink(target, "rgba")
+    if low.startswith("matte:"):
+        target = s[6:]
+        if not target:
+            raise SinkError(f"--output {spec}: name a video (matte:matte.mp4) or a folder (matte:mattes/)")
+        if Path(target).suffix.lower() in VIDEO_EXTENSIONS and not is_folder_spec(target):
+            return VideoFileSink(target, "matte", fps)
+        return PngFolderSink(target, "matte")
+    if is_folder_spec(s):
+        return PngFolderSink(s)
+    if Path(s).suffix.lower() in VIDEO_EXTENSIONS:
+        return VideoFileSink(s, "frame", fps)
+    if Path(s).suffix.lower() in (".png", ".jpg", ".jpeg"):
+        raise SinkError(f"--output {spec}: to write PNG frames give a folder with a trailing slash "
+                        f"({Path(s).with_suffix('')}/)")
+    raise SinkError(f"--output {spec} is not understood; use virtualcam[:DEVICE], preview, FILE.mp4, DIR/, "
+                    "rgba:DIR/, matte:FILE.mp4|DIR/ or null")
+
+
+def loopback_devices(sysfs: str = "/sys/devices/virtual/video4linux") -> list[str]:
+    """``/dev/videoN`` nodes that belong to v4l2loopback (they live under the virtual sysfs tree)."""
+    try:
+        names = sorted(os.listdir(sysfs))
+    except OSError:
+        return []
+    return [f"/dev/{n}" for n in names if n.startswith("video")]

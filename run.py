@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Thin entry point: ``python run.py --help``. Everything lives in :mod:`realtime.cli`."""
+
+import sys
+
+from realtime.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
