@@ -26,9 +26,10 @@ def _shared() -> Path:
 
 
 SHARED = _shared()
-os.environ.setdefault("REALTIME_MODEL_DIR", str(SHARED / "models"))
+if (SHARED / "models").is_dir():
+    os.environ.setdefault("REALTIME_MODEL_DIR", str(SHARED / "models"))
 DATA = Path(os.environ.get("REALTIME_DATA_DIR", SHARED / "data"))
-MODELS = Path(os.environ["REALTIME_MODEL_DIR"])
+MODELS = Path(os.environ.get("REALTIME_MODEL_DIR", SHARED / "models"))
 PEOPLE = ("breakdance", "dance-twirl")
 
 
