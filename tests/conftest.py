@@ -80,19 +80,32 @@ def talking_frame(index: int = 0, clip: str = "1.mp4", size: tuple[int, int] | N
     return np.ascontiguousarray(frame)
 
 
-@pytest.fixture(autouse=True)
-def _no_thread_leak():
-    """Every test must leave no new thread running behind it."""
-    before = {t.ident for t in threading.enumerate()}
-    yield
+def _threads_left(before: set[int], ours_only: bool, wait: float = 2.0) -> list[threading.Thread]:
     import time
 
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + wait
     while True:
-        extra = [t for t in threading.enumerate() if t.ident not in before and t.is_alive() and not t.daemon]
-        extra += [t for t in threading.enumerate()
-                  if t.ident not in before and t.is_alive() and t.name.startswith("portrait-cam")]
+        extra = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()
+                 and (t.name.startswith("portrait-cam") or (not ours_only and not t.daemon))]
         if not extra or time.monotonic() > deadline:
-            break
+            return extra
         time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_leak():
+    """Every test must leave none of the project's threads (named portrait-cam-*) running."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    extra = _threads_left(before, ours_only=True)
     assert not extra, f"threads left running: {[t.name for t in extra]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_thread_leak_at_all():
+    """After every fixture is closed, no non-daemon thread (ours or a library's, e.g. a
+    MediaPipe task that was never closed) may be left running."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    extra = _threads_left(before, ours_only=False, wait=5.0)
+    assert not extra, f"threads left running at the end of the session: {[t.name for t in extra]}"

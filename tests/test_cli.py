@@ -1,0 +1,177 @@
+"""The command-line contract: real pipeline, file source, PNG/mp4/virtual-camera sinks, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import vcam_capture
+from conftest import DATA, ROOT, people_frames
+from realtime.cli import main
+
+N = 6
+
+
+@pytest.fixture(scope="module")
+def frames_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("frames")
+    for p in people_frames("dance-twirl")[:N]:
+        (d / p.name).symlink_to(p)
+    return d
+
+
+def _read_video(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(f)
+    cap.release()
+    return out
+
+
+def _nearest(out: np.ndarray, inputs: list[np.ndarray]) -> int:
+    return int(np.argmin([np.abs(out.astype(np.int16) - i).mean() for i in inputs]))
+
+
+def test_folder_to_mp4_png_and_saves(frames_dir, tmp_path, capsys):
+    video, pngs, mattes, depth = tmp_path / "out.mp4", tmp_path / "png", tmp_path / "m", tmp_path / "d"
+    rc = main(["--input", str(frames_dir), "--output", str(video), "--output", f"{pngs}/",
+               "--save-matte", str(mattes), "--save-depth", str(depth), "--quiet"])
+    assert rc == 0
+    inputs = [cv2.imread(str(p)) for p in sorted(frames_dir.iterdir())]
+    names = [p.stem for p in sorted(frames_dir.iterdir())]
+    # PNG frames: same names as the inputs, same size, in order
+    outs = sorted(pngs.iterdir())
+    assert [p.stem for p in outs] == names
+    for i, p in enumerate(outs):
+        img = cv2.imread(str(p))
+        assert img.shape == inputs[0].shape
+        assert _nearest(img, inputs) == i
+    # mp4: every frame, right size, right order
+    frames = _read_video(video)
+    assert len(frames) == N and frames[0].shape == inputs[0].shape
+    assert [_nearest(f, inputs) for f in frames] == list(range(N))
+    # mattes and depth: 8-bit, input size, same names
+    for folder in (mattes, depth):
+        files = sorted(folder.iterdir())
+        assert [p.stem for p in files] == names
+        m = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED)
+        assert m.dtype == np.uint8 and m.ndim == 2 and m.shape == inputs[0].shape[:2]
+    m = cv2.imread(str(sorted(mattes.iterdir())[0]), cv2.IMREAD_UNCHANGED)
+    assert m.max() > 200 and m.min() < 50  # a person and a background
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_video_input_names_frames_from_zero(tmp_path):
+    rc = main(["--input", str(DATA / "talking" / "5.mp4"), "--output", f"{tmp_path}/", "--frames", "3",
+               "--size", "262x262", "--quiet"])
+    assert rc == 0
+    outs = sorted(tmp_path.glob("*.png"))
+    assert [p.name for p in outs] == ["00000.png", "00001.png", "00002.png"]
+    assert cv2.imread(str(outs[0])).shape == (262, 262, 3)
+
+
+def test_single_image_input(tmp_path):
+    img = people_frames("breakdance")[0]
+    rc = main(["--input", str(img), "--output", f"{tmp_path}/out/", "--quiet"])
+    assert rc == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["00000.png"]
+
+
+def test_virtual_camera_receives_every_frame(frames_dir):
+    backend = vcam_capture.register()
+    rc = main(["--input", str(frames_dir), "--output", "virtualcam", "--vcam-backend", vcam_capture.NAME,
+               "--vcam-format", "bgr", "--fps", "30", "--quiet"])
+    assert rc == 0
+    cam = backend.instances[-1]
+    assert cam.closed
+    h, w = cv2.imread(str(sorted(frames_dir.iterdir())[0])).shape[:2]
+    assert (cam.width, cam.height) == (w, h)
+    assert cam.frames and cam.frames[0].size == w * h * 3
+    # the sender runs at a steady rate and never shows the raw input
+    inputs = [cv2.imread(str(p)) for p in sorted(frames_dir.iterdir())]
+    for f in cam.frames:
+        f = f.reshape(h, w, 3)
+        assert min(np.abs(f.astype(np.int16) - i).mean() for i in inputs) > 0.2
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err  # one line, no traceback
+    return err[0]
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["--input", "/nonexistent/clip.mp4", "--output", "null"], "does not exist"),
+    (["--input", "7", "--output", "null"], "camera 7 not found"),
+    (["--input", "{frames}", "--output", "null", "--preset", "{bad_preset}"], "unknown key 'render.radius'"),
+    (["--input", "{frames}", "--output", "null", "--preset", "cinema"], "unknown preset 'cinema'"),
+    (["--input", "{frames}", "--output", "out.png"], "give a folder"),
+    (["--input", "{frames}", "--output", "null", "--size", "big"], "WIDTHxHEIGHT"),
+    (["--input", "{frames}", "--output", "null", "--focus", "eyes"], "--focus eyes"),
+    (["--input", "{frames}", "--output", "virtualcam", "--vcam-backend", vcam_capture.NAME, "--size", "641x480"],
+     "even width and height"),
+    (["--input", "{unreadable}", "--output", "null"], "cannot be decoded"),
+    (["--bogus"], "unrecognized arguments"),
+])
+def test_bad_input_one_line_exit_2(argv, expect, frames_dir, tmp_path, capsys):
+    vcam_capture.register()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[render]\nradius = 3\n")
+    unreadable = tmp_path / "broken.jpg"
+    unreadable.write_bytes(b"\xff\xd8 not really a jpeg")
+    argv = [a.format(frames=frames_dir, bad_preset=bad, unreadable=unreadable) for a in argv]
+    assert main(argv) == 2
+    line = _err(capsys)
+    assert line.startswith("portrait-cam: error:") and expect in line
+
+
+def test_no_loopback_device_says_the_fix(frames_dir, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("REALTIME_VCAM_BACKEND", raising=False)
+    monkeypatch.setattr("realtime.sinks.loopback_devices", lambda *a: [])
+    assert main(["--input", str(frames_dir), "--output", "virtualcam"]) == 2
+    assert 'sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="Portrait Cam"' in _err(capsys)
+
+
+def test_default_run_without_camera_or_loopback_exits_2(capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr("realtime.sinks.loopback_devices", lambda *a: [])
+    assert main([]) == 2
+    assert "modprobe v4l2loopback" in _err(capsys)
+
+
+def test_sigterm_stops_cleanly_and_discards_partial_file(tmp_path):
+    out = tmp_path / "long.mp4"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--input", str(DATA / "talking" / "4.mp4"),
+                             "--output", str(out), "--output", f"{tmp_path}/png/", "--quiet"],
+                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "png").glob("*.png")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    assert rc == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
