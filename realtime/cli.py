@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vcam-format", default="i420", metavar="FMT",
                    help="virtual camera pixel format: i420 (default), nv12, yuyv, uyvy, rgb, bgr")
     p.add_argument("--vcam-backend", metavar="NAME", help=argparse.SUPPRESS)  # tests: a registered pyvirtualcam backend
+    p.add_argument("--live", action="store_true",
+                   help="play a video file in real time, looping, as if it were a camera (demos, testing a call setup)")
     p.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line or progress bar")
     p.add_argument("--verbose", "-v", action="store_true", help="log more")
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(sk.PngFolderSink(args.save_depth, "depth"))
 
     source = open_source(args.input, size=args.size, fps=fps, fourcc=preset.capture.fourcc,
-                         camera_size=(preset.capture.width, preset.capture.height))
+                         camera_size=(preset.capture.width, preset.capture.height), live=args.live)
     pipeline = None
     opened: list = []
     restore = _install_sigterm()

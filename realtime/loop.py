@@ -43,6 +43,7 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
     report = RunReport(stats=stats)
     live = source.live
     active = list(sinks)
+    generation = None
     t_start = time.perf_counter()
     try:
         while max_frames is None or report.frames < max_frames:
@@ -51,6 +52,9 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                 if source.ended:
                     break
                 continue  # live source had nothing new within the timeout
+            if generation is not None and sf.generation != generation:
+                pipeline.reset()  # the camera reconnected: old temporal state is stale
+            generation = sf.generation
             result = pipeline.process(sf.frame, sf.timestamp_ms)
             out = OutputFrame(result.frame, result.matte, result.disparity, sf.name, sf.index, sf.captured_at)
             for sink in list(active):

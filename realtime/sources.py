@@ -35,6 +35,7 @@ class SourceFrame:
     index: int             # 0-based position in the stream (files) or capture counter (camera)
     name: str              # output file stem: the input file's stem for folders, else 00000...
     captured_at: float     # time.perf_counter() when the frame was grabbed (latency start)
+    generation: int = 0    # bumps when a live source reconnects: temporal state must reset
 
 
 class Source:
@@ -222,105 +223,256 @@ def list_cameras() -> list[str]:
     return sorted(glob.glob("/dev/video*"), key=lambda p: (len(p), p))
 
 
-class CameraSource(Source):
-    """A webcam through OpenCV (V4L2 on Linux), read in its own thread; newest frame wins."""
+class FrameReader:
+    """What a live source reads from: a camera, or a video replayed in real time.
 
-    live = True
-    kind = "camera"
+    ``open()`` raises :class:`SourceError` with the fix; ``read()`` blocks for the next frame
+    and returns ``None`` on a failed read; ``close()`` releases the device (idempotent).
+    """
 
-    def __init__(self, device: int | str, *, size: tuple[int, int] | None = (1280, 720), fps: float = 30.0,
+    width = 0
+    height = 0
+    fps = 30.0
+    label = "reader"
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def read(self) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return f"{self.label}: {self.width}x{self.height} @ {self.fps:g} fps"
+
+
+class CameraReader(FrameReader):
+    """A webcam through OpenCV (V4L2 on Linux), asking for MJPG and the requested size/fps."""
+
+    def __init__(self, device: int | str, size: tuple[int, int] | None = (1280, 720), fps: float = 30.0,
                  fourcc: str = "MJPG", open_timeout: float = 5.0) -> None:
-        super().__init__()
         self.device = device
-        node = f"/dev/video{device}" if isinstance(device, int) else str(device)
-        if os.name == "posix" and not os.path.exists(node):
+        self.node = f"/dev/video{device}" if isinstance(device, int) else str(device)
+        self.label = f"camera {device}"
+        self.requested = (size, fps, fourcc)
+        self.open_timeout = open_timeout
+        self.format = "?"
+        self._cap: cv2.VideoCapture | None = None
+
+    def open(self) -> None:
+        size, fps, fourcc = self.requested
+        if os.name == "posix" and not os.path.exists(self.node):
             present = ", ".join(list_cameras()) or "none"
-            raise SourceError(f"camera {device} not found: {node} does not exist (cameras present: {present}); "
-                              "plug one in or choose another with --input N or --input /dev/videoN")
+            raise SourceError(f"camera {self.device} not found: {self.node} does not exist (cameras present: "
+                              f"{present}); plug one in or choose another with --input N or --input /dev/videoN")
         api = cv2.CAP_V4L2 if os.name == "posix" else cv2.CAP_ANY
-        self._cap = cv2.VideoCapture(device if isinstance(device, int) else str(device), api)
-        if not self._cap.isOpened():
-            self._cap.release()
-            raise SourceError(f"camera {node} cannot be opened (busy in another program, or no permission: "
+        cap = cv2.VideoCapture(self.device if isinstance(self.device, int) else str(self.device), api)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"camera {self.node} cannot be opened (busy in another program, or no permission: "
                               "add yourself to the 'video' group)")
         if fourcc:
-            self._cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*fourcc[:4].ljust(4)))
+            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*fourcc[:4].ljust(4)))
         if size:
-            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
-            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
-        self._cap.set(cv2.CAP_PROP_FPS, fps)
-        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the driver queue short: latency
-        deadline = time.monotonic() + open_timeout
-        ok, frame = False, None
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
+        cap.set(cv2.CAP_PROP_FPS, fps)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # a short driver queue keeps latency down
+        deadline = time.monotonic() + self.open_timeout
+        frame = None
         while time.monotonic() < deadline:
-            ok, frame = self._cap.read()
+            ok, frame = cap.read()
             if ok and frame is not None:
                 break
-        if not ok or frame is None:
-            self._cap.release()
-            raise SourceError(f"camera {node} opened but delivered no frame within {open_timeout:g} s")
+            frame = None
+        if frame is None:
+            cap.release()
+            raise SourceError(f"camera {self.node} opened but delivered no frame within {self.open_timeout:g} s")
         self.height, self.width = frame.shape[:2]
-        got_fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = got_fps if got_fps and got_fps > 0 else fps
-        code = int(self._cap.get(cv2.CAP_PROP_FOURCC))
+        got = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = got if got and got > 0 else fps
+        code = int(cap.get(cv2.CAP_PROP_FOURCC))
         self.format = "".join(chr((code >> (8 * k)) & 0xFF) for k in range(4)).strip("\x00") or "?"
-        self.requested = (size, fps, fourcc)
         if size and (self.width, self.height) != tuple(size):
-            log.warning("camera %s gives %dx%d, not the %dx%d asked for", node, self.width, self.height, *size)
-        self._cond = threading.Condition()
-        self._latest: tuple[np.ndarray, float] | None = None
-        self._taken = True
-        self._count = 0
-        self._last_ts = -1
-        self._stop = threading.Event()
-        self.error: str | None = None
-        self._thread = threading.Thread(target=self._grab, name="portrait-cam-camera", daemon=True)
-        self._thread.start()
+            log.warning("camera %s gives %dx%d, not the %dx%d asked for", self.node, self.width, self.height, *size)
+        self._cap = cap
 
-    def _grab(self) -> None:
-        fails = 0
-        while not self._stop.is_set():
-            ok, frame = self._cap.read()
-            now = time.perf_counter()
-            if not ok or frame is None:
-                fails += 1
-                if fails == 1:
-                    log.warning("camera %s: read failed", self.device)
-                time.sleep(0.01)
-                continue
-            fails = 0
-            with self._cond:
-                if not self._taken:
-                    self.dropped += 1
-                self._latest = (frame, now)
-                self._taken = False
-                self._cond.notify_all()
+    def read(self) -> np.ndarray | None:
+        if self._cap is None:
+            return None
+        ok, frame = self._cap.read()
+        return _to_bgr(frame, self.node) if ok and frame is not None else None
 
-    def read(self, timeout: float | None = 1.0) -> SourceFrame | None:
-        with self._cond:
-            if self._taken and not self._cond.wait_for(lambda: not self._taken or self._stop.is_set(), timeout):
-                return None
-            if self._latest is None or self._taken:
-                return None
-            frame, t = self._latest
-            self._taken = True
-        ts = max(int(t * 1000.0), self._last_ts + 1)
-        self._last_ts = ts
-        i = self._count
-        self._count += 1
-        return SourceFrame(np.ascontiguousarray(frame), ts, i, f"{i:05d}", t)
+    def close(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
 
     def describe(self) -> str:
         size, fps, fourcc = self.requested
         asked = f"asked {size[0]}x{size[1]} @ {fps:g} {fourcc}" if size else f"asked {fps:g} fps"
         return f"camera {self.device}: {self.width}x{self.height} @ {self.fps:g} fps {self.format} ({asked})"
 
+
+class ReplayReader(FrameReader):
+    """A video file played at its own frame rate, looping, as if it were a camera (demos, tests,
+    latency benchmarks)."""
+
+    def __init__(self, path: str | Path, size: tuple[int, int] | None = None, fps: float | None = None,
+                 loop: bool = True) -> None:
+        self.path = Path(path)
+        self.label = f"replay of {self.path.name}"
+        self._size = size
+        self._fps = fps
+        self.loop = loop
+        self._video: VideoFileSource | None = None
+        self._next = 0.0
+
+    def open(self) -> None:
+        self._video = VideoFileSource(self.path, size=self._size)
+        self.width, self.height = self._video.size
+        self.fps = self._fps or self._video.fps
+        self._next = time.monotonic()
+
+    def read(self) -> np.ndarray | None:
+        if self._video is None:
+            return None
+        delay = self._next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self._next = max(self._next + 1.0 / self.fps, time.monotonic() - 1.0 / self.fps)
+        sf = self._video.read()
+        if sf is None and self.loop:
+            self._video.close()
+            self._video = VideoFileSource(self.path, size=self._size)
+            sf = self._video.read()
+        return None if sf is None else sf.frame
+
+    def close(self) -> None:
+        v, self._video = self._video, None
+        if v is not None:
+            v.close()
+
+
+class LiveSource(Source):
+    """A live reader in its own thread; ``read()`` hands over the newest frame (older ones are
+    dropped and counted).
+
+    Loss and recovery: when no frame has arrived for ``loss_timeout`` seconds (unplugged,
+    driver error) the source is *lost*: ``lost`` is true and ``error`` says why, the reader is
+    closed and reopened with backoff (``reconnect_delays``, then every last delay) until the
+    device is back. Each recovery increments ``generation`` so the loop can reset temporal state.
+    """
+
+    live = True
+    kind = "camera"
+
+    def __init__(self, reader: FrameReader, *, loss_timeout: float = 1.0,
+                 reconnect_delays: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)) -> None:
+        super().__init__()
+        self.reader = reader
+        reader.open()  # the first open fails loudly: a wrong device is a user error, not a loss
+        self.width, self.height, self.fps = reader.width, reader.height, reader.fps
+        self.loss_timeout = loss_timeout
+        self.reconnect_delays = reconnect_delays
+        self.lost = False
+        self.error: str | None = None
+        self.generation = 0
+        self.reconnects = 0
+        self._cond = threading.Condition()
+        self._latest: tuple[np.ndarray, float, int] | None = None
+        self._taken = True
+        self._count = 0
+        self._last_ts = -1
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="portrait-cam-capture", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last_ok = time.monotonic()
+        attempt = 0
+        while not self._stop.is_set():
+            if self.lost:
+                delay = self.reconnect_delays[min(attempt, len(self.reconnect_delays) - 1)]
+                if self._stop.wait(delay):
+                    break
+                attempt += 1
+                try:
+                    self.reader.close()
+                    self.reader.open()
+                except Exception as e:  # keep trying: the device may come back
+                    self.error = f"{self.reader.label} unavailable ({e}); retrying"
+                    continue
+                if (self.reader.width, self.reader.height) != (self.width, self.height):
+                    log.warning("%s came back at %dx%d instead of %dx%d; frames are resized",
+                                self.reader.label, self.reader.width, self.reader.height, self.width, self.height)
+                with self._cond:
+                    self.lost = False
+                    self.error = None
+                    self.generation += 1
+                    self.reconnects += 1
+                log.warning("%s is back", self.reader.label)
+                last_ok = time.monotonic()
+                attempt = 0
+                continue
+            try:
+                frame = self.reader.read()
+            except Exception as e:  # a driver error is a loss like any other
+                frame = None
+                self.error = f"{self.reader.label} read failed ({e})"
+            now_mono = time.monotonic()
+            if frame is None:
+                if now_mono - last_ok > self.loss_timeout:
+                    with self._cond:
+                        self.lost = True
+                        self.error = self.error or f"{self.reader.label} delivers no frames"
+                        self._cond.notify_all()
+                    log.warning("%s lost: %s; reconnecting", self.reader.label, self.error)
+                else:
+                    self._stop.wait(0.005)
+                continue
+            last_ok = now_mono
+            if (frame.shape[1], frame.shape[0]) != (self.width, self.height):
+                frame = _resize_to(frame, (self.width, self.height))
+            now = time.perf_counter()
+            with self._cond:
+                if not self._taken:
+                    self.dropped += 1
+                self._latest = (frame, now, self.generation)
+                self._taken = False
+                self._cond.notify_all()
+
+    def read(self, timeout: float | None = 1.0) -> SourceFrame | None:
+        with self._cond:
+            if self._taken:
+                self._cond.wait_for(lambda: not self._taken or self._stop.is_set(), timeout)
+            if self._latest is None or self._taken:
+                return None
+            frame, t, gen = self._latest
+            self._taken = True
+        ts = max(int(t * 1000.0), self._last_ts + 1)
+        self._last_ts = ts
+        i = self._count
+        self._count += 1
+        return SourceFrame(frame, ts, i, f"{i:05d}", t, gen)
+
+    def describe(self) -> str:
+        return self.reader.describe()
+
     def _release(self) -> None:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout=2.0)
-        self._cap.release()
+        self._thread.join(timeout=5.0)
+        self.reader.close()
+
+
+def CameraSource(device: int | str, *, size: tuple[int, int] | None = (1280, 720), fps: float = 30.0,
+                 fourcc: str = "MJPG") -> LiveSource:
+    """A webcam as a live source (see :class:`CameraReader`, :class:`LiveSource`)."""
+    return LiveSource(CameraReader(device, size, fps, fourcc))
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -336,12 +488,15 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def open_source(spec: str | int, *, size: tuple[int, int] | None = None, fps: float | None = None,
-                fourcc: str = "MJPG", camera_size: tuple[int, int] = (1280, 720)) -> Source:
+                fourcc: str = "MJPG", camera_size: tuple[int, int] = (1280, 720), live: bool = False) -> Source:
     """Open a source from a CLI spec (camera index or device path, video, image or folder).
 
-    ``size`` resizes file inputs and is asked of cameras (default ``camera_size``).
+    ``size`` resizes file inputs and is asked of cameras (default ``camera_size``). ``live``
+    plays a video file in real time, looping, as if it were a camera.
     """
     text = str(spec)
+    if live and not (isinstance(spec, int) or text.isdigit() or text.startswith("/dev/")):
+        return LiveSource(ReplayReader(text, size=size, fps=fps))
     if isinstance(spec, int) or text.isdigit() or text.startswith("/dev/video"):
         dev: int | str = int(text) if text.isdigit() else text
         return CameraSource(dev, size=size or camera_size, fps=fps or 30.0, fourcc=fourcc)
