@@ -53,20 +53,73 @@ class Pipeline(Stage):
         if preset is None or isinstance(preset, str):
             preset = load_preset(preset or "portrait")
         self.preset = preset
-        self._stages: list[Stage] = []
+        self._backends = {"segmentation": segmentation_backend, "depth": depth_backend}
+        self._stages: dict[str, Stage] = {}
         try:
-            self.segmenter = self._add(Segmenter(preset.segmentation, backend=segmentation_backend))
-            self.depth = self._add(DepthEstimator(preset.depth, backend=depth_backend))
-            self.temporal = self._add(Stabiliser(preset.temporal))
-            self.focus = self._add(FocusTracker(preset.focus))
-            self.renderer = self._add(Renderer(preset.render))
+            for name in STAGES:
+                self._stages[name] = self._build(name, preset)
         except BaseException:
             self.close()
             raise
 
-    def _add(self, stage: Stage) -> Stage:
-        self._stages.append(stage)
-        return stage
+    # Keys whose change needs the stage rebuilt (a model reloaded); others apply in place.
+    _REBUILD_KEYS = {"segmentation": ("model", "model_path"), "depth": ("enabled", "backend", "model_path")}
+    _SECTION = {"segmentation": "segmentation", "depth": "depth", "temporal": "temporal", "focus": "focus",
+                "render": "render"}
+
+    def _build(self, name: str, preset: Preset) -> Stage:
+        if name == "segmentation":
+            return Segmenter(preset.segmentation, backend=self._backends["segmentation"])
+        if name == "depth":
+            return DepthEstimator(preset.depth, backend=self._backends["depth"])
+        if name == "temporal":
+            return Stabiliser(preset.temporal)
+        if name == "focus":
+            return FocusTracker(preset.focus)
+        return Renderer(preset.render)
+
+    @property
+    def segmenter(self) -> Segmenter:
+        return self._stages["segmentation"]
+
+    @property
+    def depth(self) -> DepthEstimator:
+        return self._stages["depth"]
+
+    @property
+    def temporal(self) -> Stabiliser:
+        return self._stages["temporal"]
+
+    @property
+    def focus(self) -> FocusTracker:
+        return self._stages["focus"]
+
+    @property
+    def renderer(self) -> Renderer:
+        return self._stages["render"]
+
+    def apply(self, preset: Preset) -> list[str]:
+        """Switch to ``preset`` while running (live controls, preset reload).
+
+        Sections whose model choice changed are rebuilt (the new stage is built before the old
+        one is closed, so a failure leaves the pipeline as it was); other changed sections are
+        applied in place and keep their temporal state. Returns the changed sections.
+        """
+        changed = []
+        for name in STAGES:
+            old_cfg, new_cfg = getattr(self.preset, self._SECTION[name]), getattr(preset, self._SECTION[name])
+            if old_cfg == new_cfg:
+                continue
+            changed.append(name)
+            keys = self._REBUILD_KEYS.get(name, ())
+            if any(getattr(old_cfg, k) != getattr(new_cfg, k) for k in keys):
+                fresh = self._build(name, preset)
+                old, self._stages[name] = self._stages[name], fresh
+                old.close()
+            else:
+                self._stages[name].configure(new_cfg)
+        self.preset = preset
+        return changed
 
     def warmup(self, size: tuple[int, int] | None = None) -> None:
         """Compile kernels and, given a frame size, run every stage on a synthetic frame of that
@@ -89,7 +142,7 @@ class Pipeline(Stage):
     def reset(self) -> None:
         """Forget temporal state (new stream). Timestamps may start again from any value."""
         super().reset()
-        for s in self._stages:
+        for s in self._stages.values():
             s.reset()
         # Models in VIDEO mode (MediaPipe) demand increasing timestamps for their whole life:
         # after a reset the stages run on a clock that continues from where it was.
@@ -126,5 +179,5 @@ class Pipeline(Stage):
         return Result(readonly(out), readonly(matte), readonly(disparity), float(focus), readonly(coc), ts_in, t)
 
     def _release(self) -> None:
-        for s in reversed(self._stages):
+        for s in reversed(list(self._stages.values())):
             s.close()

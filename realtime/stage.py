@@ -28,6 +28,11 @@ class Stage:
         """Forget all temporal state; the next frame is treated as the first of a stream."""
         self._last_ts = None
 
+    def configure(self, config: Any) -> None:
+        """Take a new config section while running (live controls, preset reload), keeping
+        temporal state. Stages that derive values from their config override this."""
+        self.config = config
+
     def close(self) -> None:
         if self._closed:
             return

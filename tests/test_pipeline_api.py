@@ -83,3 +83,16 @@ def test_blur_only_runs_without_depth_model():
         # background at one constant disparity: the lens blur is uniform behind the person
         bg = r.disparity[r.matte < 1e-4]
         assert bg.size and np.ptp(bg) < 1e-3
+
+
+def test_apply_preset_live_keeps_or_rebuilds_stages():
+    with Pipeline(load_preset("portrait")) as p:
+        f = talking_frame(0, size=(320, 240))
+        p.process(f, 1)
+        seg, ren = p.segmenter, p.renderer
+        changed = p.apply(p.preset.replace({"render": {"aperture_px": 10.0}}))
+        assert changed == ["render"] and p.renderer is ren and p.renderer.config.aperture_px == 10.0
+        changed = p.apply(p.preset.replace({"segmentation": {"model": "square"}}))
+        assert "segmentation" in changed and p.segmenter is not seg and seg.closed
+        r = p.process(f, 2)
+        assert r.frame.shape == f.shape
