@@ -4,13 +4,17 @@ Resolution order for a model file:
 
 1. an explicit path (preset ``model_path`` or CLI), used as given (its hash is checked);
 2. the directory named by ``REALTIME_MODEL_DIR``;
-3. the user cache (``platformdirs.user_cache_dir("portrait-cam")/models``);
-4. a download from the model's public URL into the cache, with a progress bar, a sha256
-   check and an atomic rename (a failed or corrupt download never leaves a file behind).
+3. the user cache: ``REALTIME_CACHE_DIR`` if set, else
+   ``platformdirs.user_cache_dir("portrait-cam")/models``;
+4. a download from the model's public URL into the cache (``REALTIME_MODEL_URL_BASE`` names a
+   mirror instead: the file name is appended to it), with a progress bar, a sha256 check and an
+   atomic rename (a failed or corrupt download never leaves a file behind).
 
 A file whose sha256 differs from the registry is never used: :class:`ModelHashError` names the
 path, the expected and the actual hash. Hashes are checked once per file per process (keyed by
 path, size and mtime) so opening a model again costs nothing.
+
+``python run.py models list|fetch|verify`` is :func:`main`.
 """
 
 from __future__ import annotations
@@ -24,12 +28,19 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
-from .errors import ModelError, ModelHashError, ModelUnavailableError
+from .errors import ConfigError, ModelError, ModelHashError, ModelUnavailableError
 
 ENV_MODEL_DIR = "REALTIME_MODEL_DIR"
+ENV_CACHE_DIR = "REALTIME_CACHE_DIR"  # overrides the platform cache folder (tests, shared machines)
 ENV_MODEL_URL_BASE = "REALTIME_MODEL_URL_BASE"  # mirror: file names are appended to it (tests, air-gapped sites)
+
+__all__ = [
+    "ENV_CACHE_DIR", "ENV_MODEL_DIR", "ENV_MODEL_URL_BASE", "REGISTRY", "ModelError", "ModelHashError",
+    "ModelInfo", "ModelUnavailableError", "cache_dir", "candidates", "download", "info", "locate", "main",
+    "resolve", "sha256_of", "verify",
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,12 @@ class ModelInfo:
     sha256: str
     licence: str
     what: str
+    input_size: tuple[int, int] | None = None  # (width, height) the model takes, where it is fixed
+
+    @property
+    def public_url(self) -> str:
+        """The URL without its query string (what a person would type or click)."""
+        return self.url.split("?")[0]
 
 
 REGISTRY: dict[str, ModelInfo] = {
@@ -50,28 +67,28 @@ REGISTRY: dict[str, ModelInfo] = {
             "https://storage.googleapis.com/mediapipe-assets/tasks/testdata/vision/"
             "selfie_segmentation_landscape.tflite?generation=1782185347043395",
             "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
-            "Apache-2.0 (MediaPipe)", "MediaPipe selfie segmentation, landscape 144x256",
+            "Apache-2.0 (MediaPipe)", "MediaPipe selfie segmentation, landscape 144x256", (256, 144),
         ),
         ModelInfo(
             "selfie_square", "selfie_segmentation.tflite",
             "https://storage.googleapis.com/mediapipe-assets/tasks/testdata/vision/"
             "selfie_segmentation.tflite?generation=1782185339780682",
             "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
-            "Apache-2.0 (MediaPipe)", "MediaPipe selfie segmentation, general 256x256",
+            "Apache-2.0 (MediaPipe)", "MediaPipe selfie segmentation, general 256x256", (256, 256),
         ),
         ModelInfo(
             "face_short_range", "face_detection_short_range.tflite",
             "https://storage.googleapis.com/mediapipe-assets/tasks/testdata/vision/"
             "face_detection_short_range.tflite?generation=1782184645070605",
             "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
-            "Apache-2.0 (MediaPipe)", "MediaPipe BlazeFace short range 128x128",
+            "Apache-2.0 (MediaPipe)", "MediaPipe BlazeFace short range 128x128", (128, 128),
         ),
         ModelInfo(
             "tcmonodepth_small", "tcmonodepth_tcsmallnet_192x320.onnx",
             "https://raw.githubusercontent.com/royshil/obs-backgroundremoval/"
             "875ffda175fcb066380b31797c63630c8b4a3c71/data/models/tcmonodepth_tcsmallnet_192x320.onnx",
             "902b886beaebd3f68deb40bab2fd636a0c112c1ef1cbdd15fa26e5c55b389b4d",
-            "MIT (Yu Li; ONNX by Katsuya Hyodo)", "TCMonoDepth small, relative inverse depth 192x320",
+            "MIT (Yu Li; ONNX by Katsuya Hyodo)", "TCMonoDepth small, relative inverse depth 192x320", (320, 192),
         ),
     )
 }
@@ -88,6 +105,10 @@ def info(name: str) -> ModelInfo:
 
 
 def cache_dir() -> Path:
+    """Where downloaded models are kept: ``REALTIME_CACHE_DIR`` or the platform's user cache."""
+    env = os.environ.get(ENV_CACHE_DIR)
+    if env:
+        return Path(env).expanduser()
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("portrait-cam")) / "models"
@@ -103,6 +124,7 @@ def sha256_of(path: Path) -> str:
 
 def verify(path: Path, model: ModelInfo) -> Path:
     """Raise :class:`ModelHashError` unless ``path`` has the registry's sha256."""
+    path = Path(path)
     try:
         st = path.stat()
     except OSError as e:
@@ -111,11 +133,14 @@ def verify(path: Path, model: ModelInfo) -> Path:
     with _verified_lock:
         if _verified.get(key) == model.sha256:
             return path
-    actual = sha256_of(path)
+    try:
+        actual = sha256_of(path)
+    except OSError as e:
+        raise ModelUnavailableError(f"model file {path} cannot be read ({e.strerror or e})") from e
     if actual != model.sha256:
         raise ModelHashError(
             f"model file {path} is corrupt or not {model.file}: sha256 {actual}, expected {model.sha256}; "
-            f"delete it (it will be downloaded again from {model.url.split('?')[0]})"
+            f"delete it (it will be downloaded again from {model.public_url})"
         )
     with _verified_lock:
         _verified[key] = model.sha256
@@ -132,14 +157,23 @@ def candidates(model: ModelInfo) -> list[Path]:
     return out
 
 
-def _progress_printer(label: str) -> Callable[[int, int | None], None]:
-    stream = sys.stderr
+def locate(name: str) -> Path | None:
+    """The first copy of model ``name`` on disk (not hash-checked, never downloads), or None."""
+    for path in candidates(info(name)):
+        if path.is_file():
+            return path
+    return None
+
+
+def _progress_printer(label: str, stream=None) -> Callable[[int, int | None], None]:
+    """A progress bar on ``stream`` (stderr): redrawn in place on a terminal, else a line per 25%."""
+    stream = stream or sys.stderr
     tty = stream.isatty()
     last = [-1]
 
     def show(done: int, total: int | None) -> None:
         if total:
-            pct = int(100 * done / total)
+            pct = min(100, int(100 * done / total))
             if pct == last[0]:
                 return
             last[0] = pct
@@ -158,12 +192,18 @@ def _progress_printer(label: str) -> Callable[[int, int | None], None]:
     return show
 
 
+def _one_line(e: BaseException) -> str:
+    reason = getattr(e, "reason", None) or e
+    return " ".join(str(reason).split())
+
+
 def download(model: ModelInfo, dest_dir: Path | None = None, *, timeout: float = 30.0,
              progress: Callable[[int, int | None], None] | None = None) -> Path:
     """Download ``model`` into ``dest_dir`` (default: the cache), verified and renamed atomically."""
     dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir()
     base = os.environ.get(ENV_MODEL_URL_BASE)
     url = base.rstrip("/") + "/" + model.file if base else model.url
+    shown_url = url if base else model.public_url
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -190,14 +230,14 @@ def download(model: ModelInfo, dest_dir: Path | None = None, *, timeout: float =
                         done += len(block)
                         progress(done, total_i)
             except (urllib.error.URLError, OSError, ValueError) as e:
-                reason = getattr(e, "reason", None) or e
                 raise ModelUnavailableError(
-                    f"model {model.file} is not on this machine and could not be downloaded from {url} ({reason}); "
-                    f"download it by hand into {dest_dir} or set {ENV_MODEL_DIR} to a folder that holds it"
+                    f"model {model.file} is not on this machine and could not be downloaded from {shown_url} "
+                    f"({_one_line(e)}); download it by hand into {dest_dir} or set {ENV_MODEL_DIR} to a folder "
+                    "that holds it"
                 ) from e
         actual = h.hexdigest()
         if actual != model.sha256:
-            raise ModelHashError(f"download of {model.file} from {url} is corrupt: sha256 {actual}, "
+            raise ModelHashError(f"download of {model.file} from {shown_url} is corrupt: sha256 {actual}, "
                                  f"expected {model.sha256}; nothing was saved, try again")
         final = dest_dir / model.file
         os.replace(tmp, final)
@@ -225,5 +265,79 @@ def resolve(name: str, explicit: str | os.PathLike | None = None, *, allow_downl
     if not allow_download:
         where = " or ".join(str(p.parent) for p in candidates(model))
         raise ModelUnavailableError(f"model {model.file} not found in {where}; fetch it with "
-                                    f"'python run.py models fetch' or download {model.url} there")
+                                    f"'python run.py models fetch' or download {model.public_url} there")
     return download(model)
+
+
+# -- python run.py models list|fetch|verify ---------------------------------------------------
+
+_USAGE = "usage: python run.py models list | fetch [NAME ...] | verify [NAME ...]"
+
+
+def _names(args: Sequence[str]) -> list[str]:
+    for a in args:
+        if a.startswith("-"):
+            raise ConfigError(f"models: unknown option '{a}'; {_USAGE}")
+        info(a)  # unknown names fail with the list of known ones
+    return list(args) or list(REGISTRY)
+
+
+def _cmd_list(args: Sequence[str], out) -> int:
+    names = _names(args)
+    rows = [("name", "file", "licence", "where")]
+    for n in names:
+        m = REGISTRY[n]
+        where = locate(n)
+        rows.append((n, m.file, m.licence, str(where) if where else "missing"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3] + "\n")
+    out.write(f"(looked in: {', '.join(str(p.parent) for p in candidates(REGISTRY[names[0]]))})\n")
+    return 0
+
+
+def _cmd_fetch(args: Sequence[str], out) -> int:
+    for n in _names(args):
+        path = resolve(n)
+        out.write(f"{n}: {path}\n")
+    return 0
+
+
+def _cmd_verify(args: Sequence[str], out, err) -> int:
+    """Hash-check every copy on disk (model dir and cache); exit 2 if any is bad."""
+    bad = 0
+    for n in _names(args):
+        model = REGISTRY[n]
+        copies = [p for p in candidates(model) if p.is_file()]
+        if not copies:
+            out.write(f"{n}: missing (fetch it with 'python run.py models fetch {n}')\n")
+        for p in copies:
+            try:
+                verify(p, model)
+                out.write(f"{n}: ok {p}\n")
+            except ModelError as e:
+                err.write(f"error: {e}\n")
+                bad += 1
+    return 2 if bad else 0
+
+
+def main(argv: Sequence[str]) -> int:
+    """``models list|fetch|verify``; errors are :class:`~realtime.errors.PortraitCamError` (one line, exit 2)."""
+    argv = list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_USAGE)
+        print("  list    each model: name, file, licence, where it was found (or 'missing')")
+        print("  fetch   find or download the models (all, or those named), checking their sha256")
+        print("  verify  hash-check every copy on disk; exit 2 if one is corrupt")
+        print(f"  folders: ${ENV_MODEL_DIR}, then the cache (${ENV_CACHE_DIR} or the platform cache); "
+              f"${ENV_MODEL_URL_BASE} names a download mirror")
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "list":
+        return _cmd_list(rest, sys.stdout)
+    if cmd == "fetch":
+        return _cmd_fetch(rest, sys.stdout)
+    if cmd == "verify":
+        return _cmd_verify(rest, sys.stdout, sys.stderr)
+    raise ConfigError(f"models: unknown command '{cmd}'; {_USAGE}")
+
