@@ -91,23 +91,38 @@ class DepthConfig:
     enabled: bool = knob(True, doc="run the monocular depth model; off = uniform background blur")
     backend: DepthBackend = knob(DepthBackend.ONNXRUNTIME, doc="inference engine for the depth model")
     model_path: str = knob("", doc="explicit model file; empty = the model store")
+    threads: int = knob(2, 1, 16, "onnxruntime intra-op threads for the depth model")
     fit: DepthFit = knob(DepthFit.LETTERBOX, doc="how a frame is fitted to the model's 320x192 input")
     every_n_frames: int = knob(1, 1, 30, "run the depth model on every n-th frame, reuse the last result between")
     asynchronous: bool = knob(False, doc="run the depth model in its own thread (newest result wins)")
-    range_low_percentile: float = knob(2.0, 0.0, 49.0, "robust lower end of the model's output range")
-    range_high_percentile: float = knob(98.0, 51.0, 100.0, "robust upper end of the model's output range")
-    range_smoothing: float = knob(0.9, 0.0, 0.999, "per-frame smoothing of the range (0 = none)")
+    range_low_percentile: float = knob(2.0, 0.0, 49.0, "robust far end of the background's model output")
+    range_high_percentile: float = knob(98.0, 51.0, 100.0, "robust near end of the background's model output")
+    range_smoothing: float = knob(0.9, 0.0, 0.999, "smoothing of the range while it moves to a new value (0 = jump)")
+    range_deadband: float = knob(0.08, 0.0, 0.5, "range changes smaller than this fraction of it are ignored")
+    headroom: float = knob(0.25, 0.0, 0.9, "part of [0, 1] kept above the background's near end for the person")
+    still_smoothing: float = knob(0.9, 0.0, 0.99, "per-pixel smoothing of the model output where the image is still")
+    motion_low: float = knob(3.0, 0.0, 255.0, "luma change (levels, at model resolution) where smoothing starts to give way")
+    motion_high: float = knob(12.0, 0.0, 255.0, "luma change (levels) from which depth follows the model at once")
+    person_margin: float = knob(0.05, 0.0, 0.5, "the person is at least this much nearer than the background prior")
+    person_prior_percentile: float = knob(75.0, 0.0, 100.0, "background percentile the person is assumed to be in front of")
+    person_relief: float = knob(0.05, 0.0, 0.5, "how far the person's own depth may vary around the person's plane")
+    person_min_cutoff_hz: float = knob(1.0, 0.01, 30.0, "One Euro filter of the person's plane: cutoff when still")
+    person_beta: float = knob(2.0, 0.0, 100.0, "One Euro filter of the person's plane: speed coefficient")
     background_disparity: float = knob(0.25, 0.0, 1.0, "disparity given to the background when depth is off")
 
 
 @dataclass(frozen=True)
 class FocusConfig:
     mode: FocusMode = knob(FocusMode.FACE, doc="what the lens focuses on")
-    disparity: float = knob(0.8, 0.0, 1.0, "focus disparity in fixed mode")
+    disparity: float = knob(0.8, 0.0, 1.0, "focus disparity in fixed mode (and when nothing is seen)")
     point_x: float = knob(0.5, 0.0, 1.0, "focus point x in point mode (0 = left, 1 = right)")
     point_y: float = knob(0.5, 0.0, 1.0, "focus point y in point mode (0 = top, 1 = bottom)")
     min_cutoff_hz: float = knob(0.5, 0.01, 30.0, "One Euro filter: cutoff when still (lower = steadier)")
     beta: float = knob(2.0, 0.0, 100.0, "One Euro filter: speed coefficient (higher = less lag when moving)")
+    face_every_n_frames: int = knob(3, 1, 60, "run the face detector on every n-th frame, keep the last face between")
+    face_input_width: int = knob(320, 128, 1920, "width of the downscaled image the face detector sees (pixels)")
+    face_min_confidence: float = knob(0.5, 0.0, 1.0, "face detector score below which a detection is ignored")
+    face_hold_ms: float = knob(500.0, 0.0, 10000.0, "keep focusing on the last face this long after it is lost")
 
 
 @dataclass(frozen=True)
@@ -253,6 +268,9 @@ def _check_consistency(p: Preset, origin: str) -> None:
         raise ConfigError(f"{origin}: render.blades = {p.render.blades} is not allowed; use 0 (round) or 5..16")
     if p.depth.range_low_percentile >= p.depth.range_high_percentile:
         raise ConfigError(f"{origin}: depth.range_low_percentile must be below depth.range_high_percentile")
+    if p.depth.motion_low >= p.depth.motion_high:
+        raise ConfigError(f"{origin}: depth.motion_low ({p.depth.motion_low}) must be below "
+                          f"depth.motion_high ({p.depth.motion_high})")
 
 
 def presets_dir():

@@ -1,12 +1,34 @@
-"""Monocular depth: TCMonoDepth small, mapped to a stable disparity in [0, 1].
+"""Monocular depth: TCMonoDepth small, turned into a stable disparity fused with the person matte.
 
-First version: letterboxed model input, a temporally smoothed percentile range, bilinear
-upsampling, and the person forced to at least its own median disparity.
+Per model result (every frame, every n-th frame, or from the worker thread):
+
+1. the frame is box-averaged into the model's 320x192 input (letterboxed by default: the whole
+   frame is seen, nothing is squashed);
+2. the model's relative inverse depth is smoothed per pixel where the image is still and taken
+   as is where it moved (noise does not flicker, motion does not lag);
+3. a robust range (percentiles of the *background*, so a person walking in does not re-scale
+   the scene) moves only when it leaves a dead band; it maps model units to disparity.
+
+Per frame (always, with the current matte):
+
+4. the disparity is split into two low-resolution layers: the background, filled under the
+   person from the background around it, and the person, filled from the person's interior
+   (no background values leak in at the edges), moved to the person's plane (its own median,
+   but at least ``person_margin`` nearer than the background prior: people in a webcam are in
+   front of most of the room) and bounded to ``person_relief`` around it;
+5. both layers are upsampled bilinearly and blended by the full-resolution matte in one
+   pass, so the disparity edge is exactly the matte's edge.
+
+Without the model (``blur-only`` preset, or the model cannot be loaded, said once in the log)
+the person gets disparity 1 and the background a constant: a uniform lens blur.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -14,14 +36,19 @@ import numpy as np
 
 from . import models
 from .config import DepthBackend as DepthBackendKind
-from .config import DepthConfig
-from .errors import ModelError
-from .frames import check_frame, check_matte, readonly
+from .config import DepthConfig, DepthFit
+from .errors import ModelError, SinkError, StageError
+from .focus import OneEuroFilter
+from .frames import check_disparity, check_frame, check_matte, readonly
 from .stage import Stage
 
 log = logging.getLogger(__name__)
 
 MODEL_W, MODEL_H = 320, 192
+THREAD_NAME = "portrait-cam-depth"
+FALLBACK_PERSON_DISPARITY = 1.0  # no-depth mode: the person is the nearest thing, at the focus plane
+_SAMPLE_STRIDE = 2               # percentiles on every 2nd row and column of the model grid
+_MIN_SAMPLE_FRACTION = 0.05      # fewer background samples than this: use the whole frame
 
 
 class DepthBackend(Protocol):
@@ -33,6 +60,8 @@ class DepthBackend(Protocol):
 
 
 class OnnxDepth:
+    """onnxruntime on the CPU (the default: measured faster than cv2.dnn, see docs/depth.md)."""
+
     def __init__(self, path: str, threads: int = 2) -> None:
         import onnxruntime as ort
 
@@ -42,7 +71,7 @@ class OnnxDepth:
         so.log_severity_level = 3
         try:
             self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
             raise ModelError(f"onnxruntime could not load {path} ({e})") from e
         self._input = self._sess.get_inputs()[0].name
 
@@ -54,6 +83,8 @@ class OnnxDepth:
 
 
 class OpenCVDepth:
+    """cv2.dnn (no extra dependency beyond OpenCV, slower here)."""
+
     def __init__(self, path: str) -> None:
         try:
             self._net = cv2.dnn.readNetFromONNX(str(path))
@@ -72,8 +103,246 @@ def open_backend(cfg: DepthConfig) -> DepthBackend:
     path = models.resolve("tcmonodepth_small", cfg.model_path or None)
     if cfg.backend is DepthBackendKind.OPENCV:
         return OpenCVDepth(str(path))
-    return OnnxDepth(str(path))
+    return OnnxDepth(str(path), threads=cfg.threads)
 
+
+# -- geometry ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Fit:
+    """Where a frame goes in the model input and how the model grid maps back to the frame.
+
+    The *content grid* is ``(nh, nw)`` model cells placed at ``(dy, dx)`` in the 192x320 input;
+    it covers the frame rectangle ``(sy, sx, sh, sw)`` (the whole frame when letterboxing, a
+    centred crop of the model's aspect ratio when cropping).
+    """
+
+    frame_h: int
+    frame_w: int
+    nh: int
+    nw: int
+    dy: int
+    dx: int
+    sy: int
+    sx: int
+    sh: int
+    sw: int
+
+
+def compute_fit(h: int, w: int, mode: DepthFit) -> Fit:
+    if mode is DepthFit.CROP:
+        # the largest centred rectangle of the model's aspect ratio
+        if w * MODEL_H > h * MODEL_W:
+            sh, sw = h, max(1, round(h * MODEL_W / MODEL_H))
+        else:
+            sh, sw = max(1, round(w * MODEL_H / MODEL_W)), w
+        return Fit(h, w, MODEL_H, MODEL_W, 0, 0, (h - sh) // 2, (w - sw) // 2, sh, sw)
+    scale = min(MODEL_W / w, MODEL_H / h)
+    nw = min(MODEL_W, max(2, round(w * scale)))
+    nh = min(MODEL_H, max(2, round(h * scale)))
+    return Fit(h, w, nh, nw, (MODEL_H - nh) // 2, (MODEL_W - nw) // 2, 0, 0, h, w)
+
+
+def _bounds(start: int, length: int, cells: int) -> np.ndarray:
+    """``cells + 1`` source indices splitting ``[start, start + length)`` into near-equal boxes."""
+    return (start + (np.arange(cells + 1, dtype=np.int64) * length) // cells).astype(np.int64)
+
+
+def _sampling(size: int, start: int, length: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear sampling of a ``cells``-long low-resolution axis at each of ``size`` pixels."""
+    u = (np.arange(size, dtype=np.float64) - start + 0.5) * (cells / length) - 0.5
+    u = np.clip(u, 0.0, cells - 1)
+    i0 = np.minimum(np.floor(u).astype(np.int64), max(cells - 2, 0))
+    f = (u - i0).astype(np.float32)
+    return i0, f
+
+
+class _Grid:
+    """Buffers for one frame size (allocated once, reused every frame)."""
+
+    def __init__(self, fit: Fit, pad: float) -> None:
+        self.fit = fit
+        nh, nw = fit.nh, fit.nw
+        self.row_bounds = _bounds(fit.sy, fit.sh, nh)
+        self.col_bounds = _bounds(fit.sx, fit.sw, nw)
+        self.yi, self.yf = _sampling(fit.frame_h, fit.sy, fit.sh, nh)
+        self.xi, self.xf = _sampling(fit.frame_w, fit.sx, fit.sw, nw)
+        self.x = np.full((1, 3, MODEL_H, MODEL_W), pad, np.float32)
+        self.acc_frame = np.zeros((nh, fit.frame_w * 3), np.int32)
+        self.acc_matte = np.zeros((nh, fit.frame_w), np.float32)
+        self.scratch = np.zeros((fit.frame_h, 2, nw), np.float32)
+        self.luma = np.zeros((nh, nw), np.float32)
+        self.matte = np.zeros((nh, nw), np.float32)
+        self.mapped = np.zeros((nh, nw), np.float32)
+        self.union = np.zeros((nh, nw), np.float32)
+        self.inter = np.zeros((nh, nw), np.float32)
+        self.w_bg = np.zeros((nh, nw), np.float32)
+        self.w_person = np.zeros((nh, nw), np.float32)
+        self.background = np.zeros((nh, nw), np.float32)
+        self.person_fill = np.zeros((nh, nw), np.float32)
+        self.person = np.zeros((nh, nw), np.float32)
+        n = ((nh + _SAMPLE_STRIDE - 1) // _SAMPLE_STRIDE) * ((nw + _SAMPLE_STRIDE - 1) // _SAMPLE_STRIDE)
+        self.samples = np.empty(n, np.float32)
+        self.count = np.zeros(1, np.int64)
+        self.ones = np.ones((nh, nw), np.float32)
+        self.fill = PushPull((nh, nw))
+        self.out = np.empty((fit.frame_h, fit.frame_w), np.float32)
+
+
+class PushPull:
+    """Scratch pyramid for :func:`shaders.depth.pushpull_fill` (allocated once per grid size)."""
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        shapes = [shape]
+        while shapes[-1][0] > 2 or shapes[-1][1] > 2:
+            h, w = shapes[-1]
+            shapes.append(((h + 1) // 2, (w + 1) // 2))
+        self._vws = tuple(np.zeros(s, np.float32) for s in shapes)
+        self._ws = tuple(np.zeros(s, np.float32) for s in shapes)
+        self._fills = tuple(np.zeros(s, np.float32) for s in shapes)
+
+    def fill(self, values: np.ndarray, weights: np.ndarray, default: float, out: np.ndarray) -> None:
+        """``out``: ``values`` where ``weights`` ~ 1, smoothly filled from the nearest weighted values elsewhere."""
+        from shaders.depth import pushpull_fill
+
+        pushpull_fill(values, weights, np.float32(default), self._vws, self._ws, self._fills, out)
+
+
+# -- temporal pieces --------------------------------------------------------------------------
+
+class RangeStabiliser:
+    """A robust (lo, hi) that only moves when the measurement leaves a dead band.
+
+    Inside the band (a fraction ``deadband`` of the current span) the range does not change at
+    all, so camera noise cannot re-scale the scene; outside it, each end chases the new value
+    with rate ``1 - smoothing`` per update until it is within a tenth of the band again
+    (hysteresis: a small persistent offset does not keep it moving forever).
+    """
+
+    def __init__(self, smoothing: float, deadband: float) -> None:
+        self.rate = 1.0 - smoothing
+        self.deadband = deadband
+        self.lo: float | None = None
+        self.hi: float | None = None
+        self._tracking = [False, False]
+
+    def reset(self) -> None:
+        self.lo = self.hi = None
+        self._tracking = [False, False]
+
+    def update(self, lo: float, hi: float) -> tuple[float, float]:
+        if self.lo is None or self.hi is None:
+            self.lo, self.hi = float(lo), float(max(hi, lo + 1e-6))
+            return self.lo, self.hi
+        span = max(self.hi - self.lo, 1e-6)
+        band = self.deadband * span
+        ends = [self.lo, self.hi]
+        for k, target in enumerate((float(lo), float(hi))):
+            err = target - ends[k]
+            if abs(err) > band:
+                self._tracking[k] = True
+            if self._tracking[k]:
+                ends[k] += self.rate * err
+                if abs(target - ends[k]) <= 0.1 * band:
+                    self._tracking[k] = False
+        self.lo, self.hi = ends[0], max(ends[1], ends[0] + 1e-6)
+        return self.lo, self.hi
+
+
+@dataclass
+class _RawDepth:
+    """One model result and what the frame it came from looked like at model resolution."""
+
+    raw: np.ndarray | None  # (nh, nw) model output on the content grid (None until inferred)
+    luma: np.ndarray        # (nh, nw)
+    matte: np.ndarray       # (nh, nw) low-resolution matte of that frame
+    fit: Fit
+
+
+def _content(out: object, fit: Fit) -> np.ndarray:
+    """The part of a (192, 320) model output that covers the frame; garbage is a StageError."""
+    if not isinstance(out, np.ndarray) or out.size != MODEL_H * MODEL_W:
+        got = out.shape if isinstance(out, np.ndarray) else type(out).__name__
+        raise StageError(f"depth backend returned {got}, expected an array of {MODEL_H}x{MODEL_W} values")
+    if out.dtype != np.float32:
+        raise StageError(f"depth backend returned dtype {out.dtype}, expected float32")
+    c = out.reshape(MODEL_H, MODEL_W)[fit.dy:fit.dy + fit.nh, fit.dx:fit.dx + fit.nw]
+    if not np.isfinite(c.sum()):
+        raise StageError("depth backend returned NaN or infinite values")
+    return c
+
+
+class _AsyncInference:
+    """The model in its own thread: the newest submitted input is run, the newest result wins."""
+
+    def __init__(self, backend: DepthBackend) -> None:
+        self._backend = backend
+        self._cond = threading.Condition()
+        self._pending: tuple[np.ndarray, _RawDepth] | None = None
+        self._result: _RawDepth | None = None
+        self._error: BaseException | None = None
+        self._stop = False
+        self._busy = False
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+        self._thread.start()
+
+    def submit(self, x: np.ndarray, meta: _RawDepth) -> None:
+        """Queue ``x`` (copied: the caller reuses its buffer), replacing any input not yet started."""
+        with self._cond:
+            self._raise_error()
+            self._pending = (x.copy(), meta)
+            self._cond.notify_all()
+
+    def take(self, wait: bool) -> _RawDepth | None:
+        """The newest finished result (once), or None; ``wait`` blocks until there is one."""
+        with self._cond:
+            while wait and self._result is None and self._error is None and not self._stop:
+                self._cond.wait(0.5)
+            self._raise_error()
+            r, self._result = self._result, None
+            return r
+
+    def idle(self) -> bool:
+        with self._cond:
+            return self._pending is None and not self._busy
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            e = self._error
+            raise StageError(f"depth model failed in its thread: {e}") from e
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                x, meta = self._pending
+                self._pending = None
+                self._busy = True
+            try:
+                raw = np.array(_content(self._backend.infer(x), meta.fit), copy=True)
+            except BaseException as e:  # handed to the caller's thread, which raises it
+                with self._cond:
+                    self._error = e
+                    self._busy = False
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._result = _RawDepth(raw, meta.luma, meta.matte, meta.fit)
+                self._busy = False
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._pending = None
+            self._cond.notify_all()
+        self._thread.join()
+
+
+# -- the stage --------------------------------------------------------------------------------
 
 class DepthEstimator(Stage):
     """Frame + matte in, disparity ``(H, W) float32`` in [0, 1] (larger = nearer, read-only) out."""
@@ -91,66 +360,208 @@ class DepthEstimator(Stage):
             except ModelError as e:
                 log.warning("depth model unavailable, using a uniform background blur instead: %s", e)
                 self.available = False
-        self._range: np.ndarray | None = None
-        self._disp: np.ndarray | None = None
-        self._frame_no = 0
+        elif not config.enabled:
+            log.info("depth disabled by the preset: uniform background blur behind the person")
+        self._async: _AsyncInference | None = None
+        if self.uses_model and config.asynchronous:
+            self._async = _AsyncInference(self._backend)
+        self._grid: _Grid | None = None
+        self._fallback_out: np.ndarray | None = None
+        self._range = RangeStabiliser(config.range_smoothing, config.range_deadband)
+        self._plane = OneEuroFilter(config.person_min_cutoff_hz, config.person_beta)
+        self.reset()
 
-    def reset(self) -> None:
-        super().reset()
-        self._range = None
-        self._frame_no = 0
-
+    # -- public state, for the focus tracker, tools and tests ------------------------------
     @property
     def uses_model(self) -> bool:
         return self.config.enabled and self._backend is not None
 
+    @property
+    def person_plane(self) -> float | None:
+        """The person's disparity plane of the last frame (None without a person or a model)."""
+        return self._person_plane
+
+    @property
+    def range(self) -> tuple[float, float] | None:
+        """The current (far, near) model-output range that maps to disparity 0 and ``1 - headroom``."""
+        if self._range.lo is None:
+            return None
+        return self._range.lo, self._range.hi
+
+    def reset(self) -> None:
+        super().reset()
+        self._range.reset()
+        self._plane.reset()
+        self._state: np.ndarray | None = None      # temporally filtered model output (nh, nw)
+        self._ref_luma: np.ndarray | None = None   # luma the state currently corresponds to
+        self._src_matte: np.ndarray | None = None  # low-res matte of the frame the state came from
+        self._frame_no = 0
+        self._person_plane: float | None = None
+        self._lo_hi = (0.0, 1.0)
+
+    # -- per frame -------------------------------------------------------------------------
     def process(self, frame: np.ndarray, timestamp_ms: int, matte: np.ndarray) -> np.ndarray:
-        self._begin(timestamp_ms)
+        ts = self._begin(timestamp_ms)
         check_frame(frame)
         h, w = frame.shape[:2]
         check_matte(matte, (h, w))
-        if self._disp is None or self._disp.shape != (h, w):
-            self._disp = np.empty((h, w), np.float32)
+        from shaders import depth as k
+
+        if not matte.flags.c_contiguous:
+            matte = np.ascontiguousarray(matte)
         if not self.uses_model:
-            bg = self.config.background_disparity
-            np.multiply(matte, np.float32(1.0 - bg), out=self._disp)
-            self._disp += np.float32(bg)
-            return readonly(self._disp)
-        if self._frame_no % self.config.every_n_frames == 0 or self._raw is None:
-            self._raw = self._infer(frame)
+            if self._fallback_out is None or self._fallback_out.shape != (h, w):
+                self._fallback_out = np.empty((h, w), np.float32)
+            k.compose_constant(matte, np.float32(FALLBACK_PERSON_DISPARITY),
+                               np.float32(self.config.background_disparity), self._fallback_out)
+            return readonly(self._fallback_out)
+
+        g = self._ensure_grid(h, w)
+        k.box_downsample(matte, g.row_bounds, g.col_bounds, g.acc_matte, g.matte)
+        self._update_model(frame, g)
+        self._fuse(matte, g, ts)
+        return readonly(g.out)
+
+    def _ensure_grid(self, h: int, w: int) -> _Grid:
+        if self._grid is None or self._grid.out.shape != (h, w):
+            if self._async is not None:
+                # results for another frame size are useless: wait for the worker to drain
+                while not self._async.idle():
+                    self._async.take(wait=True)
+                self._async.take(wait=False)
+            self._grid = _Grid(compute_fit(h, w, self.config.fit), 0.0)
+            self._state = None
+            self._ref_luma = None
+            self._src_matte = None
+            self._range.reset()
+        return self._grid
+
+    def _pack(self, frame: np.ndarray, g: _Grid) -> None:
+        from shaders.depth import pack_model_input
+
+        f = g.fit
+        pack_model_input(frame.reshape(f.frame_h, f.frame_w * 3), g.row_bounds, g.col_bounds, f.dy, f.dx,
+                         g.acc_frame, g.x, g.luma)
+
+    def _update_model(self, frame: np.ndarray, g: _Grid) -> None:
+        """Run (or collect) the model when due and fold a new result into the filtered state."""
+        due = self._frame_no % self.config.every_n_frames == 0
         self._frame_no += 1
-        raw = self._raw
-        lo, hi = np.percentile(raw, [self.config.range_low_percentile, self.config.range_high_percentile])
-        cur = np.array([lo, hi], np.float32)
-        if self._range is None:
-            self._range = cur
+        f = g.fit
+        result: _RawDepth | None = None
+        if self._async is not None:
+            if due or self._state is None:
+                self._pack(frame, g)
+                self._async.submit(g.x, _RawDepth(None, g.luma.copy(), g.matte.copy(), f))
+            result = self._async.take(wait=self._state is None)
+        elif due or self._state is None:
+            self._pack(frame, g)
+            try:
+                out = self._backend.infer(g.x)
+            except Exception as e:
+                raise StageError(f"depth model failed: {e}") from e
+            result = _RawDepth(_content(out, f), g.luma, g.matte, f)
+        if result is None:
+            return
+        self._fold(result, g)
+
+    def _fold(self, r: _RawDepth, g: _Grid) -> None:
+        from shaders.depth import gather_samples, motion_adaptive_update
+
+        cfg = self.config
+        if self._state is None:
+            self._state = np.array(r.raw, np.float32, copy=True)
+            self._ref_luma = np.array(r.luma, np.float32, copy=True)
+            self._src_matte = np.array(r.matte, np.float32, copy=True)
         else:
-            a = np.float32(self.config.range_smoothing)
-            self._range = a * self._range + (1 - a) * cur
-        lo, hi = float(self._range[0]), float(self._range[1])
-        small = np.clip((raw - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
-        cv2.resize(small, (w, h), dst=self._disp, interpolation=cv2.INTER_LINEAR)
-        person = matte > 0.5
-        if person.any():
-            med = np.float32(np.median(self._disp[person]))
-            np.copyto(self._disp, matte * med + (1 - matte) * self._disp)
-        return readonly(self._disp)
+            motion_adaptive_update(np.ascontiguousarray(r.raw, np.float32), r.luma,
+                                   np.float32(1.0 - cfg.still_smoothing), np.float32(cfg.motion_low),
+                                   np.float32(cfg.motion_high), self._state, self._ref_luma)
+            np.copyto(self._src_matte, r.matte)
+        # the range comes from the background the model saw (the person does not re-scale the scene)
+        np.subtract(1.0, self._src_matte, out=g.w_bg)
+        gather_samples(self._state, g.w_bg, np.float32(0.5), _SAMPLE_STRIDE, g.samples, g.count)
+        n = int(g.count[0])
+        if n < _MIN_SAMPLE_FRACTION * g.samples.shape[0]:
+            gather_samples(self._state, g.ones, np.float32(0.5), _SAMPLE_STRIDE, g.samples, g.count)
+            n = int(g.count[0])
+        s = g.samples[:n]
+        ks = sorted({_rank(cfg.range_low_percentile, n), _rank(cfg.range_high_percentile, n)})
+        s.partition(ks)
+        lo, hi = self._range.update(float(s[_rank(cfg.range_low_percentile, n)]),
+                                    float(s[_rank(cfg.range_high_percentile, n)]))
+        self._lo_hi = (lo, hi)
 
-    _raw: np.ndarray | None = None
+    def _fuse(self, matte: np.ndarray, g: _Grid, ts: int) -> None:
+        """Background and person layers at model resolution, then the full-resolution blend."""
+        from shaders.depth import compose_layers, gather_samples, layer_masks, layer_weights, map_range, person_layer
 
-    def _infer(self, frame: np.ndarray) -> np.ndarray:
-        h, w = frame.shape[:2]
-        scale = min(MODEL_W / w, MODEL_H / h)
-        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        x0, y0 = (MODEL_W - nw) // 2, (MODEL_H - nh) // 2
-        canvas = np.zeros((MODEL_H, MODEL_W, 3), np.uint8)
-        canvas[y0:y0 + nh, x0:x0 + nw] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
-        rgb = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
-        x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
-        out = self._backend.infer(x)
-        return np.ascontiguousarray(out[y0:y0 + nh, x0:x0 + nw], dtype=np.float32)
+        cfg = self.config
+        lo, hi = self._lo_hi
+        scale = (1.0 - cfg.headroom) / max(hi - lo, 1e-6)
+        map_range(self._state, np.float32(lo), np.float32(scale), np.float32(1.0 - cfg.headroom), g.mapped)
+
+        # background: everything the person does not cover now or did in the model's frame,
+        # kept clear of the person's edge (the model's own edges are soft); person: its interior,
+        # covered now and in the model's frame, away from the edge
+        layer_masks(g.matte, self._src_matte, g.union, g.inter)
+        cv2.dilate(g.union, _CLEARANCE, dst=g.union)
+        cv2.erode(g.inter, _CLEARANCE, dst=g.inter)
+        layer_weights(g.union, g.inter, g.w_bg, g.w_person)
+
+        gather_samples(g.mapped, g.w_bg, np.float32(0.5), _SAMPLE_STRIDE, g.samples, g.count)
+        n_bg = int(g.count[0])
+        if n_bg < _MIN_SAMPLE_FRACTION * g.samples.shape[0]:
+            gather_samples(g.mapped, g.ones, np.float32(0.5), _SAMPLE_STRIDE, g.samples, g.count)
+            n_bg = int(g.count[0])
+        bg = g.samples[:n_bg]
+        kq = _rank(cfg.person_prior_percentile, n_bg)
+        bg.partition(kq)
+        prior = float(bg[kq])
+        g.fill.fill(g.mapped, g.w_bg, prior, g.background)
+
+        gather_samples(g.mapped, g.w_person, np.float32(0.5), _SAMPLE_STRIDE, g.samples, g.count)
+        n_p = int(g.count[0])
+        if n_p >= 4:
+            pm = g.samples[:n_p]
+            km = n_p // 2
+            pm.partition(km)
+            own = float(pm[km])
+            target = min(1.0, max(own, prior + cfg.person_margin))
+            plane = self._plane(target, ts)
+            self._person_plane = plane
+            g.fill.fill(g.mapped, g.w_person, own, g.person_fill)
+            person_layer(g.person_fill, np.float32(plane - own), np.float32(max(0.0, plane - cfg.person_relief)),
+                         np.float32(min(1.0, plane + cfg.person_relief)), g.person)
+        else:
+            # nobody (or only slivers): whatever the matte marks takes the background's values
+            self._person_plane = None
+            np.copyto(g.person, g.background)
+        compose_layers(matte, g.person, g.background, g.yi, g.yf, g.xi, g.xf, g.scratch, g.out)
 
     def _release(self) -> None:
+        if self._async is not None:
+            self._async.close()
+            self._async = None
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+
+
+# the model's own person edge is soft over a few cells on either side: the layers take their
+# values from at least this far (in model cells, ~4 px each at 720p) from the matte's edge
+_CLEARANCE_CELLS = 3
+_CLEARANCE = np.ones((2 * _CLEARANCE_CELLS + 1, 2 * _CLEARANCE_CELLS + 1), np.uint8)
+
+
+def _rank(percentile: float, n: int) -> int:
+    return min(n - 1, max(0, int(round(percentile / 100.0 * (n - 1)))))
+
+
+def save_disparity(path: str | Path, disparity: np.ndarray) -> None:
+    """Write a disparity map as a 16-bit PNG (0 = far, 65535 = near), e.g. for ``--save-depth``."""
+    check_disparity(disparity, disparity.shape[:2] if disparity.ndim == 2 else (0, 0))
+    img = np.empty(disparity.shape, np.uint16)
+    np.multiply(np.clip(disparity, 0.0, 1.0), 65535.0, out=img, casting="unsafe")
+    if not cv2.imwrite(str(path), img):
+        raise SinkError(f"could not write the disparity map to {path}")

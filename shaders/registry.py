@@ -1,3 +1,4 @@
 """Imports every kernel module so their warm-ups are registered (see :func:`shaders.warmup`)."""
 
 from . import blur  # noqa: F401
+from . import depth  # noqa: F401

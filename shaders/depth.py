@@ -1,0 +1,341 @@
+"""Depth kernels: model input packing, temporal filtering, hole filling and matte-guided upsampling.
+
+The depth model sees a small image (320x192); everything it returns lives on a low-resolution
+"content grid" of ``(nh, nw)`` cells, each of which covers a box of the full-resolution frame
+given by ``row_bounds``/``col_bounds`` (``nh + 1`` / ``nw + 1`` increasing source indices).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .jit import inline, kernel, register_warmup
+
+# BT.601 luma weights for the motion signal (BGR order)
+_LB, _LG, _LR = np.float32(0.114), np.float32(0.587), np.float32(0.299)
+
+
+@kernel(parallel=True)
+def pack_model_input(frame, row_bounds, col_bounds, dy, dx, acc, out_x, out_luma):
+    """Box-average ``frame`` into the model tensor: RGB planar float32 0..255.
+
+    ``frame`` is the BGR image viewed as ``(H, W * 3)`` uint8 (so the row sums below run over
+    contiguous bytes); content cell ``(i, j)`` averages ``frame[row_bounds[i]:row_bounds[i+1],
+    col_bounds[j]:col_bounds[j+1]]`` (at least one pixel: smaller frames are upsampled by
+    repetition) and lands at ``out_x[0, :, dy + i, dx + j]``. Cells outside the content are
+    left as they are (the caller fills the padding once). ``out_luma[i, j]`` gets the cell's
+    luma; ``acc`` is ``(nh, W * 3)`` int32 scratch.
+    """
+    nh = row_bounds.shape[0] - 1
+    nw = col_bounds.shape[0] - 1
+    n = frame.shape[1]
+    for i in prange(nh):
+        y0 = row_bounds[i]
+        y1 = max(row_bounds[i + 1], y0 + 1)
+        row = acc[i]
+        for x in range(n):
+            row[x] = frame[y0, x]
+        for y in range(y0 + 1, y1):
+            for x in range(n):
+                row[x] += frame[y, x]
+        for j in range(nw):
+            x0 = col_bounds[j]
+            x1 = max(col_bounds[j + 1], x0 + 1)
+            sb = np.int32(0)
+            sg = np.int32(0)
+            sr = np.int32(0)
+            for x in range(x0, x1):
+                sb += row[3 * x]
+                sg += row[3 * x + 1]
+                sr += row[3 * x + 2]
+            inv = np.float32(1.0) / np.float32((y1 - y0) * (x1 - x0))
+            b = np.float32(sb) * inv
+            g = np.float32(sg) * inv
+            r = np.float32(sr) * inv
+            out_x[0, 0, dy + i, dx + j] = r
+            out_x[0, 1, dy + i, dx + j] = g
+            out_x[0, 2, dy + i, dx + j] = b
+            out_luma[i, j] = _LB * b + _LG * g + _LR * r
+
+
+@kernel(parallel=True)
+def box_downsample(src, row_bounds, col_bounds, acc, out):
+    """``out[i, j]`` = mean of ``src`` over the box of cell ``(i, j)``; ``acc`` is ``(nh, W)`` scratch."""
+    nh = row_bounds.shape[0] - 1
+    nw = col_bounds.shape[0] - 1
+    n = src.shape[1]
+    for i in prange(nh):
+        y0 = row_bounds[i]
+        y1 = max(row_bounds[i + 1], y0 + 1)
+        row = acc[i]
+        for x in range(n):
+            row[x] = src[y0, x]
+        for y in range(y0 + 1, y1):
+            for x in range(n):
+                row[x] += src[y, x]
+        for j in range(nw):
+            x0 = col_bounds[j]
+            x1 = max(col_bounds[j + 1], x0 + 1)
+            s = np.float32(0.0)
+            for x in range(x0, x1):
+                s += row[x]
+            out[i, j] = s / np.float32((y1 - y0) * (x1 - x0))
+
+
+@inline
+def _ramp(v, lo, hi):
+    if v <= lo:
+        return np.float32(0.0)
+    if v >= hi:
+        return np.float32(1.0)
+    return (v - lo) / (hi - lo)
+
+
+@kernel
+def motion_adaptive_update(raw, luma, still_alpha, change_lo, change_hi, state, ref_luma):
+    """Per-pixel exponential smoothing of the model output that follows at once where the image moved.
+
+    The smoothing weight ramps from ``still_alpha`` (luma within ``change_lo`` levels of the
+    reference) to 1 (``change_hi`` levels or more). The reference luma moves with the same
+    weight, so a slow drift accumulates until it counts as a change instead of being ignored.
+    """
+    h, w = raw.shape
+    for i in range(h):
+        for j in range(w):
+            d = abs(luma[i, j] - ref_luma[i, j])
+            a = still_alpha + (np.float32(1.0) - still_alpha) * _ramp(d, change_lo, change_hi)
+            state[i, j] += a * (raw[i, j] - state[i, j])
+            ref_luma[i, j] += a * (luma[i, j] - ref_luma[i, j])
+
+
+@inline
+def _knee(v, top):
+    """Linear up to ``top``, then a soft shoulder approaching 1 (same slope at the knee)."""
+    if v <= top:
+        return max(v, np.float32(0.0))
+    room = np.float32(1.0) - top
+    if room <= np.float32(0.0):
+        return np.float32(1.0)
+    return top + room * (np.float32(1.0) - np.exp(-(v - top) / room))
+
+
+@kernel
+def map_range(raw, lo, scale, top, out):
+    """Model units to disparity: ``(raw - lo) * scale``, clipped at 0, with a soft knee above ``top``.
+
+    The background's range maps linearly to [0, top]; anything nearer (the person, a hand)
+    is compressed into (top, 1) instead of being clipped flat.
+    """
+    h, w = raw.shape
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = _knee((raw[i, j] - lo) * scale, top)
+
+
+@kernel
+def gather_samples(values, weight, threshold, stride, out_values, out_count):
+    """Values on a ``stride`` grid where ``weight >= threshold``; their number in ``out_count[0]``."""
+    h, w = values.shape
+    n = 0
+    cap = out_values.shape[0]
+    for i in range(0, h, stride):
+        for j in range(0, w, stride):
+            if weight[i, j] >= threshold and n < cap:
+                out_values[n] = values[i, j]
+                n += 1
+    out_count[0] = n
+
+
+@inline
+def _push(vw, w, out_vw, out_w):
+    """One pyramid level down: 2x2 means of weighted values and of weights (odd edges clamp)."""
+    h, wd = w.shape
+    oh, ow = out_w.shape
+    for i in range(oh):
+        i0 = 2 * i
+        i1 = min(2 * i + 1, h - 1)
+        for j in range(ow):
+            j0 = 2 * j
+            j1 = min(2 * j + 1, wd - 1)
+            out_w[i, j] = (w[i0, j0] + w[i0, j1] + w[i1, j0] + w[i1, j1]) * np.float32(0.25)
+            out_vw[i, j] = (vw[i0, j0] + vw[i0, j1] + vw[i1, j0] + vw[i1, j1]) * np.float32(0.25)
+
+
+@inline
+def _half_tap(i, n):
+    """Bilinear taps of fine index ``i`` on a grid half as fine (``n`` cells): (near, far, far weight)."""
+    c = i >> 1
+    near = min(c, n - 1)
+    if i & 1:
+        far = min(c + 1, n - 1)
+    else:
+        far = max(c - 1, 0)
+    return near, far, np.float32(0.25)
+
+
+@inline
+def _pull(vw, w, coarse, out):
+    """One level up: the normalised value where the weight is confident, else the coarser fill.
+
+    ``out = a * vw / w + (1 - a) * bilinear(coarse)`` with ``a = min(1, 4 w)``: a cell with a
+    quarter of valid pixels under it already trusts itself.
+    """
+    h, wd = w.shape
+    ch, cw = coarse.shape
+    for i in range(h):
+        yn, yf, ay = _half_tap(i, ch)
+        for j in range(wd):
+            ww = w[i, j]
+            a = ww * np.float32(4.0)
+            if a >= np.float32(1.0):
+                out[i, j] = vw[i, j] / ww
+                continue
+            xn, xf, ax = _half_tap(j, cw)
+            near = coarse[yn, xn] + ax * (coarse[yn, xf] - coarse[yn, xn])
+            far = coarse[yf, xn] + ax * (coarse[yf, xf] - coarse[yf, xn])
+            c = near + ay * (far - near)
+            if ww > np.float32(1e-12):
+                out[i, j] = a * (vw[i, j] / ww) + (np.float32(1.0) - a) * c
+            else:
+                out[i, j] = c
+
+
+@kernel
+def pushpull_fill(values, weights, default, vws, ws, fills, out):
+    """Hole filling by normalised convolution on a pyramid (push: average down, pull: fill up).
+
+    ``out`` is ``values`` where ``weights`` is ~1 and, elsewhere, a smooth continuation of the
+    nearest weighted values (any hole size; ``default`` only when no weight is anywhere).
+    ``vws``, ``ws``, ``fills`` are tuples of per-level scratch planes, level 0 at full size and
+    each next one half the size (rounded up), down to at most 2x2.
+    """
+    n = len(ws)
+    h, w = values.shape
+    vw0 = vws[0]
+    w0 = ws[0]
+    for i in range(h):
+        for j in range(w):
+            w0[i, j] = weights[i, j]
+            vw0[i, j] = values[i, j] * weights[i, j]
+    for k in range(1, n):
+        _push(vws[k - 1], ws[k - 1], vws[k], ws[k])
+    last_w = ws[n - 1]
+    last_vw = vws[n - 1]
+    sw = np.float32(0.0)
+    sv = np.float32(0.0)
+    for i in range(last_w.shape[0]):
+        for j in range(last_w.shape[1]):
+            sw += last_w[i, j]
+            sv += last_vw[i, j]
+    top = fills[n - 1]
+    g = sv / sw if sw > np.float32(1e-9) else default
+    for i in range(top.shape[0]):
+        for j in range(top.shape[1]):
+            top[i, j] = g
+    # the coarsest level is filled with the overall mean, then each finer one from the coarser
+    _pull(last_vw, last_w, fills[n - 1][0:1, 0:1], top)
+    for k in range(n - 2, -1, -1):
+        _pull(vws[k], ws[k], fills[k + 1], fills[k])
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = fills[0][i, j]
+
+
+@kernel
+def layer_masks(matte, src_matte, union, inter):
+    """Where either matte has the person (``union``) and where both have it (``inter``)."""
+    h, w = matte.shape
+    for i in range(h):
+        for j in range(w):
+            a = matte[i, j]
+            b = src_matte[i, j]
+            union[i, j] = max(a, b)
+            inter[i, j] = min(a, b)
+
+
+@kernel
+def layer_weights(union_grown, inter_shrunk, w_background, w_person):
+    """Fill weights: background well clear of any person, person well inside it."""
+    h, w = union_grown.shape
+    for i in range(h):
+        for j in range(w):
+            u = np.float32(1.0) - min(max(union_grown[i, j], np.float32(0.0)), np.float32(1.0))
+            w_background[i, j] = u * u
+            w_person[i, j] = _ramp(inter_shrunk[i, j], np.float32(0.5), np.float32(0.9))
+
+
+@kernel
+def person_layer(filled, shift, lo, hi, out):
+    """``out = clip(filled + shift, lo, hi)``: the person's own relief, moved to its plane and bounded."""
+    h, w = filled.shape
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = min(max(filled[i, j] + shift, lo), hi)
+
+
+@kernel(parallel=True)
+def compose_layers(matte, person, background, yi, yf, xi, xf, scratch, out):
+    """Full-resolution disparity: both low-resolution layers sampled bilinearly, blended by the matte.
+
+    Row ``y`` samples the layers between rows ``yi[y]`` and ``yi[y] + 1`` with weight ``yf[y]``
+    (``xi``/``xf`` likewise for columns; the caller clamps indices so ``+ 1`` stays inside).
+    ``out = matte * person + (1 - matte) * background``: the edge is where the full-resolution
+    matte puts it, and neither layer carries the other's values across it. ``scratch`` is
+    ``(H, 2, nw)``: each row's vertically interpolated background and person - background.
+    """
+    h, w = matte.shape
+    nw = person.shape[1]
+    for y in prange(h):
+        i0 = yi[y]
+        fy = yf[y]
+        gy = np.float32(1.0) - fy
+        bg_row = scratch[y, 0]
+        diff_row = scratch[y, 1]
+        for j in range(nw):
+            b = gy * background[i0, j] + fy * background[i0 + 1, j]
+            diff_row[j] = gy * person[i0, j] + fy * person[i0 + 1, j] - b
+            bg_row[j] = b
+        for x in range(w):
+            j0 = xi[x]
+            fx = xf[x]
+            b = bg_row[j0] + fx * (bg_row[j0 + 1] - bg_row[j0])
+            d = diff_row[j0] + fx * (diff_row[j0 + 1] - diff_row[j0])
+            out[y, x] = b + matte[y, x] * d
+
+
+@kernel(parallel=True)
+def compose_constant(matte, person, background, out):
+    """No-depth fallback: ``out = matte * person + (1 - matte) * background`` with two constants."""
+    h, w = matte.shape
+    for y in prange(h):
+        for x in range(w):
+            out[y, x] = background + matte[y, x] * (person - background)
+
+
+@register_warmup
+def _warm() -> None:
+    frame = np.zeros((6, 8 * 3), np.uint8)
+    rb = np.array([0, 3, 6], np.int64)
+    cb = np.array([0, 4, 8], np.int64)
+    x = np.zeros((1, 3, 4, 4), np.float32)
+    small = np.zeros((2, 2), np.float32)
+    pack_model_input(frame, rb, cb, 1, 1, np.zeros((2, 8 * 3), np.int32), x, small)
+    box_downsample(np.zeros((6, 8), np.float32), rb, cb, np.zeros((2, 8), np.float32), small)
+    st = np.zeros((2, 2), np.float32)
+    motion_adaptive_update(small, small, np.float32(0.1), np.float32(3.0), np.float32(9.0), st, st.copy())
+    map_range(small, np.float32(0.0), np.float32(1.0), np.float32(0.75), st)
+    buf = np.zeros(4, np.float32)
+    cnt = np.zeros(1, np.int64)
+    gather_samples(small, small, np.float32(0.5), 1, buf, cnt)
+    lv = (np.zeros((2, 2), np.float32), np.zeros((1, 1), np.float32))
+    pushpull_fill(small, small, np.float32(0.5), lv, lv, lv, st)
+    layer_masks(small, small, st, st)
+    layer_weights(small, small, st, st)
+    person_layer(small, np.float32(0.0), np.float32(0.0), np.float32(1.0), st)
+    m = np.zeros((3, 5), np.float32)
+    yi = np.zeros(3, np.int64)
+    xi = np.zeros(5, np.int64)
+    compose_layers(m, small, small, yi, np.zeros(3, np.float32), xi, np.zeros(5, np.float32),
+                   np.zeros((3, 2, 2), np.float32), np.empty_like(m))
+    compose_constant(m, np.float32(1.0), np.float32(0.25), np.empty_like(m))
