@@ -436,7 +436,8 @@ def _model_paths(model: models.ModelInfo, env: Mapping[str, str]) -> list[Path]:
     out = []
     if env.get(models.ENV_MODEL_DIR):
         out.append(Path(env[models.ENV_MODEL_DIR]).expanduser() / model.file)
-    out.append(models.cache_dir() / model.file)
+    cache = env.get(models.ENV_CACHE_DIR)
+    out.append((Path(cache).expanduser() if cache else models.cache_dir()) / model.file)
     return out
 
 

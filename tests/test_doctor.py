@@ -210,9 +210,9 @@ def mirror(tmp_path):
 
 
 def test_models_present_downloadable_or_not(tmp_path, monkeypatch, mirror):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # an empty user cache
     empty = tmp_path / "empty"
     empty.mkdir()
+    monkeypatch.setenv("REALTIME_CACHE_DIR", str(empty))  # an empty user cache
     c = doctor.check_models({"REALTIME_MODEL_DIR": str(MODELS)})
     assert c.ok and f"{len(models.REGISTRY)}/{len(models.REGISTRY)}" in c.detail
     c = doctor.check_models({"REALTIME_MODEL_DIR": str(empty), "REALTIME_MODEL_URL_BASE": mirror}, timeout=5)
@@ -229,10 +229,13 @@ def test_models_present_downloadable_or_not(tmp_path, monkeypatch, mirror):
     assert c.ok is False and f"127.0.0.1:{port}" in c.detail and doctor.FETCH_FIX in c.fix
     c = doctor.check_models({"REALTIME_MODEL_DIR": str(empty)}, network=False)
     assert c.ok is None and "not checked" in c.detail
+    # the env mapping given to the check wins over the process environment
+    c = doctor.check_models({"REALTIME_MODEL_DIR": str(empty), "REALTIME_CACHE_DIR": str(MODELS)}, network=False)
+    assert c.ok and str(MODELS) in c.detail
 
 
 def test_corrupt_model_fails_with_delete_and_fetch(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("REALTIME_CACHE_DIR", str(tmp_path / "cache"))
     d = tmp_path / "models"
     d.mkdir()
     files = [m.file for m in models.REGISTRY.values()]
