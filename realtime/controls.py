@@ -323,6 +323,17 @@ class Controller:
         preview_sink.overlay = lambda out: self.compose(out.frame)
         return self
 
+    def close(self) -> None:
+        """Stop live reload (idempotent). The pipeline is the caller's to close."""
+        if self.watcher is not None:
+            self.watcher.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # -- drawing ---------------------------------------------------------------------------
     def compose(self, out_frame: np.ndarray, result=None, input_frame: np.ndarray | None = None) -> np.ndarray:
         """What the preview shows: the current view, the focus marker, the help and a message.

@@ -291,6 +291,11 @@ def test_live_reload_through_the_controller(pipe, frames, tmp_path):
     assert pipe.preset.render.aperture_px == 90.0  # the last good settings stay
     assert "aperture_px" in c.message and "last good" in c.message
     c.handle_key("e")
+    c.close()
+    path.write_text('extends = "portrait"\nname = "mine"\n[render]\naperture_px = 20\n')
+    clock.t += 0.3
+    step(c, frames[1])
+    assert pipe.preset.render.aperture_px == 90.0  # closed: no longer watching
 
 
 def test_one_key_table_for_help_and_docs():
