@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vcam-backend", metavar="NAME", help=argparse.SUPPRESS)  # tests: a registered pyvirtualcam backend
     p.add_argument("--live", action="store_true",
                    help="play a video file in real time, looping, as if it were a camera (demos, testing a call setup)")
+    p.add_argument("--privacy", choices=("on", "off"),
+                   help="on (default): when processing fails, show a blurred frame, never the raw camera; "
+                        "off: show the raw frame (debugging only)")
     p.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line or progress bar")
     p.add_argument("--verbose", "-v", action="store_true", help="log more")
@@ -144,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     from .status import StatusLine
 
     preset = load_preset(args.preset)
+    if args.privacy:
+        preset = preset.replace({"safety": {"privacy": args.privacy == "on"}})
     if args.focus and "," not in args.focus:
         preset = apply_focus(preset, args.focus)
     fps = args.fps or preset.capture.fps

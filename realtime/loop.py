@@ -1,15 +1,26 @@
-"""The streaming loop: source -> pipeline -> sinks, with timing, status and clean shutdown."""
+"""The streaming loop: source -> pipeline -> sinks, with timing, status and clean shutdown.
+
+Fail closed (see :mod:`realtime.failsafe`): the pipeline runs under a watchdog; when it fails
+or stalls, sinks get the last good rendered frame for a short gap, then a fully blurred frame,
+never the raw camera frame (unless ``privacy`` is off, for debugging). When a live camera is
+lost, live outputs (virtual camera, preview) show a "camera unavailable" card while the source
+reconnects. A sink that fails is reported and stopped; the others keep running.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
 
 from .errors import SinkError
-from .pipeline import Pipeline
+from .failsafe import Watchdog, privacy_frame, unavailable_card
+from .pipeline import Pipeline, Result
 from .sinks import OutputFrame, Sink
-from .sources import Source
+from .sources import Source, SourceFrame
 from .status import Stats, StatusLine, format_progress, format_status
 
 log = logging.getLogger(__name__)
@@ -20,9 +31,12 @@ class RunReport:
     frames: int = 0
     seconds: float = 0.0
     dropped: int = 0
+    failed_frames: int = 0           # frames answered fail-closed
+    failures: dict[str, int] = field(default_factory=dict)  # reason -> frames
     interrupted: bool = False
     quit_by_user: bool = False
     failed_sinks: list[str] = field(default_factory=list)
+    camera_lost_s: float = 0.0
     stats: Stats | None = None
 
     @property
@@ -30,57 +44,162 @@ class RunReport:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+def _reason_key(reason: str) -> str:
+    """A failure reason without its changing numbers ("... after 340 ms"), for counting/logging once."""
+    return reason.split(" after ")[0]
+
+
+class _FailClosed:
+    """Decides what viewers see when the pipeline gave no result for a frame."""
+
+    def __init__(self, privacy: bool, short_gap_s: float) -> None:
+        self.privacy = privacy
+        self.short_gap_s = short_gap_s
+        self.last_good: np.ndarray | None = None
+        self.last_good_t = 0.0
+        self.failing_since: float | None = None
+        self.reason: str | None = None
+        self._buf: np.ndarray | None = None
+
+    def good(self, frame: np.ndarray, now: float) -> None:
+        if self.failing_since is not None:
+            log.warning("recovered after %.1f s (%s)", now - self.failing_since, self.reason)
+        self.failing_since = None
+        self.reason = None
+        if self.last_good is None or self.last_good.shape != frame.shape:
+            self.last_good = np.empty_like(frame)
+        np.copyto(self.last_good, frame)
+        self.last_good_t = now
+
+    def bad(self, raw: np.ndarray, reason: str, now: float) -> np.ndarray:
+        key = _reason_key(reason)
+        if self.failing_since is None:
+            self.failing_since = now
+            log.error("processing failed, output %s: %s",
+                      "shows the raw frame (privacy off)" if not self.privacy else "fails closed", reason)
+        elif key != _reason_key(self.reason or ""):
+            log.error("processing still failing: %s", reason)
+        self.reason = reason
+        if not self.privacy:
+            return raw
+        if self.last_good is not None and self.last_good.shape == raw.shape and now - self.last_good_t < self.short_gap_s:
+            return self.last_good
+        if self._buf is None or self._buf.shape != raw.shape:
+            self._buf = np.empty_like(raw)
+        return privacy_frame(raw, out=self._buf)
+
+
 def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status: StatusLine | None = None,
-               max_frames: int | None = None, stats: Stats | None = None) -> RunReport:
+               max_frames: int | None = None, stats: Stats | None = None, privacy: bool | None = None,
+               deadline_ms: float | None = None, short_gap_s: float = 0.3,
+               hooks: list[Callable[[], None]] | None = None,
+               on_result: Callable[[SourceFrame, Result | None], None] | None = None) -> RunReport:
     """Run until the source ends, a sink asks to quit, ``max_frames`` or Ctrl-C.
 
-    Sinks must already be open. Returns a report; the caller finishes/closes sinks.
-    A sink that fails is reported and dropped; the others keep running. When every sink has
-    failed the run stops with the last sink's error.
+    Sinks must already be open; the caller finishes and closes them. ``hooks`` run once per
+    loop turn in this thread (preset reload, controls). When every sink has failed the run stops
+    with the last sink's error.
     """
     status = status or StatusLine(quiet=True)
     stats = stats or Stats()
+    safety = pipeline.preset.safety
+    privacy = safety.privacy if privacy is None else privacy
+    deadline_s = (safety.stage_deadline_ms if deadline_ms is None else deadline_ms) / 1000.0
+    if not source.live:
+        # A file job is not real time: a slow frame is waited for, only a hung stage fails closed.
+        deadline_s = max(deadline_s, 30.0)
     report = RunReport(stats=stats)
     live = source.live
     active = list(sinks)
+    fail = _FailClosed(privacy, short_gap_s)
     generation = None
+    lost_since: float | None = None
+    note = ""
+
+    def describe_busy() -> str:
+        return f"{pipeline.current_stage or 'pipeline'} stage"
+
+    watchdog = Watchdog(pipeline.process, deadline_s, describe_busy)
+
+    def deliver(out: OutputFrame, only_live: bool = False) -> None:
+        for sink in list(active):
+            if only_live and not sink.live_view:
+                continue
+            try:
+                sink.write(out)
+            except Exception as e:  # one broken output must not take the others down
+                active.remove(sink)
+                msg = str(e) if isinstance(e, SinkError) else f"{type(e).__name__}: {e}"
+                report.failed_sinks.append(f"{sink.describe()}: {msg}")
+                log.error("output %s failed and was stopped: %s", sink.describe(), msg)
+                if not active:
+                    raise SinkError(f"every output failed; last: {sink.describe()}: {msg}") from e
+
     t_start = time.perf_counter()
     try:
         while max_frames is None or report.frames < max_frames:
-            sf = source.read(timeout=1.0)
+            for hook in hooks or ():
+                hook()
+            lost = getattr(source, "lost", False)
+            sf = source.read(timeout=0.1 if lost else 1.0)
             if sf is None:
                 if source.ended:
                     break
-                continue  # live source had nothing new within the timeout
+                if getattr(source, "lost", False):
+                    now = time.perf_counter()
+                    if lost_since is None:
+                        lost_since = now
+                        log.warning("camera lost: %s", getattr(source, "error", "no frames"))
+                    card = unavailable_card(fail.last_good, source.size)
+                    deliver(OutputFrame(card, None, None, "", -1, now), only_live=True)
+                    note = f"CAMERA LOST {now - lost_since:.0f} s: reconnecting"
+                    status.update(format_status(stats, source.dropped, note))
+                    if any(s.quit_requested for s in active):
+                        report.quit_by_user = True
+                        break
+                continue
+            if lost_since is not None:
+                report.camera_lost_s += time.perf_counter() - lost_since
+                lost_since = None
+                note = ""
             if generation is not None and sf.generation != generation:
                 pipeline.reset()  # the camera reconnected: old temporal state is stale
             generation = sf.generation
-            result = pipeline.process(sf.frame, sf.timestamp_ms)
-            out = OutputFrame(result.frame, result.matte, result.disparity, sf.name, sf.index, sf.captured_at)
-            for sink in list(active):
-                try:
-                    sink.write(out)
-                except SinkError as e:
-                    active.remove(sink)
-                    report.failed_sinks.append(f"{sink.describe()}: {e}")
-                    log.error("output %s failed and was stopped: %s", sink.describe(), e)
-                    if not active:
-                        raise
+            result, reason = watchdog.call(sf.frame, sf.timestamp_ms)
             now = time.perf_counter()
-            stats.record(result.timings_ms, (now - sf.captured_at) * 1000.0, now)
+            if result is not None:
+                fail.good(result.frame, now)
+                out = OutputFrame(result.frame, result.matte, result.disparity, sf.name, sf.index, sf.captured_at,
+                                  result=result, input=sf.frame)
+                note = ""
+            else:
+                report.failed_frames += 1
+                key = _reason_key(reason)
+                report.failures[key] = report.failures.get(key, 0) + 1
+                shown = fail.bad(sf.frame, reason, now)
+                out = OutputFrame(shown, None, None, sf.name, sf.index, sf.captured_at, input=sf.frame)
+                note = f"FAIL-CLOSED: {reason}"
+            if on_result is not None:
+                on_result(sf, result)
+            deliver(out)
+            now = time.perf_counter()
+            stats.record(result.timings_ms if result is not None else {}, (now - sf.captured_at) * 1000.0, now)
             report.frames += 1
             if live:
-                status.update(format_status(stats, source.dropped))
+                status.update(format_status(stats, source.dropped, note))
             else:
-                status.update(format_progress(report.frames, source.total, stats.fps))
+                status.update(format_progress(report.frames, source.total, stats.fps) + (f" | {note}" if note else ""))
             if any(s.quit_requested for s in active):
                 report.quit_by_user = True
                 break
     except KeyboardInterrupt:
         report.interrupted = True
     finally:
+        watchdog.close(timeout=max(2.0, 2 * deadline_s))
         report.seconds = time.perf_counter() - t_start
         report.dropped = source.dropped
+        if lost_since is not None:
+            report.camera_lost_s += time.perf_counter() - lost_since
         if not live and report.frames:
             status.update(format_progress(report.frames, source.total, stats.fps), force=True)
         status.done()

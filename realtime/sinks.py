@@ -44,11 +44,14 @@ class OutputFrame:
     name: str                       # file stem for frame-named outputs
     index: int
     captured_at: float              # perf_counter at capture, for latency
+    result: object = None           # the pipeline Result when processing succeeded (debug views)
+    input: np.ndarray | None = None  # the raw camera frame: local debug views only, never sent out
 
 
 class Sink:
     kind = "sink"
     wants_matte = False
+    live_view = False   # shown to people live (virtual camera, preview): gets "camera unavailable" cards
 
     def __init__(self) -> None:
         self._closed = False
@@ -214,6 +217,7 @@ class PreviewSink(Sink):
     """An OpenCV window. ``q`` or Esc asks the loop to quit; other keys go to ``on_key``."""
 
     kind = "preview"
+    live_view = True
 
     def __init__(self, title: str = "Portrait Cam", on_key=None) -> None:
         super().__init__()
@@ -303,6 +307,7 @@ class VirtualCameraSink(Sink):
     pipeline is late, so consumers (Teams, Chrome) never starve."""
 
     kind = "virtualcam"
+    live_view = True
 
     def __init__(self, device: str | None = None, fmt: str = "i420", backend: str | None = None,
                  fps: float | None = None) -> None:
