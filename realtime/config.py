@@ -82,8 +82,10 @@ class SegmentationConfig:
     model: SegModel = knob(SegModel.AUTO, doc="which selfie segmentation model to run")
     model_path: str = knob("", doc="explicit model file; empty = the model store")
     refine: MatteRefine = knob(MatteRefine.GUIDED, doc="how the low-resolution confidence becomes a full-resolution matte")
-    refine_radius_px: int = knob(8, 1, 64, "guided filter radius at 720p (pixels)")
-    refine_eps: float = knob(1e-3, 1e-6, 1.0, "guided filter regularisation (larger = smoother, less edge-following)")
+    refine_radius_px: int = knob(32, 1, 128, "guided filter window radius, in pixels of a 720-pixel-high frame")
+    refine_eps: float = knob(1e-4, 1e-6, 1.0, "guided filter regularisation (larger = smoother, less edge-following)")
+    refine_detail: float = knob(1.0, 0.0, 1.0, "how much of the model's own shape is kept where colour does not explain it (0 = plain guided filter)")
+    refine_protect: float = knob(8.0, 0.0, 100.0, "keeps the model's value where it is sure (p near 0 or 1), so no holes open inside the person; 0 = off")
 
 
 @dataclass(frozen=True)

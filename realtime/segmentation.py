@@ -1,8 +1,11 @@
 """Person segmentation: MediaPipe selfie segmenter at model resolution, matte at full resolution.
 
 The backend sees a frame already resized to the model's input (MediaPipe would otherwise
-resize the full frame down and the mask back up itself, at full-resolution cost); everything
-after the model's confidence is ours.
+resize the full frame down and the mask back up itself, at full-resolution cost) and returns
+the person *confidence* (never the thresholded category mask). Everything after it is ours:
+the confidence is refined to full resolution by a colour guided filter guided by the frame
+(:mod:`shaders.matte`, see ``docs/matte.md``), or upsampled bilinearly (``refine = "bilinear"``).
+Every person in frame is kept: nothing picks a largest blob.
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ import cv2
 import numpy as np
 
 from . import models
-from .config import SegModel, SegmentationConfig
+from .config import MatteRefine, SegModel, SegmentationConfig
+from .errors import ModelError, ModelHashError, StageError
 from .frames import check_frame, readonly
 from .stage import Stage
+
+SEGMENTATION_MODELS = ("selfie_landscape", "selfie_square")
 
 
 class SegmentationBackend(Protocol):
@@ -39,7 +45,21 @@ def choose_model(cfg: SegmentationConfig, width: int, height: int) -> str:
     return "selfie_landscape" if width * 3 > height * 4 else "selfie_square"
 
 
-_INPUT_SIZES = {"selfie_landscape": (256, 144), "selfie_square": (256, 256)}
+def identify(path: str) -> str:
+    """Which segmentation model an explicit file is, by its sha256 (so ``model = "auto"`` with a
+    ``model_path`` still knows the input size); :class:`ModelHashError` if it is neither."""
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    for name in SEGMENTATION_MODELS:
+        try:
+            models.resolve(name, p)
+            return name
+        except ModelHashError:
+            continue
+    expected = ", ".join(f"{models.REGISTRY[n].sha256} ({models.REGISTRY[n].file})" for n in SEGMENTATION_MODELS)
+    raise ModelHashError(f"model file {p} is not a known segmentation model: sha256 {models.sha256_of(p)}, "
+                         f"expected one of {expected}")
 
 
 class MediaPipeSegmenter:
@@ -51,8 +71,10 @@ class MediaPipeSegmenter:
         from mediapipe.tasks.python import vision
 
         path = models.resolve(model_name, model_path or None)
-        self.input_size = _INPUT_SIZES[model_name]
+        self.name = model_name
+        self.input_size = models.info(model_name).input_size
         self._mp = mp
+        self._last_ts: int | None = None
         options = vision.ImageSegmenterOptions(
             base_options=mp_tasks.BaseOptions(model_asset_path=str(path)),
             running_mode=vision.RunningMode.VIDEO,
@@ -62,11 +84,17 @@ class MediaPipeSegmenter:
         try:
             self._seg = vision.ImageSegmenter.create_from_options(options)
         except Exception as e:  # MediaPipe raises bare RuntimeError/ValueError for bad files
-            raise models.ModelError(f"MediaPipe could not load {path} ({e})") from e
+            raise ModelError(f"MediaPipe could not load {path} ({e})") from e
 
     def segment(self, rgb: np.ndarray, timestamp_ms: int) -> np.ndarray:
+        # VIDEO mode rejects a timestamp that does not increase (a new stream after reset()
+        # starts again at 0): keep MediaPipe's clock strictly increasing regardless
+        ts = int(timestamp_ms)
+        if self._last_ts is not None and ts <= self._last_ts:
+            ts = self._last_ts + 1
+        self._last_ts = ts
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
-        result = self._seg.segment_for_video(image, int(timestamp_ms))
+        result = self._seg.segment_for_video(image, ts)
         conf = result.confidence_masks[0].numpy_view()
         # (h, w, 1) view into MediaPipe's buffer: copy out before the next call reuses it
         return np.array(conf.reshape(conf.shape[0], conf.shape[1]), dtype=np.float32, copy=True)
@@ -75,6 +103,12 @@ class MediaPipeSegmenter:
         seg, self._seg = getattr(self, "_seg", None), None
         if seg is not None:
             seg.close()
+
+
+def radius_at_model(radius_px_720: int, model_height: int) -> int:
+    """The refinement radius in model pixels: given for a 720-pixel-high frame, and a frame of
+    any height maps onto the same model rows, so the window covers the same part of the picture."""
+    return max(1, int(round(radius_px_720 * model_height / 720.0)))
 
 
 class Segmenter(Stage):
@@ -88,19 +122,61 @@ class Segmenter(Stage):
         self._backend = backend
         self._backend_model: str | None = "injected" if backend is not None else None
         self._small: np.ndarray | None = None
+        self._rgb: np.ndarray | None = None
         self._matte: np.ndarray | None = None
-        self.confidence: np.ndarray | None = None  # last low-resolution model output
+        self._refiner = None
+        self.confidence: np.ndarray | None = None  # last low-resolution model output (read-only)
 
+    # -- model ---------------------------------------------------------------------------------
     def _ensure_backend(self, width: int, height: int) -> SegmentationBackend:
         if self._backend_model == "injected":
             return self._backend
-        want = choose_model(self.config, width, height)
+        cfg = self.config
+        if cfg.model_path and cfg.model is SegModel.AUTO:
+            want = identify(cfg.model_path)
+        else:
+            want = choose_model(cfg, width, height)
         if want != self._backend_model:
             if self._backend is not None:
                 self._backend.close()
-            self._backend = MediaPipeSegmenter(want, self.config.model_path)
+                self._backend = None
+            self._backend = MediaPipeSegmenter(want, cfg.model_path)
             self._backend_model = want
         return self._backend
+
+    @property
+    def model_name(self) -> str | None:
+        """Registry name of the model in use ('injected' for a caller's backend), None before the first frame."""
+        return self._backend_model
+
+    # -- per frame -----------------------------------------------------------------------------
+    def _buffers(self, h: int, w: int, mw: int, mh: int) -> None:
+        if self._small is None or self._small.shape[:2] != (mh, mw):
+            self._small = np.empty((mh, mw, 3), np.uint8)
+            self._rgb = np.empty((mh, mw, 3), np.uint8)
+        if self._matte is None or self._matte.shape != (h, w):
+            self._matte = np.empty((h, w), np.float32)
+        if self.config.refine is MatteRefine.GUIDED:
+            r = self._refiner
+            if r is None or r.low_size != (mw, mh) or r.full_size != (w, h):
+                from shaders.matte import GuidedUpsampler
+
+                cfg = self.config
+                self._refiner = GuidedUpsampler((mw, mh), (w, h), radius_at_model(cfg.refine_radius_px, mh),
+                                                cfg.refine_eps, cfg.refine_detail, cfg.refine_protect)
+
+    def _confidence(self, backend: SegmentationBackend, ts: int) -> np.ndarray:
+        mw, mh = backend.input_size
+        conf = backend.segment(self._rgb, ts)
+        if not isinstance(conf, np.ndarray) or conf.shape != (mh, mw):
+            got = f"shape {conf.shape}" if isinstance(conf, np.ndarray) else type(conf).__name__
+            raise StageError(f"segmentation model returned {got}, expected ({mh}, {mw}) confidence")
+        if conf.dtype != np.float32 or not conf.flags.c_contiguous:
+            conf = np.ascontiguousarray(conf, dtype=np.float32)
+        # a NaN would pass the clips below unseen and show up as a plausible matte: fail closed
+        if not np.isfinite(conf.sum(dtype=np.float32)):
+            raise StageError("segmentation model returned NaN or infinite confidence")
+        return conf
 
     def process(self, frame: np.ndarray, timestamp_ms: int) -> np.ndarray:
         ts = self._begin(timestamp_ms)
@@ -108,14 +184,17 @@ class Segmenter(Stage):
         h, w = frame.shape[:2]
         backend = self._ensure_backend(w, h)
         mw, mh = backend.input_size
-        small = cv2.resize(frame, (mw, mh), interpolation=cv2.INTER_AREA)
-        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-        conf = backend.segment(rgb, ts)
-        self.confidence = conf
-        if self._matte is None or self._matte.shape != (h, w):
-            self._matte = np.empty((h, w), np.float32)
-        cv2.resize(conf, (w, h), dst=self._matte, interpolation=cv2.INTER_LINEAR)
-        np.clip(self._matte, 0.0, 1.0, out=self._matte)
+        self._buffers(h, w, mw, mh)
+        # INTER_AREA: the model and the guide see an average of the pixels, not an aliased sample
+        cv2.resize(frame, (mw, mh), dst=self._small, interpolation=cv2.INTER_AREA)
+        cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        conf = self._confidence(backend, ts)
+        self.confidence = readonly(conf)
+        if self.config.refine is MatteRefine.GUIDED:
+            self._refiner.run(self._small, conf, frame, self._matte)  # output already in [0, 1]
+        else:
+            cv2.resize(conf, (w, h), dst=self._matte, interpolation=cv2.INTER_LINEAR)
+            np.clip(self._matte, 0.0, 1.0, out=self._matte)
         return readonly(self._matte)
 
     def _release(self) -> None:
