@@ -1,19 +1,42 @@
-"""Lens renderer: signed circle of confusion from disparity, then bokeh.
+"""Lens renderer: signed circle of confusion from disparity, then an occlusion-correct bokeh.
 
-First version: a normalised box blur of the background (person weighted out, so it does not
-halo) at the largest CoC, composited under the sharp person with the soft matte.
+:func:`coc_from_disparity` turns disparity into a signed CoC in pixels (negative = in front of
+the focus plane). :func:`render_bokeh` renders a frame through a lens with that CoC: a flat
+disk (or n-gon) point spread of per-pixel radius, gathered in linear light with a highlight
+boost, the far field foreground-free (no halo around the sharp subject), the near field spread
+over what is behind it, the subject composited with the soft matte. :class:`Lens` holds the
+lookup tables and the per-size buffers; :class:`Renderer` is the pipeline stage.
+See ``docs/render.md`` for the design and the measured numbers.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+
 import cv2
 import numpy as np
 
+from shaders import bokeh
+from shaders.color import ColorLuts, make_luts
+
 from .config import RenderConfig
-from .frames import check_frame, check_plane
+from .errors import FrameShapeError, FrameTypeError
+from .frames import check_disparity, check_frame, check_matte, check_plane
 from .stage import Stage
 
 REFERENCE_HEIGHT = 720  # lengths in presets are given for a 720-pixel-high frame
+
+# Render the layers at full resolution while the gather work (pixels x disk rows) stays below
+# what the half-resolution path costs at 720p with the default 24 px: small frames and small
+# blurs get the exact full-resolution lens, large ones the fast half-resolution one.
+FULL_RES_WORK = (1280 * 720 // 4) * (2 * 12 + 1)
+
+# Half-resolution layers are upsampled bilinearly, which widens a disk by about one full-res
+# pixel; the gather radius is shrunk by as much (in layer pixels) so the disk keeps its size.
+HALF_RES_SHRINK = 1.0
+
+MAX_COC_PX = 256.0  # any CoC is clamped to this many pixels
 
 
 def coc_from_disparity(disparity: np.ndarray, focus: float, aperture_px: float, max_coc_px: float,
@@ -30,34 +53,162 @@ def coc_from_disparity(disparity: np.ndarray, focus: float, aperture_px: float, 
     return out
 
 
-def render_bokeh(frame_bgr: np.ndarray, coc_px: np.ndarray, matte: np.ndarray | None = None, *,
-                 out: np.ndarray | None = None) -> np.ndarray:
-    """Render ``frame_bgr`` through a lens with the given signed CoC map; returns uint8 BGR."""
-    from shaders.blur import composite_u8
+class Lens:
+    """The lens model of one :class:`RenderConfig`: tables built once, buffers once per size.
 
-    check_frame(frame_bgr, "frame_bgr")
-    h, w = frame_bgr.shape[:2]
-    check_plane(coc_px, (h, w), "coc_px")
-    if out is None:
-        out = np.empty_like(frame_bgr)
-    r = int(round(float(np.max(np.abs(coc_px))))) if coc_px.size else 0
-    if r < 1:
-        np.copyto(out, frame_bgr)
+    Not thread-safe: one lens per thread (``render_bokeh`` keeps one per thread).
+    """
+
+    def __init__(self, config: RenderConfig | None = None) -> None:
+        self.config = config or RenderConfig()
+        self.luts: ColorLuts = make_luts(self.config.highlight_boost, self.config.highlight_threshold)
+        self._enc_scale = np.float32(self.luts.encode_scale)
+        self._shapes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._key: tuple | None = None
+        self._bufs: dict = {}
+
+    # -- public ------------------------------------------------------------------------------
+    def render(self, frame_bgr: np.ndarray, coc_px: np.ndarray, matte: np.ndarray | None = None,
+               out: np.ndarray | None = None, *, subject_near_px: float | None = None) -> np.ndarray:
+        check_frame(frame_bgr, "frame_bgr")
+        h, w = frame_bgr.shape[:2]
+        check_plane(coc_px, (h, w), "coc_px")
+        if matte is not None:
+            check_matte(matte, (h, w))
+        if out is None:
+            out = np.empty_like(frame_bgr)
+        else:
+            _check_out(out, frame_bgr.shape)
+        coc = np.ascontiguousarray(coc_px)
+        m = np.ascontiguousarray(matte) if matte is not None else coc
+        tol = np.float32(self.config.subject_near_px * h / REFERENCE_HEIGHT
+                         if subject_near_px is None else subject_near_px)
+
+        lim = max(float(coc.max()), -float(coc.min()))
+        if not lim <= MAX_COC_PX:  # inf or NaN somewhere: clamp, never index with it
+            lim = MAX_COC_PX
+        if not self.config.half_res_far or h * w * (2 * lim + 1) <= FULL_RES_WORK:
+            s = 1
+        else:
+            s = 2
+        kmax = int(math.ceil(lim / s)) + 1
+        kmax = 8 * ((kmax + 7) // 8)  # few distinct table sizes
+        b = self._buffers(h, w, s, kmax)
+        wt, areas = self._shape(kmax)
+        d_max = kmax + 2
+        rmax = np.float32(kmax + 1 - 1e-3)
+        shrink = np.float32(HALF_RES_SHRINK if s == 2 else 0.0)
+
+        bokeh.split_layers(frame_bgr, coc, m, matte is not None, s, self.luts.decode, tol,
+                           np.float32(lim), b["split_scratch"], b["far_src"], b["near_src"], b["rw"],
+                           b["fw"], b["rnear"], b["need0"], b["alpha"])
+        # far field: foreground-free, its radius filled in behind the subject
+        ksize = (2 * kmax + 1, 2 * kmax + 1)
+        cv2.boxFilter(b["rw"], -1, ksize, dst=b["box_rw"], borderType=cv2.BORDER_REPLICATE)
+        cv2.boxFilter(b["fw"], -1, ksize, dst=b["box_fw"], borderType=cv2.BORDER_REPLICATE)
+        bokeh.far_radius(b["rw"], b["fw"], b["box_rw"], b["box_fw"], shrink, rmax, b["rad"])
+        # upsampling reads the neighbours of every layer pixel that shows
+        cv2.dilate(b["need0"], _K3, dst=b["need"])
+        bokeh.row_prefix(b["far_src"], b["pad"], b["prefix"])
+        bokeh.gather_far(b["prefix"], b["rad"], b["need"], wt, d_max, b["pad"], b["scratch"],
+                         self.luts.encode, self._enc_scale, b["far"])
+        if s == 2:
+            cv2.resize(b["far"], b["bg_full"].shape[1::-1], dst=b["bg_full"],
+                       interpolation=cv2.INTER_LINEAR)
+        near_on = False
+        rn = float(b["rnear"].max())
+        if rn > 0.0:
+            near_on = True
+            kn = min(int(math.ceil(rn)), kmax)
+            cv2.dilate(b["rnear"], cv2.getStructuringElement(cv2.MORPH_RECT, (2 * kn + 1, 2 * kn + 1)),
+                       dst=b["rad_near"], borderType=cv2.BORDER_REPLICATE)
+            np.subtract(b["rad_near"], shrink, out=b["rad_near"])
+            np.clip(b["rad_near"], 0.0, rmax, out=b["rad_near"])
+            bokeh.row_prefix(b["near_src"], b["pad"], b["prefix"])
+            bokeh.gather_near(b["prefix"], b["rad_near"], wt, areas, d_max, b["pad"], b["scratch"],
+                              b["near"])
+        bokeh.finish(frame_bgr, b["alpha"], b["bg"], self.luts.decode, self.luts.encode,
+                     self._enc_scale, b["near"], near_on, b["tap_y"], b["tap_x"], out)
         return out
-    weight = np.clip(np.abs(coc_px) / r, 0.0, 1.0).astype(np.float32)
-    if matte is not None:
-        check_plane(matte, (h, w), "matte")
-        weight *= 1.0 - matte
-    weight += 1e-4
-    k = (2 * r + 1, 2 * r + 1)
-    num = cv2.blur(frame_bgr.astype(np.float32) * weight[..., None], k)
-    den = cv2.blur(weight, k)
-    bg = np.clip(num / den[..., None], 0, 255).astype(np.uint8)
-    alpha = np.clip(1.0 - np.abs(coc_px) / max(r, 1), 0.0, 1.0).astype(np.float32)
-    if matte is not None:
-        alpha = np.maximum(alpha, matte)
-    composite_u8(frame_bgr, bg, alpha, out)
-    return out
+
+    # -- buffers -----------------------------------------------------------------------------
+    def _shape(self, kmax: int) -> tuple[np.ndarray, np.ndarray]:
+        if kmax not in self._shapes:
+            wt = bokeh.shape_table(kmax, self.config.blades)
+            self._shapes[kmax] = (wt, bokeh.shape_areas(wt))
+        return self._shapes[kmax]
+
+    def _buffers(self, h: int, w: int, s: int, kmax: int) -> dict:
+        key = (h, w, s)
+        if self._key != key:
+            hl, wl = (h + s - 1) // s, (w + s - 1) // s
+            n = bokeh.threads()
+            b = {
+                "split_scratch": np.zeros((n, 7 * w), np.float32),
+                "far_src": np.zeros((hl, wl, 4), np.float32),
+                "near_src": np.zeros((hl, wl, 4), np.float32),
+                "alpha": np.zeros((h, w), np.uint8),
+                "need0": np.zeros((hl, wl), np.uint8),
+                "need": np.zeros((hl, wl), np.uint8),
+                "far": np.zeros((hl, wl, 3), np.uint8),
+                "near": np.zeros((hl, wl, 4), np.float32),
+                "scratch": np.zeros((n, 2, 4 * bokeh.RUN), np.float32),
+                "tap_y": bokeh.bilinear_taps(h, hl, s),
+                "tap_x": bokeh.bilinear_taps(w, wl, s),
+                "pad": 0,
+            }
+            for name in ("rw", "fw", "box_rw", "box_fw", "rad", "rnear", "rad_near"):
+                b[name] = np.zeros((hl, wl), np.float32)
+            if s == 1:
+                b["bg"] = b["far"]
+            else:
+                # exactly s times the layer, so the resize keeps the layer's pixel centres
+                b["bg_full"] = np.zeros((hl * s, wl * s, 3), np.uint8)
+                b["bg"] = b["bg_full"][:h, :w]
+            self._bufs, self._key = b, key
+        b = self._bufs
+        pad = kmax + 2
+        if b["pad"] < pad:  # grows only when a larger blur than ever before shows up
+            hl, wl = b["rw"].shape
+            # one more row, all zeros, stands for the rows outside the image
+            b["prefix"] = np.zeros((hl + 1, 4 * (wl + 2 * pad + 1)), np.float32)
+            b["pad"] = pad
+        return b
+
+
+_K3 = np.ones((3, 3), np.uint8)
+
+
+def _check_out(out: object, shape: tuple[int, ...]) -> None:
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint8:
+        raise FrameTypeError(f"out must be a uint8 array of shape {shape}, got "
+                             f"{getattr(out, 'dtype', type(out).__name__)}")
+    if out.shape != shape or not out.flags.c_contiguous or not out.flags.writeable:
+        raise FrameShapeError(f"out must be a writable C-contiguous array of shape {shape}, got "
+                              f"{out.shape}")
+
+
+_local = threading.local()
+
+
+def render_bokeh(frame_bgr: np.ndarray, coc_px: np.ndarray, matte: np.ndarray | None = None, *,
+                 out: np.ndarray | None = None, config: RenderConfig | None = None) -> np.ndarray:
+    """Render ``frame_bgr`` through a lens with the signed CoC map ``coc_px``; returns uint8 BGR.
+
+    ``matte`` (optional, soft, [0, 1]) marks the subject, which stays sharp unless it is clearly
+    in front of the focus plane. ``config`` gives the aperture shape and highlight boost (the
+    default preset otherwise); buffers are kept per thread and reused for frames of one size.
+    """
+    cfg = config or RenderConfig()
+    lenses = getattr(_local, "lenses", None)
+    if lenses is None:
+        lenses = _local.lenses = {}
+    lens = lenses.get(cfg)
+    if lens is None:
+        if len(lenses) > 4:
+            lenses.clear()
+        lens = lenses[cfg] = Lens(cfg)
+    return lens.render(frame_bgr, coc_px, matte, out)
 
 
 class Renderer(Stage):
@@ -66,6 +217,7 @@ class Renderer(Stage):
     def __init__(self, config: RenderConfig) -> None:
         super().__init__()
         self.config = config
+        self.lens = Lens(config)
         self._coc: np.ndarray | None = None
         self._out: np.ndarray | None = None
 
@@ -77,7 +229,10 @@ class Renderer(Stage):
     def process(self, frame: np.ndarray, timestamp_ms: int, matte: np.ndarray, disparity: np.ndarray,
                 focus: float) -> tuple[np.ndarray, np.ndarray]:
         self._begin(timestamp_ms)
+        check_frame(frame)
         h, w = frame.shape[:2]
+        check_matte(matte, (h, w))
+        check_disparity(disparity, (h, w))
         if self._out is None or self._out.shape != frame.shape:
             self._out = np.empty_like(frame)
             self._coc = np.empty((h, w), np.float32)
@@ -86,5 +241,5 @@ class Renderer(Stage):
         if not self.config.effect:
             np.copyto(self._out, frame)
         else:
-            render_bokeh(frame, self._coc, matte, out=self._out)
+            self.lens.render(frame, self._coc, matte, self._out)
         return self._out, self._coc

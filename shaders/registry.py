@@ -1,5 +1,5 @@
 """Imports every kernel module so their warm-ups are registered (see :func:`shaders.warmup`)."""
 
-from . import blur  # noqa: F401
+from . import bokeh  # noqa: F401
 from . import matte  # noqa: F401
 from . import depth  # noqa: F401

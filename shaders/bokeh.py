@@ -1,0 +1,491 @@
+"""Lens bokeh kernels: layer split, row prefix sums, per-pixel-radius disk gather, finish.
+
+The renderer (``realtime/render.py``) runs them in this order on working-domain (linear,
+highlight-boosted) light, at a layer scale ``s`` of 1 (full resolution) or 2 (half):
+
+1. :func:`split_layers` (full res -> layer res): decodes the frame with the LUT and splits it
+   into a *far* layer premultiplied by a background weight (pixels that are sharp, in front of
+   the focus plane or part of the subject weigh ~0, so the far field is foreground-free) and a
+   *near* layer premultiplied by its coverage (pixels in front of the focus plane).
+2. :func:`row_prefix`: per-row inclusive prefix sums of a 4-channel layer, padded with the row's
+   end values so a clipped chord is a plain difference.
+3. :func:`far_radius`, then :func:`gather_far` / :func:`gather_near`: for each layer pixel, the
+   sum over a disk (or polygon) of per-pixel radius, one prefix difference per disk row: cost
+   linear in the radius. A fractional radius ``K + t`` blends the shapes of radius K and K+1
+   (both come from the same row loop), so the blur grows smoothly. Consecutive pixels with the
+   same ``K`` are done as one run so the row loop runs over contiguous memory (vectorised). The
+   far colour is normalised and encoded to sRGB at layer resolution (the renderer upsamples it
+   with ``cv2.resize``); the near layer stays linear and premultiplied.
+4. :func:`finish` (full res): the sharp frame composited over the far field with its sharpness
+   alpha (soft matte / in-focus CoC), the near layer over everything, blended in linear light
+   and encoded. Fully sharp and fully blurred pixels are copied byte for byte.
+
+Shapes: ``wt[K, d + D]`` is the half-width (pixels) of row ``d`` of shape K, -1 = empty row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import get_thread_id, prange
+
+from .color import encode
+from .jit import inline, kernel, register_warmup
+
+EPS_WEIGHT = 1e-3   # far weight floor: a disk of only sharp pixels still normalises
+RUN = 128   # longest run of pixels gathered together (accumulators stay in L1)
+
+
+def shape_table(kmax: int, blades: int = 0) -> np.ndarray:
+    """Row half-widths of the aperture shapes of radius 0..kmax+1: ``(kmax + 2, 2 D + 1)`` int32.
+
+    Shape K holds the pixels whose centre lies inside a disk of radius ``K + 0.5`` (or, with
+    ``blades >= 3``, inside the regular polygon inscribed in that disk, one vertex up).
+    """
+    d_max = kmax + 2
+    wt = np.full((kmax + 2, 2 * d_max + 1), -1, np.int32)
+    for k in range(kmax + 2):
+        rr = k + 0.5
+        for d in range(-d_max, d_max + 1):
+            hw = _polygon_half_width(rr, d, blades) if blades >= 3 else (
+                math.sqrt(rr * rr - d * d) if abs(d) <= rr else -1.0)
+            if hw >= 0.0:
+                wt[k, d + d_max] = int(math.floor(hw + 1e-9))
+    return wt
+
+
+def _polygon_half_width(rr: float, d: float, n: int) -> float:
+    """Half-width at height ``d`` of the regular n-gon with circumradius ``rr``, one vertex up."""
+    apothem = rr * math.cos(math.pi / n)
+    hw = math.inf
+    for i in range(n):
+        # outward normal of edge i; vertices at angles -90 + 360 k / n (image y points down)
+        theta = -math.pi / 2 + (2 * i + 1) * math.pi / n
+        cx, cy = math.cos(theta), math.sin(theta)
+        if abs(cx) < 1e-9:
+            if d * cy > apothem + 1e-9:
+                return -1.0
+            continue
+        if cx > 0:
+            hw = min(hw, (apothem - d * cy) / cx)
+    return hw if hw >= 0.0 else -1.0
+
+
+def shape_areas(wt: np.ndarray) -> np.ndarray:
+    """Pixel count of each shape (float32)."""
+    return np.where(wt >= 0, 2 * wt + 1, 0).sum(axis=1).astype(np.float32)
+
+
+# -- 1. layer split ---------------------------------------------------------------------------
+
+@kernel(parallel=True)
+def split_layers(frame, coc, matte, has_matte, s, lut, tol, lim, scratch,
+                 out_far, out_near, out_rw, out_fw, out_rnear, out_need, out_alpha):
+    """Full-res frame -> layer-res far/near layers (over each s x s block, s = 1 or 2) and the
+    full-res sharp alpha.
+
+    ``out_far`` (h, w, 4): sums of far weight * colour and of far weight (floored at
+    EPS_WEIGHT). ``out_near`` (h, w, 4): block means of near coverage * colour and of coverage.
+    ``out_rw``: block mean of far weight * CoC / s; ``out_fw``: block mean far weight;
+    ``out_rnear``: largest near CoC / s; ``out_need``: 1 where a pixel of the block is not fully
+    sharp. ``out_alpha`` (full res, uint8): how much of the sharp frame shows (255 = all).
+    ``scratch`` (threads, 7 W) float32. The loops are kept simple so they vectorise.
+    """
+    hgt, wid = coc.shape
+    hh, wh = out_fw.shape
+    inv_s = np.float32(1.0) / np.float32(s)
+    eps = np.float32(EPS_WEIGHT)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    half = np.float32(0.5)
+    for yh in prange(hh):
+        sc = scratch[get_thread_id()]
+        lin = sc[0:3 * wid]
+        wv = sc[3 * wid:4 * wid]
+        pc = sc[4 * wid:5 * wid]
+        av = sc[5 * wid:6 * wid]
+        cv = sc[6 * wid:7 * wid]
+        far_row = out_far[yh].reshape(4 * wh)
+        near_row = out_near[yh].reshape(4 * wh)
+        rwr = out_rw[yh]
+        rnr = out_rnear[yh]
+        ned = out_need[yh]
+        for j in range(4 * wh):
+            far_row[j] = zero
+            near_row[j] = zero
+        for xh in range(wh):
+            rwr[xh] = zero
+            rnr[xh] = zero
+            ned[xh] = 0
+        rows = min(s, hgt - yh * s)
+        for sy in range(rows):
+            y = yh * s + sy
+            fr = frame[y].reshape(3 * wid)
+            for j in range(3 * wid):
+                lin[j] = lut[fr[j]]
+            crow = coc[y]
+            mrow = matte[y]
+            arow = out_alpha[y]
+            near_sum = zero  # a sum, not a min: float min reductions do not vectorise
+            for x in range(wid):
+                c = crow[x]
+                c = c if c == c else zero
+                c = min(max(c, -lim), lim)
+                m = min(max(mrow[x], zero), one) if has_matte else zero
+                p = max(c, zero)
+                n = max(-c, zero)
+                w = (one - m) * min(max(p - half, zero), one)
+                pc[x] = w * p
+                wv[x] = w + eps
+                a_n = min(max(n - m * tol - half, zero), one)
+                av[x] = a_n
+                cv[x] = n
+                near_sum += a_n
+                by_coc = one - min(max(abs(c) - half, zero), one)
+                by_matte = one - min(max(n - tol - half, zero), one)
+                arow[x] = np.uint8((by_coc + m * (by_matte - by_coc)) * np.float32(255.0) + half)
+            if s == 2:
+                for xh in range(wid // 2):
+                    w0 = wv[2 * xh]
+                    w1 = wv[2 * xh + 1]
+                    for ch in range(3):
+                        far_row[4 * xh + ch] += w0 * lin[6 * xh + ch] + w1 * lin[6 * xh + 3 + ch]
+                    far_row[4 * xh + 3] += w0 + w1
+                    rwr[xh] += pc[2 * xh] + pc[2 * xh + 1]
+                    ned[xh] |= (arow[2 * xh] != 255) | (arow[2 * xh + 1] != 255)
+                if wid & 1:
+                    xh = wid // 2
+                    w0 = wv[2 * xh]
+                    for ch in range(3):
+                        far_row[4 * xh + ch] += w0 * lin[6 * xh + ch]
+                    far_row[4 * xh + 3] += w0
+                    rwr[xh] += pc[2 * xh]
+                    ned[xh] |= arow[2 * xh] != 255
+            else:
+                for x in range(wid):
+                    w0 = wv[x]
+                    for ch in range(3):
+                        far_row[4 * x + ch] = w0 * lin[3 * x + ch]
+                    far_row[4 * x + 3] = w0
+                    rwr[x] = pc[x]
+                    ned[x] = arow[x] != 255
+            if near_sum > zero:  # something in front of the focus plane on this row (rare)
+                for x in range(wid):
+                    a_n = av[x]
+                    if a_n > zero:
+                        xh = x // s
+                        for ch in range(3):
+                            near_row[4 * xh + ch] += a_n * lin[3 * x + ch]
+                        near_row[4 * xh + 3] += a_n
+                        rnr[xh] = max(rnr[xh], cv[x])
+        for xh in range(wh):
+            cols = min(s, wid - xh * s)
+            inv = one / np.float32(rows * cols)
+            for ch in range(4):
+                near_row[4 * xh + ch] *= inv
+            out_fw[yh, xh] = max(far_row[4 * xh + 3] * inv - eps, zero)
+            rwr[xh] *= inv * inv_s
+            rnr[xh] *= inv_s
+
+
+# -- 2. prefix sums, far radius ---------------------------------------------------------------
+
+@kernel(parallel=True)
+def row_prefix(src, pad, out):
+    """``out[y, 4 (pad + i) + c] = sum(src[y, :i, c])`` for i in -pad .. w + pad (clamped)."""
+    h, w, _ = src.shape
+    zero = np.float32(0.0)
+    for y in prange(h):
+        row = out[y]
+        for j in range(4 * (pad + 1)):
+            row[j] = zero
+        a0 = zero
+        a1 = zero
+        a2 = zero
+        a3 = zero
+        for x in range(w):
+            a0 += src[y, x, 0]
+            a1 += src[y, x, 1]
+            a2 += src[y, x, 2]
+            a3 += src[y, x, 3]
+            j = 4 * (pad + 1 + x)
+            row[j] = a0
+            row[j + 1] = a1
+            row[j + 2] = a2
+            row[j + 3] = a3
+        for i in range(pad + 1 + w, out.shape[1] // 4):
+            row[4 * i] = a0
+            row[4 * i + 1] = a1
+            row[4 * i + 2] = a2
+            row[4 * i + 3] = a3
+
+
+@kernel(parallel=True)
+def far_radius(rw, fw, box_rw, box_fw, shrink, rmax, out):
+    """Gather radius of the far layer: the block's own far CoC where it is far field, filled in
+    from the neighbourhood's far CoC where it is not (behind the subject), minus ``shrink``,
+    clamped to [0, rmax] (NaN -> 0: a radius becomes a table index)."""
+    h, w = rw.shape
+    zero = np.float32(0.0)
+    for y in prange(h):
+        for x in range(w):
+            fill = zero
+            if box_fw[y, x] > np.float32(1e-6):
+                fill = box_rw[y, x] / box_fw[y, x]
+            r = rw[y, x] + (np.float32(1.0) - fw[y, x]) * fill - shrink
+            if not r > zero:
+                r = zero
+            out[y, x] = min(r, rmax)
+
+
+# -- 3. gather --------------------------------------------------------------------------------
+
+@inline
+def _accumulate_run(p, y, x0, n, k, wt, d_max, pad, acc_in, acc_out):
+    """Sums of shape k (``acc_in``) and shape k+1 (``acc_out``) for pixels x0..x0+n-1 of row y,
+    4 channels interleaved. Rows outside the image (and empty shape rows) read the all-zero
+    last row of ``p``, so they are left out (clipped disk) without a branch in the inner loop;
+    rows y-d and y+d share one pass over the accumulators."""
+    h = p.shape[0] - 1
+    m = 4 * n
+    zero = np.float32(0.0)
+    for j in range(m):
+        acc_in[j] = zero
+        acc_out[j] = zero
+    base = 4 * (pad + x0)
+    for d in range(0, k + 2):
+        ya = y - d
+        yb = y + d
+        wia = wt[k, d_max - d]
+        wib = wt[k, d_max + d]
+        woa = wt[k + 1, d_max - d]
+        wob = wt[k + 1, d_max + d]
+        if d == 0:
+            yb = h  # the centre row once
+        ria = ya if ya >= 0 and wia >= 0 else h
+        roa = ya if ya >= 0 and woa >= 0 else h
+        rib = yb if yb < h and wib >= 0 else h
+        rob = yb if yb < h and wob >= 0 else h
+        wia = max(wia, 0)
+        wib = max(wib, 0)
+        woa = max(woa, 0)
+        wob = max(wob, 0)
+        ia1 = p[ria, base + 4 * (wia + 1):base + 4 * (wia + 1) + m]
+        ia0 = p[ria, base - 4 * wia:base - 4 * wia + m]
+        ib1 = p[rib, base + 4 * (wib + 1):base + 4 * (wib + 1) + m]
+        ib0 = p[rib, base - 4 * wib:base - 4 * wib + m]
+        oa1 = p[roa, base + 4 * (woa + 1):base + 4 * (woa + 1) + m]
+        oa0 = p[roa, base - 4 * woa:base - 4 * woa + m]
+        ob1 = p[rob, base + 4 * (wob + 1):base + 4 * (wob + 1) + m]
+        ob0 = p[rob, base - 4 * wob:base - 4 * wob + m]
+        for j in range(m):
+            acc_in[j] += (ia1[j] - ia0[j]) + (ib1[j] - ib0[j])
+            acc_out[j] += (oa1[j] - oa0[j]) + (ob1[j] - ob0[j])
+
+
+@kernel(parallel=True)
+def gather_far(p, rad, need, wt, d_max, pad, scratch, enc, enc_scale, out):
+    """Far colour, encoded: shape-weighted sum of far weight * colour over the sum of weight.
+
+    ``rad`` in layer pixels (0 <= rad < kmax + 1); pixels with ``need == 0`` are left as they
+    are. ``scratch`` (threads, 2, 4 RUN) float32; ``out`` (h, w, 3) uint8 sRGB.
+    """
+    h, w = rad.shape
+    tiny = np.float32(1e-12)
+    for y in prange(h):  # p has h + 1 rows: the last one is all zeros
+        sc = scratch[get_thread_id()]
+        acc_in = sc[0]
+        acc_out = sc[1]
+        x = 0
+        while x < w:
+            if need[y, x] == 0:
+                x += 1
+                continue
+            k = int(rad[y, x])
+            n = 1
+            while n < RUN and x + n < w and need[y, x + n] != 0 and int(rad[y, x + n]) == k:
+                n += 1
+            _accumulate_run(p, y, x, n, k, wt, d_max, pad, acc_in, acc_out)
+            for i in range(n):
+                t = rad[y, x + i] - np.float32(k)
+                j = 4 * i
+                s3 = acc_in[j + 3] + t * (acc_out[j + 3] - acc_in[j + 3])
+                inv = np.float32(1.0) / max(s3, tiny)
+                for ch in range(3):
+                    v = (acc_in[j + ch] + t * (acc_out[j + ch] - acc_in[j + ch])) * inv
+                    out[y, x + i, ch] = encode(v, enc, enc_scale)
+            x += n
+
+
+@inline
+def _count(wt, d_max, k, x, y, w, h):
+    """In-image pixel count of shape k centred at (x, y)."""
+    c = 0
+    for d in range(-k, k + 1):
+        yy = y + d
+        if yy < 0 or yy >= h:
+            continue
+        hw = wt[k, d + d_max]
+        if hw >= 0:
+            c += min(x + hw, w - 1) - max(x - hw, 0) + 1
+    return np.float32(c)
+
+
+@kernel(parallel=True)
+def gather_near(p, rad, wt, areas, d_max, pad, scratch, out):
+    """Near layer spread by its (dilated) radius: premultiplied colour and coverage, each the
+    shape mean of the layer (``out`` (h, w, 4) float32); zero where ``rad`` is 0."""
+    h, w = rad.shape
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    for y in prange(h):
+        sc = scratch[get_thread_id()]
+        acc_in = sc[0]
+        acc_out = sc[1]
+        x = 0
+        while x < w:
+            if not rad[y, x] > zero:
+                for ch in range(4):
+                    out[y, x, ch] = zero
+                x += 1
+                continue
+            k = int(rad[y, x])
+            n = 1
+            while n < RUN and x + n < w and rad[y, x + n] > zero and int(rad[y, x + n]) == k:
+                n += 1
+            _accumulate_run(p, y, x, n, k, wt, d_max, pad, acc_in, acc_out)
+            inside = y - k - 1 >= 0 and y + k + 1 < h
+            for i in range(n):
+                xi = x + i
+                if inside and xi - k - 1 >= 0 and xi + k + 1 < w:
+                    c_in = areas[k]
+                    c_out = areas[k + 1]
+                else:
+                    c_in = _count(wt, d_max, k, xi, y, w, h)
+                    c_out = _count(wt, d_max, k + 1, xi, y, w, h)
+                t = rad[y, xi] - np.float32(k)
+                j = 4 * i
+                inv = one / (c_in + t * (c_out - c_in))
+                for ch in range(4):
+                    out[y, xi, ch] = (acc_in[j + ch] + t * (acc_out[j + ch] - acc_in[j + ch])) * inv
+            x += n
+
+
+# -- 4. finish --------------------------------------------------------------------------------
+
+@kernel(parallel=True)
+def finish(frame, alpha, bg, dec, enc, enc_scale, near, near_on, tap_y, tap_x, out):
+    """Full-res output: the sharp frame over the (already upsampled, sRGB) far field by
+    ``alpha``, the near layer (layer res, premultiplied) over both; blends in linear light.
+
+    Pixels that are all sharp or all far are copied byte for byte. ``tap_y`` / ``tap_x``
+    (n, 2) float32: first layer row/column and weight of the next one (see
+    :func:`bilinear_taps`); only used for the near layer.
+    """
+    hgt, wid = alpha.shape
+    hl, wl = near.shape[0], near.shape[1]
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    inv255 = np.float32(1.0 / 255.0)
+    for y in prange(hgt):
+        y0 = int(tap_y[y, 0])
+        wy = tap_y[y, 1]
+        y1 = min(y0 + 1, hl - 1)
+        fr = frame[y]
+        bgr = bg[y]
+        ar = alpha[y]
+        o = out[y]
+        x0 = 0
+        x1 = 0
+        w00 = zero
+        w01 = zero
+        w10 = zero
+        w11 = zero
+        for x in range(wid):
+            a8 = ar[x]
+            na = zero
+            if near_on:
+                x0 = int(tap_x[x, 0])
+                wx = tap_x[x, 1]
+                x1 = min(x0 + 1, wl - 1)
+                w00 = (one - wy) * (one - wx)
+                w01 = (one - wy) * wx
+                w10 = wy * (one - wx)
+                w11 = wy * wx
+                na = (w00 * near[y0, x0, 3] + w01 * near[y0, x1, 3]
+                      + w10 * near[y1, x0, 3] + w11 * near[y1, x1, 3])
+            if na <= zero:
+                if a8 == 255:
+                    o[x, 0] = fr[x, 0]
+                    o[x, 1] = fr[x, 1]
+                    o[x, 2] = fr[x, 2]
+                    continue
+                if a8 == 0:
+                    o[x, 0] = bgr[x, 0]
+                    o[x, 1] = bgr[x, 1]
+                    o[x, 2] = bgr[x, 2]
+                    continue
+            a = np.float32(a8) * inv255
+            for ch in range(3):
+                v = dec[bgr[x, ch]]
+                v += a * (dec[fr[x, ch]] - v)
+                if na > zero:
+                    v = (one - na) * v + (w00 * near[y0, x0, ch] + w01 * near[y0, x1, ch]
+                                          + w10 * near[y1, x0, ch] + w11 * near[y1, x1, ch])
+                o[x, ch] = encode(v, enc, enc_scale)
+
+
+def bilinear_taps(n: int, layer_n: int, s: int) -> np.ndarray:
+    """(n, 2) float32: first layer index and weight of the next one, for each full-res index
+    (layer pixel i covers full-res pixels s i .. s i + s - 1, centres aligned)."""
+    f = (np.arange(n, dtype=np.float64) + 0.5) / s - 0.5
+    i0 = np.floor(f)
+    w = f - i0
+    w[i0 < 0] = 0.0
+    w[i0 >= layer_n - 1] = 0.0
+    i0 = np.clip(i0, 0, layer_n - 1)
+    return np.stack([i0, w], axis=1).astype(np.float32)
+
+
+def threads() -> int:
+    """Rows of per-thread scratch buffers (every thread Numba may start)."""
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
+@register_warmup
+def _warm() -> None:
+    from .color import make_luts
+
+    rng = np.random.default_rng(0)
+    luts = make_luts(2.0, 0.8)
+    for s in (1, 2):
+        h, w = 7, 9
+        hl, wl = (h + s - 1) // s, (w + s - 1) // s
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        coc = rng.uniform(-3, 3, (h, w)).astype(np.float32)
+        far = np.zeros((hl, wl, 4), np.float32)
+        near = np.zeros((hl, wl, 4), np.float32)
+        rw, fw, rn = (np.zeros((hl, wl), np.float32) for _ in range(3))
+        need = np.zeros((hl, wl), np.uint8)
+        alpha = np.zeros((h, w), np.uint8)
+        split_layers(frame, coc, coc, s == 1, s, luts.decode, np.float32(1), np.float32(4),
+                     np.zeros((threads(), 7 * w), np.float32), far, near, rw, fw, rn, need, alpha)
+    wt = shape_table(3)
+    pad = 6
+    p = np.zeros((hl + 1, 4 * (wl + 2 * pad + 1)), np.float32)
+    row_prefix(far, pad, p)
+    rad = np.zeros((hl, wl), np.float32)
+    far_radius(rw, fw, rw, fw, np.float32(0), np.float32(2.9), rad)
+    scratch = np.zeros((threads(), 2, 4 * RUN), np.float32)
+    col = np.zeros((hl, wl, 3), np.uint8)
+    enc_scale = np.float32(luts.encode_scale)
+    gather_far(p, rad, need, wt, 5, pad, scratch, luts.encode, enc_scale, col)
+    gather_near(p, rad, wt, shape_areas(wt), 5, pad, scratch, near)
+    out = np.empty_like(frame)
+    big = np.zeros((h + 1, w + 1, 3), np.uint8)
+    for bg in (frame, big[:h, :w]):  # the full-res path passes a C array, the half-res one a view
+        finish(frame, alpha, bg, luts.decode, luts.encode, enc_scale, near, True,
+               bilinear_taps(h, hl, s), bilinear_taps(w, wl, s), out)
