@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--privacy", choices=("on", "off"),
                    help="on (default): when processing fails, show a blurred frame, never the raw camera; "
                         "off: show the raw frame (debugging only)")
+    p.add_argument("--first-frame-marker", action="store_true", help=argparse.SUPPRESS)  # bench: startup time
     p.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line or progress bar")
     p.add_argument("--verbose", "-v", action="store_true", help="log more")
@@ -189,7 +190,13 @@ def run(args: argparse.Namespace) -> int:
         pipeline = Pipeline(preset)
         pipeline.warmup(source.size)
         status = StatusLine(quiet=args.quiet)
-        report = run_stream(pipeline, source, opened, status=status, max_frames=args.frames)
+        on_result = None
+        if args.first_frame_marker:
+            def on_result(sf, result, _done=[]):  # noqa: B006 - once per run
+                if not _done:
+                    _done.append(1)
+                    print("first-frame", flush=True, file=sys.stderr)
+        report = run_stream(pipeline, source, opened, status=status, max_frames=args.frames, on_result=on_result)
         if report.interrupted and not source.live:
             print(f"{PROG}: interrupted after {report.frames} frames; unfinished file outputs were discarded",
                   file=sys.stderr)

@@ -1,0 +1,363 @@
+"""``python run.py bench``: the real pipeline on real frames, against the field's common recipe.
+
+For each size: the portrait pipeline (real models, depth on every frame, no quality scaling)
+through the streaming loop into a null sink, and in the same run, interleaved in blocks so
+machine drift hits both alike, the **baseline**: MediaPipe selfie mask of the full frame,
+``cv2.GaussianBlur`` of the whole frame (sigma 12) and a float alpha composite. Reported: per
+stage median/p95, end-to-end fps, processing per frame, the ratio pipeline/baseline, capture-
+to-sink latency with a live source at 30 fps, CPU use in cores and peak RSS; then the stage
+micro-benchmarks of :mod:`realtime.benches`. ``--soak N`` runs N frames and reports memory and
+thread growth; ``--startup`` times launch to first output frame, cold and warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .config import load_preset
+from .errors import ConfigError, SourceError
+from .loop import run_stream
+from .pipeline import STAGES, Pipeline
+from .sinks import NullSink
+from .sources import ArrayReader, ArraySource, IMAGE_EXTENSIONS, LiveSource, parse_size
+from .status import Stats
+
+DEFAULT_SIZES = ("640x480", "1280x720", "1920x1080")
+MICRO = ("matte", "depth", "temporal", "render")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    env = os.environ.get("REALTIME_DATA_DIR")
+    if env:
+        return Path(env)
+    for cand in (REPO.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
+        if cand.is_dir():
+            return cand
+    return REPO.parent / "shared" / "data"
+
+
+def _fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Centre-crop to the target aspect ratio, then resize (no squashing of faces)."""
+    w, h = size
+    fh, fw = frame.shape[:2]
+    if fw * h > fh * w:
+        cw = fh * w // h
+        frame = frame[:, (fw - cw) // 2:(fw - cw) // 2 + cw]
+    else:
+        ch = fw * h // w
+        frame = frame[(fh - ch) // 2:(fh - ch) // 2 + ch]
+    interp = cv2.INTER_AREA if frame.shape[1] > w else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(frame, (w, h), interpolation=interp))
+
+
+def load_frames(size: tuple[int, int], count: int = 120, source: str | None = None) -> list[np.ndarray]:
+    """Real frames at ``size``: from ``source`` (video or folder) or the talking-head clips."""
+    raw: list[np.ndarray] = []
+    if source:
+        p = Path(source)
+        if p.is_dir():
+            for f in sorted(x for x in p.iterdir() if x.suffix.lower() in IMAGE_EXTENSIONS)[:count]:
+                img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+                if img is not None:
+                    raw.append(img)
+        else:
+            raw = _read_video(p, count)
+    else:
+        clips = sorted((data_dir() / "talking").glob("*.mp4"))
+        if not clips:
+            raise SourceError(f"no benchmark frames: {data_dir() / 'talking'} holds no clips; "
+                              "set REALTIME_DATA_DIR or pass --input VIDEO|DIR")
+        per = max(1, count // len(clips))
+        for c in clips:
+            raw += _read_video(c, per)
+    if not raw:
+        raise SourceError(f"no readable frames in {source}")
+    return [_fit(f, size) for f in raw[:count]]
+
+
+def _read_video(path: Path, count: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while len(out) < count:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(f)
+    cap.release()
+    return out
+
+
+class Baseline:
+    """The field's common recipe: full-frame MediaPipe mask, Gaussian blur sigma 12, float composite."""
+
+    def __init__(self) -> None:
+        import mediapipe as mp
+        from mediapipe.tasks import python as mp_tasks
+        from mediapipe.tasks.python import vision
+
+        from . import models
+
+        self._mp = mp
+        path = models.resolve("selfie_landscape")
+        opts = vision.ImageSegmenterOptions(base_options=mp_tasks.BaseOptions(model_asset_path=str(path)),
+                                            running_mode=vision.RunningMode.VIDEO,
+                                            output_confidence_masks=True, output_category_mask=False)
+        self._seg = vision.ImageSegmenter.create_from_options(opts)
+        self._ts = 0
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        self._ts += 33
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        res = self._seg.segment_for_video(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb), self._ts)
+        mask = res.confidence_masks[0].numpy_view()
+        alpha = mask.reshape(mask.shape[0], mask.shape[1], 1).astype(np.float32)
+        blurred = cv2.GaussianBlur(frame, (0, 0), 12)
+        out = frame.astype(np.float32) * alpha + blurred.astype(np.float32) * (1.0 - alpha)
+        return out.astype(np.uint8)
+
+    def close(self) -> None:
+        self._seg.close()
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return peak_rss_mb()
+
+
+def _pct(xs, q) -> float:
+    return float(np.percentile(xs, q)) if len(xs) else float("nan")
+
+
+def bench_size(preset_name: str, size: tuple[int, int], n_frames: int, block: int = 30,
+               frames: list[np.ndarray] | None = None, source: str | None = None,
+               latency_frames: int = 150) -> dict:
+    frames = frames or load_frames(size, 120, source)
+    preset = load_preset(preset_name)
+    stats = Stats(keep_all=True)
+    base_ms: list[float] = []
+    pipe_wall = 0.0
+    pipe_cpu = 0.0
+    base = Baseline()
+    try:
+        with Pipeline(preset) as pipe:
+            pipe.warmup(size)
+            for f in frames[:5]:
+                base(f)
+            done = 0
+            while done < n_frames:
+                k = min(block, n_frames - done)
+                # pipeline block through the real loop (watchdog, null sink)
+                src = ArraySource(frames, count=k, start=done)
+                t0, c0 = time.perf_counter(), _cpu_seconds()
+                run_stream(pipe, src, [NullSink()], stats=stats)
+                pipe_wall += time.perf_counter() - t0
+                pipe_cpu += _cpu_seconds() - c0
+                # baseline block on the same frames
+                for i in range(k):
+                    f = frames[(done + i) % len(frames)]
+                    t = time.perf_counter()
+                    base(f)
+                    base_ms.append((time.perf_counter() - t) * 1000.0)
+                done += k
+            # capture-to-sink latency with a live source at the camera's rate
+            lat = Stats(keep_all=True)
+            pipe.reset()
+            with LiveSource(ArrayReader(frames, fps=30.0)) as live:
+                run_stream(pipe, live, [NullSink()], stats=lat, max_frames=latency_frames)
+                dropped = live.dropped
+    finally:
+        base.close()
+    per_frame = stats.all_latency  # hand-over to sink done: processing incl. loop overhead
+    pipe_med, base_med = float(np.median(per_frame)), float(np.median(base_ms))
+    return {
+        "size": f"{size[0]}x{size[1]}",
+        "frames": len(per_frame),
+        "fps": len(per_frame) / pipe_wall if pipe_wall else 0.0,
+        "ms_per_frame_median": pipe_med,
+        "ms_per_frame_p95": _pct(per_frame, 95),
+        "baseline_ms_median": base_med,
+        "baseline_ms_p95": _pct(base_ms, 95),
+        "ratio_pipeline_baseline": pipe_med / base_med if base_med else float("nan"),
+        "stages": {k: {"median_ms": float(np.median(v)), "p95_ms": _pct(v, 95)}
+                   for k, v in stats.all_stages.items() if k in STAGES},
+        "cpu_cores": pipe_cpu / pipe_wall if pipe_wall else 0.0,
+        "latency_ms_p50": _pct(lat.all_latency, 50),
+        "latency_ms_p95": _pct(lat.all_latency, 95),
+        "latency_above_interval_p95": _pct(lat.all_latency, 95) - 1000.0 / 30.0,
+        "live_fps": lat.fps,
+        "live_dropped": dropped,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def run_micro(size: tuple[int, int], frames: list[np.ndarray], repeats: int) -> list[dict]:
+    rows = []
+    for name in MICRO:
+        try:
+            mod = importlib.import_module(f"realtime.benches.{name}")
+        except ModuleNotFoundError:
+            continue
+        for m in mod.run(frames[:20], repeats):
+            rows.append(m.as_dict())
+    return rows
+
+
+def soak(preset_name: str, n_frames: int, size: tuple[int, int] = (1280, 720), source: str | None = None) -> dict:
+    """Run ``n_frames`` through the loop; RSS and threads sampled after warm-up and at the end."""
+    frames = load_frames(size, 60, source)
+    with Pipeline(load_preset(preset_name)) as pipe:
+        pipe.warmup(size)
+        warm = max(100, n_frames // 20)
+        run_stream(pipe, ArraySource(frames, count=warm), [NullSink()])
+        rss0, threads0 = current_rss_mb(), threading.active_count()
+        samples = [rss0]
+        done = warm
+        t0 = time.perf_counter()
+        while done < n_frames:
+            k = min(1000, n_frames - done)
+            run_stream(pipe, ArraySource(frames, count=k, start=done), [NullSink()])
+            samples.append(current_rss_mb())
+            done += k
+        secs = time.perf_counter() - t0
+    return {"frames": n_frames, "size": f"{size[0]}x{size[1]}", "rss_start_mb": rss0, "rss_end_mb": samples[-1],
+            "rss_growth_mb": samples[-1] - rss0, "rss_max_mb": max(samples), "threads_start": threads0,
+            "threads_end": threading.active_count(), "seconds": secs, "peak_rss_mb": peak_rss_mb()}
+
+
+def startup(preset_name: str) -> dict:
+    """Launch to first output frame of ``run.py`` on one real image: cold (fresh Numba cache) and warm."""
+    frame = load_frames((1280, 720), 1)[0]
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        img = Path(tmp) / "frame.png"
+        cv2.imwrite(str(img), frame)
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(tmp) / "numba")}
+        for label in ("cold", "warm", "warm2"):
+            t0 = time.perf_counter()
+            p = subprocess.Popen([sys.executable, str(REPO / "run.py"), "--input", str(img), "--output", "null",
+                                  "--preset", preset_name, "--quiet", "--first-frame-marker"],
+                                 stderr=subprocess.PIPE, text=True, env=env, cwd=tmp)
+            first = None
+            for line in p.stderr:
+                if line.startswith("first-frame") and first is None:
+                    first = time.perf_counter() - t0
+            p.wait()
+            out[label] = first
+    return {"first_frame_s_cold": out["cold"], "first_frame_s_warm": min(x for x in (out["warm"], out["warm2"]) if x)}
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| size | fps | ms/frame p50 / p95 | baseline ms p50 | ratio | latency p50 / p95 ms | CPU cores | "
+             "peak RSS MB | " + " | ".join(f"{s} p50/p95" for s in STAGES) + " |",
+             "|" + "---|" * (8 + len(STAGES))]
+    for r in rows:
+        st = " | ".join(f"{r['stages'].get(s, {}).get('median_ms', float('nan')):.1f} / "
+                        f"{r['stages'].get(s, {}).get('p95_ms', float('nan')):.1f}" for s in STAGES)
+        lines.append(f"| {r['size']} | {r['fps']:.1f} | {r['ms_per_frame_median']:.1f} / {r['ms_per_frame_p95']:.1f} | "
+                     f"{r['baseline_ms_median']:.1f} | {r['ratio_pipeline_baseline']:.2f} | "
+                     f"{r['latency_ms_p50']:.0f} / {r['latency_ms_p95']:.0f} | {r['cpu_cores']:.2f} | "
+                     f"{r['peak_rss_mb']:.0f} | {st} |")
+    return "\n".join(lines)
+
+
+def _micro_table(rows: list[dict]) -> str:
+    lines = ["| stage | size | median ms | p95 ms | baseline | baseline ms | ratio |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else ""
+        bm = f"{r['baseline_median_ms']:.2f}" if "baseline_median_ms" in r else ""
+        lines.append(f"| {r['name']} | {r['size']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} | "
+                     f"{r.get('baseline', '')} | {bm} | {ratio} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="run.py bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", action="append", metavar="WxH", help="frame size (repeatable; default 640x480 1280x720 1920x1080)")
+    p.add_argument("--frames", type=int, default=300, help="frames per size for the pipeline and the baseline (default 300)")
+    p.add_argument("--preset", default="portrait")
+    p.add_argument("--input", metavar="VIDEO|DIR", help="frames to use instead of the talking-head clips")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--no-micro", action="store_true", help="skip the stage micro-benchmarks")
+    p.add_argument("--micro-repeats", type=int, default=60)
+    p.add_argument("--soak", type=int, metavar="N", help="also run N frames at 1280x720 and report memory/thread growth")
+    p.add_argument("--startup", action="store_true", help="also time launch to first output frame (cold and warm)")
+    args = p.parse_args(argv)
+    try:
+        sizes = [parse_size(s) for s in (args.size or DEFAULT_SIZES)]
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if args.frames < 30:
+        raise ConfigError("--frames must be at least 30 (medians over too few frames mislead)")
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "preset": args.preset, "sizes": [], "micro": []}
+    print(f"portrait-cam bench, {result['date']}, {result['machine']}", flush=True)
+    for size in sizes:
+        frames = load_frames(size, 120, args.input)
+        print(f"  {size[0]}x{size[1]}: {args.frames} frames pipeline + baseline...", flush=True)
+        row = bench_size(args.preset, size, args.frames, frames=frames)
+        result["sizes"].append(row)
+        print(f"    {row['fps']:.1f} fps, {row['ms_per_frame_median']:.1f} ms/frame, ratio pipeline/baseline "
+              f"{row['ratio_pipeline_baseline']:.2f}", flush=True)
+        if not args.no_micro:
+            result["micro"] += run_micro(size, frames, args.micro_repeats)
+    if args.soak:
+        print(f"  soak: {args.soak} frames at 1280x720...", flush=True)
+        result["soak"] = soak(args.preset, args.soak, source=args.input)
+    if args.startup:
+        print("  startup: cold and warm...", flush=True)
+        result["startup"] = startup(args.preset)
+    print()
+    print(_table(result["sizes"]))
+    if result["micro"]:
+        print()
+        print(_micro_table(result["micro"]))
+    if "soak" in result:
+        s = result["soak"]
+        print(f"\nsoak: {s['frames']} frames at {s['size']} in {s['seconds']:.0f} s: RSS {s['rss_start_mb']:.0f} -> "
+              f"{s['rss_end_mb']:.0f} MB (growth {s['rss_growth_mb']:+.1f} MB), threads {s['threads_start']} -> "
+              f"{s['threads_end']}")
+    if "startup" in result:
+        s = result["startup"]
+        print(f"\nstartup to first output frame: cold {s['first_frame_s_cold']:.2f} s, warm {s['first_frame_s_warm']:.2f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
