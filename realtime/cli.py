@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--privacy", choices=("on", "off"),
                    help="on (default): when processing fails, show a blurred frame, never the raw camera; "
                         "off: show the raw frame (debugging only)")
+    p.add_argument("--auto-quality", choices=("on", "off"), default="on",
+                   help="live sources: step quality down when falling behind the frame rate, back up with headroom "
+                        "(default on)")
     p.add_argument("--first-frame-marker", action="store_true", help=argparse.SUPPRESS)  # bench: startup time
     p.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line or progress bar")
@@ -196,7 +199,13 @@ def run(args: argparse.Namespace) -> int:
                 if not _done:
                     _done.append(1)
                     print("first-frame", flush=True, file=sys.stderr)
-        report = run_stream(pipeline, source, opened, status=status, max_frames=args.frames, on_result=on_result)
+        governor = None
+        if source.live and args.auto_quality == "on":
+            from .scaling import QualityGovernor
+
+            governor = QualityGovernor(pipeline.apply, pipeline.preset, source.fps)
+        report = run_stream(pipeline, source, opened, status=status, max_frames=args.frames, on_result=on_result,
+                            governor=governor)
         if report.interrupted and not source.live:
             print(f"{PROG}: interrupted after {report.frames} frames; unfinished file outputs were discarded",
                   file=sys.stderr)

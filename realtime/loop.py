@@ -19,6 +19,7 @@ import numpy as np
 from .errors import SinkError
 from .failsafe import Watchdog, privacy_frame, unavailable_card
 from .pipeline import Pipeline, Result
+from .scaling import QualityGovernor
 from .sinks import OutputFrame, Sink
 from .sources import Source, SourceFrame
 from .status import Stats, StatusLine, format_progress, format_status
@@ -93,12 +94,14 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                max_frames: int | None = None, stats: Stats | None = None, privacy: bool | None = None,
                deadline_ms: float | None = None, short_gap_s: float = 0.3,
                hooks: list[Callable[[], None]] | None = None,
-               on_result: Callable[[SourceFrame, Result | None], None] | None = None) -> RunReport:
+               on_result: Callable[[SourceFrame, Result | None], None] | None = None,
+               governor: QualityGovernor | None = None) -> RunReport:
     """Run until the source ends, a sink asks to quit, ``max_frames`` or Ctrl-C.
 
     Sinks must already be open; the caller finishes and closes them. ``hooks`` run once per
-    loop turn in this thread (preset reload, controls). When every sink has failed the run stops
-    with the last sink's error.
+    loop turn in this thread (preset reload, controls). A ``governor`` (live sources only) steps
+    quality down when processing falls behind the frame rate and back up with headroom. When
+    every sink has failed the run stops with the last sink's error.
     """
     status = status or StatusLine(quiet=True)
     stats = stats or Stats()
@@ -165,8 +168,11 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
             if generation is not None and sf.generation != generation:
                 pipeline.reset()  # the camera reconnected: old temporal state is stale
             generation = sf.generation
+            t_call = time.perf_counter()
             result, reason = watchdog.call(sf.frame, sf.timestamp_ms)
             now = time.perf_counter()
+            if governor is not None and live and result is not None:
+                governor.observe((now - t_call) * 1000.0)
             if result is not None:
                 fail.good(result.frame, now)
                 out = OutputFrame(result.frame, result.matte, result.disparity, sf.name, sf.index, sf.captured_at,
@@ -186,7 +192,8 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
             stats.record(result.timings_ms if result is not None else {}, (now - sf.captured_at) * 1000.0, now)
             report.frames += 1
             if live:
-                status.update(format_status(stats, source.dropped, note))
+                gov = governor.status() if governor is not None else ""
+                status.update(format_status(stats, source.dropped, " | ".join(x for x in (note, gov) if x)))
             else:
                 status.update(format_progress(report.frames, source.total, stats.fps) + (f" | {note}" if note else ""))
             if any(s.quit_requested for s in active):
