@@ -138,6 +138,7 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                 if not active:
                     raise SinkError(f"every output failed; last: {sink.describe()}: {msg}") from e
 
+    source.dropped = 0  # frames a live source dropped while models loaded are not the loop's
     t_start = time.perf_counter()
     try:
         while max_frames is None or report.frames < max_frames:
