@@ -110,6 +110,8 @@ class DepthConfig:
     person_relief: float = knob(0.05, 0.0, 0.5, "how far the person's own depth may vary around the person's plane")
     person_min_cutoff_hz: float = knob(1.0, 0.01, 30.0, "One Euro filter of the person's plane: cutoff when still")
     person_beta: float = knob(2.0, 0.0, 100.0, "One Euro filter of the person's plane: speed coefficient")
+    edge_smoothing: float = knob(0.9, 0.0, 0.99, "smoothing of small matte changes where the matte cuts the disparity")
+    edge_follow: float = knob(0.5, 0.01, 1.0, "matte change from which the disparity edge follows at once")
     background_disparity: float = knob(0.25, 0.0, 1.0, "disparity given to the background when depth is off")
 
 

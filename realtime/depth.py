@@ -171,6 +171,8 @@ class _Grid:
         self.acc_frame = np.zeros((nh, fit.frame_w * 3), np.int32)
         self.acc_matte = np.zeros((nh, fit.frame_w), np.float32)
         self.scratch = np.zeros((fit.frame_h, 2, nw), np.float32)
+        self.edge = np.zeros((fit.frame_h, fit.frame_w), np.float32)  # smoothed matte at the edges
+        self.edge_fresh = True
         self.luma = np.zeros((nh, nw), np.float32)
         self.matte = np.zeros((nh, nw), np.float32)
         self.mapped = np.zeros((nh, nw), np.float32)
@@ -392,6 +394,8 @@ class DepthEstimator(Stage):
         super().reset()
         self._range.reset()
         self._plane.reset()
+        if self._grid is not None:
+            self._grid.edge_fresh = True
         self._state: np.ndarray | None = None      # temporally filtered model output (nh, nw)
         self._ref_luma: np.ndarray | None = None   # luma the state currently corresponds to
         self._src_matte: np.ndarray | None = None  # low-res matte of the frame the state came from
@@ -537,7 +541,11 @@ class DepthEstimator(Stage):
             # nobody (or only slivers): whatever the matte marks takes the background's values
             self._person_plane = None
             np.copyto(g.person, g.background)
-        compose_layers(matte, g.person, g.background, g.yi, g.yf, g.xi, g.xf, g.scratch, g.out)
+        if g.edge_fresh:
+            np.copyto(g.edge, matte)
+            g.edge_fresh = False
+        compose_layers(matte, g.person, g.background, g.yi, g.yf, g.xi, g.xf, np.float32(1.0 - cfg.edge_smoothing),
+                       np.float32(cfg.edge_follow), g.scratch, g.edge, g.out)
 
     def _release(self) -> None:
         if self._async is not None:

@@ -275,13 +275,16 @@ def person_layer(filled, shift, lo, hi, out):
 
 
 @kernel(parallel=True)
-def compose_layers(matte, person, background, yi, yf, xi, xf, scratch, out):
+def compose_layers(matte, person, background, yi, yf, xi, xf, still_alpha, follow, scratch, edge_state, out):
     """Full-resolution disparity: both low-resolution layers sampled bilinearly, blended by the matte.
 
     Row ``y`` samples the layers between rows ``yi[y]`` and ``yi[y] + 1`` with weight ``yf[y]``
     (``xi``/``xf`` likewise for columns; the caller clamps indices so ``+ 1`` stays inside).
-    ``out = matte * person + (1 - matte) * background``: the edge is where the full-resolution
-    matte puts it, and neither layer carries the other's values across it. ``scratch`` is
+    ``out = m * person + (1 - m) * background`` where ``m`` is the matte with its small
+    frame-to-frame changes smoothed (``edge_state``, weight ``still_alpha`` for no change up to 1
+    for a change of ``follow`` or more): the edge is where the full-resolution matte puts it,
+    neither layer carries the other's values across it, and a matte that shimmers by a few
+    percent at its edge does not make the disparity flicker there. ``scratch`` is
     ``(H, 2, nw)``: each row's vertically interpolated background and person - background.
     """
     h, w = matte.shape
@@ -301,7 +304,12 @@ def compose_layers(matte, person, background, yi, yf, xi, xf, scratch, out):
             fx = xf[x]
             b = bg_row[j0] + fx * (bg_row[j0 + 1] - bg_row[j0])
             d = diff_row[j0] + fx * (diff_row[j0 + 1] - diff_row[j0])
-            out[y, x] = b + matte[y, x] * d
+            s = edge_state[y, x]
+            dm = matte[y, x] - s
+            a = still_alpha + (np.float32(1.0) - still_alpha) * min(abs(dm) / follow, np.float32(1.0))
+            s += a * dm
+            edge_state[y, x] = s
+            out[y, x] = b + s * d
 
 
 @kernel(parallel=True)
@@ -336,6 +344,6 @@ def _warm() -> None:
     m = np.zeros((3, 5), np.float32)
     yi = np.zeros(3, np.int64)
     xi = np.zeros(5, np.int64)
-    compose_layers(m, small, small, yi, np.zeros(3, np.float32), xi, np.zeros(5, np.float32),
-                   np.zeros((3, 2, 2), np.float32), np.empty_like(m))
+    compose_layers(m, small, small, yi, np.zeros(3, np.float32), xi, np.zeros(5, np.float32), np.float32(0.3),
+                   np.float32(0.25), np.zeros((3, 2, 2), np.float32), np.zeros_like(m), np.empty_like(m))
     compose_constant(m, np.float32(1.0), np.float32(0.25), np.empty_like(m))
