@@ -5,9 +5,13 @@ so every value is validated, then ``Pipeline.apply``), picks what the preview sh
 a debug view) and draws the help overlay and short messages. A window is only needed to feed
 it keys and clicks: :meth:`Controller.bind` wires a :class:`~realtime.sinks.PreviewSink`.
 
-Per frame the loop calls :meth:`Controller.poll` before ``pipeline.process`` (live preset
-reload, the focus pull after a click) and :meth:`Controller.observe` after it (the result the
-debug views and click-to-focus read).
+Per frame the loop calls :meth:`Controller.poll` before ``pipeline.process``, while the
+pipeline is idle: keys, clicks and live reload only *record* changes, and ``poll`` is the one
+place that applies them to the pipeline (presets, the focus override). Keys and clicks arrive
+inside the preview sink's ``write``, when the pipeline may still be running a stalled frame in
+the watchdog's thread, so applying them there could race it. :meth:`Controller.observe` after
+``process`` gives the result the debug views and click-to-focus read (``bind`` does this from
+the preview's ``OutputFrame.result`` by itself).
 
 Choices:
 
@@ -133,6 +137,8 @@ class Controller:
         self._effect_off = not pipeline.preset.render.effect
         self._message = ""
         self._message_until = 0.0
+        self._target: Preset | None = None     # preset to apply at the next poll
+        self._auto_focus = False                # give focus back to the tracker at the next poll
         self._pull: tuple[float, float, float] | None = None  # (from, to, start time)
         self._marker: tuple[float, float, float] | None = None  # (x, y) in frame pixels, time
         self._input: np.ndarray | None = None
@@ -158,10 +164,27 @@ class Controller:
         return [first, *(n for n in names if n != first)]
 
     # -- per frame -------------------------------------------------------------------------
+    @property
+    def preset(self) -> Preset:
+        """The preset as the controls see it: what the next :meth:`poll` applies, else the
+        pipeline's."""
+        return self._target if self._target is not None else self.pipeline.preset
+
     def poll(self) -> None:
-        """Before each ``pipeline.process``: live reload and the focus pull."""
+        """Before each ``pipeline.process``, with the pipeline idle: apply what keys, clicks and
+        live reload recorded, and advance the focus pull."""
         if self.watcher is not None:
             self.watcher.poll()
+        if self._target is not None:
+            target, self._target = self._target, None
+            try:
+                self.pipeline.apply(target)
+            except PortraitCamError as e:  # e.g. a model the preset names cannot be loaded
+                log.warning("preset %s not applied: %s", target.name, e)
+                self._say(f"preset {target.name} not applied: {e}", max(self.message_seconds, 6.0))
+        if self._auto_focus:
+            self._auto_focus = False
+            self.pipeline.focus.override = None
         if self._pull is not None:
             a, b, t0 = self._pull
             k = _smoothstep((self._clock() - t0) / self.focus_pull_s) if self.focus_pull_s > 0 else 1.0
@@ -193,14 +216,14 @@ class Controller:
         return self._say(action())
 
     def _apply(self, preset: Preset) -> None:
-        """Apply ``preset`` keeping session state (effect switched off)."""
+        """Have ``preset`` applied at the next poll, keeping session state (effect switched off)."""
         if self._effect_off and preset.render.effect:
             preset = preset.replace({"render": {"effect": False}})
-        self.pipeline.apply(preset)
+        self._target = preset
 
     def _step(self, key: str, up: bool, what: str) -> str:
         lo, hi = _knob_range(RenderConfig, key)
-        v = float(getattr(self.pipeline.preset.render, key))
+        v = float(getattr(self.preset.render, key))
         if up:
             new = max(v * STEP, MIN_STEP_PX)
         else:
@@ -209,7 +232,7 @@ class Controller:
                 new = lo
         new = round(min(hi, max(lo, new)), 2)
         try:
-            self._apply(self.pipeline.preset.replace({"render": {key: new}}))
+            self._apply(self.preset.replace({"render": {key: new}}))
         except PortraitCamError as e:
             return f"cannot change {what}: {e}"
         edge = " (maximum)" if new >= hi else " (minimum)" if new <= lo else ""
@@ -229,7 +252,7 @@ class Controller:
 
     def toggle_effect(self) -> str:
         self._effect_off = not self._effect_off
-        p = self.pipeline.preset
+        p = self.preset
         try:
             self._apply(p.replace({"render": {"effect": not self._effect_off}}))
         except PortraitCamError as e:
@@ -260,7 +283,7 @@ class Controller:
     def auto_focus(self) -> str:
         self._pull = None
         self._marker = None
-        self.pipeline.focus.override = None
+        self._auto_focus = True
         return "focus: automatic"
 
     def toggle_help(self) -> str:
@@ -269,7 +292,7 @@ class Controller:
 
     # -- live reload -----------------------------------------------------------------------
     def _reloaded(self, preset: Preset) -> None:
-        self._apply(self._adjust(preset))  # a PortraitCamError goes back to the watcher's on_error
+        self._apply(self._adjust(preset))  # applied by poll() right after the watcher's look
         self._say(f"preset {preset.name} reloaded" + (" (effect off)" if self._effect_off else ""))
 
     def _reload_failed(self, message: str) -> None:
@@ -306,9 +329,13 @@ class Controller:
         window = disp[max(0, iy - rad):iy + rad + 1, max(0, ix - rad):ix + rad + 1]
         target = float(np.median(window))
         current = self.pipeline.focus.override
-        start = float(current) if isinstance(current, (int, float)) else float(r.focus)
-        self._pull = (start, target, self._clock())
-        self.pipeline.focus.override = start  # automatic focus stops moving at once
+        if self._pull is not None:  # clicked again during a pull: continue from where it is
+            a, b, t0 = self._pull
+            k = _smoothstep((self._clock() - t0) / self.focus_pull_s) if self.focus_pull_s > 0 else 1.0
+            current = a + (b - a) * k
+        start = float(current) if isinstance(current, (int, float)) and not self._auto_focus else float(r.focus)
+        self._auto_focus = False
+        self._pull = (start, target, self._clock())  # the next poll holds focus at start, then pulls
         self._marker = (fx, fy, self._clock())
         return self._say(f"focus at {ix},{iy}: disparity {target:.2f} (f: automatic)")
 
@@ -320,8 +347,17 @@ class Controller:
         """Wire a PreviewSink's hooks (before the sink is opened: it registers the mouse then)."""
         preview_sink.on_key = self.handle_key
         preview_sink.on_mouse = self._on_mouse
-        preview_sink.overlay = lambda out: self.compose(out.frame)
+        preview_sink.overlay = self._overlay
         return self
+
+    def _overlay(self, out) -> np.ndarray:
+        result = getattr(out, "result", None)
+        if result is not None:
+            inp = getattr(out, "input", None)
+            self.observe(inp if inp is not None else self._input, result)
+            return self.compose(out.frame, result, inp)
+        # a fail-closed frame: show it as it is (no debug view of an older result)
+        return self.compose(out.frame, view="output")
 
     def close(self) -> None:
         """Stop live reload (idempotent). The pipeline is the caller's to close."""
@@ -335,10 +371,12 @@ class Controller:
         self.close()
 
     # -- drawing ---------------------------------------------------------------------------
-    def compose(self, out_frame: np.ndarray, result=None, input_frame: np.ndarray | None = None) -> np.ndarray:
+    def compose(self, out_frame: np.ndarray, result=None, input_frame: np.ndarray | None = None, *,
+                view: str | None = None) -> np.ndarray:
         """What the preview shows: the current view, the focus marker, the help and a message.
 
-        ``result`` and ``input_frame`` default to the last :meth:`observe`. Returns
+        ``result`` and ``input_frame`` default to the last :meth:`observe`; ``view`` overrides
+        the current view for this call. Returns
         ``out_frame`` itself when there is nothing to draw, else a buffer owned by the
         controller (valid until the next call).
         """
@@ -347,7 +385,7 @@ class Controller:
         now = self._clock()
         message = self._message if now < self._message_until else ""
         marker = self._marker if self._marker is not None and now - self._marker[2] < MARKER_SECONDS else None
-        view = self.view if result is not None else "output"
+        view = view or (self.view if result is not None else "output")
         if view == "side-by-side" and (input_frame is None or input_frame.shape != out_frame.shape):
             view = "output"
         if view == "output" and not (message or marker or self.help_visible):
@@ -372,7 +410,7 @@ class Controller:
             lw, _ = cv2.getTextSize(label, dv.FONT, dv.text_scale(h), 1)[0]
             dv.draw_label(canvas, label, (canvas.shape[1] - lw - int(12 * dv.text_scale(h)) - 4, 0))
         if marker is not None:
-            self._draw_marker(canvas, marker[0], marker[1], (w, h))
+            self._draw_marker(canvas, marker[0], marker[1], (w, h), 2 if view == "side-by-side" else 1)
         if self.help_visible:
             self._draw_help(canvas)
         if message:
@@ -380,10 +418,10 @@ class Controller:
         self._shown_size = (canvas.shape[1], canvas.shape[0])
         return canvas
 
-    def _draw_marker(self, canvas: np.ndarray, fx: float, fy: float, frame: tuple[int, int]) -> None:
+    @staticmethod
+    def _draw_marker(canvas: np.ndarray, fx: float, fy: float, frame: tuple[int, int], tiles: int) -> None:
         fw, fh = frame
         size = max(8, int(0.06 * fh))
-        tiles = canvas.shape[1] // fw if self.view == "side-by-side" else 1
         for t in range(tiles):
             cx, cy = int(fx) + t * fw, int(fy)
             cv2.rectangle(canvas, (cx - size, cy - size), (cx + size, cy + size), (0, 220, 255), 2, cv2.LINE_AA)

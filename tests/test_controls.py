@@ -17,6 +17,7 @@ from conftest import ROOT, talking_frame
 from realtime import controls, debugviews as dv
 from realtime.config import load_preset
 from realtime.controls import BINDINGS, Controller
+from realtime.errors import ModelError
 from realtime.pipeline import Pipeline
 from realtime.sinks import OutputFrame, PreviewSink
 
@@ -79,18 +80,23 @@ def background_change(r, frame) -> float:
 def test_aperture_keys_step_clamp_and_blur_more(ctl, frames):
     start = ctl.pipeline.preset.render.aperture_px
     msg = ctl.handle_key("+")
-    assert ctl.pipeline.preset.render.aperture_px == pytest.approx(start * controls.STEP)
+    assert ctl.preset.render.aperture_px == pytest.approx(start * controls.STEP)
     assert msg.startswith("aperture") and ctl.message == msg
+    # keys only record the change; poll() (the loop, pipeline idle) applies it
+    assert ctl.pipeline.preset.render.aperture_px == start
+    ctl.poll()
+    assert ctl.pipeline.preset.render.aperture_px == pytest.approx(start * controls.STEP)
     ctl.handle_key("-")
-    assert ctl.pipeline.preset.render.aperture_px == pytest.approx(start)
-    assert ctl.handle_key("=") and ctl.pipeline.preset.render.aperture_px > start  # '+' without shift
+    assert ctl.preset.render.aperture_px == pytest.approx(start)
+    assert ctl.handle_key("=") and ctl.preset.render.aperture_px > start  # '+' without shift
     for _ in range(60):
         msg = ctl.handle_key("+")
-    assert ctl.pipeline.preset.render.aperture_px == 1000.0 and "maximum" in msg
+    assert ctl.preset.render.aperture_px == 1000.0 and "maximum" in msg
     for _ in range(80):
         msg = ctl.handle_key("-")
-    assert ctl.pipeline.preset.render.aperture_px == 0.0 and "minimum" in msg
+    assert ctl.preset.render.aperture_px == 0.0 and "minimum" in msg
     ctl.handle_key("+")
+    ctl.poll()
     assert ctl.pipeline.preset.render.aperture_px == controls.MIN_STEP_PX
     # the lens really follows: a wider aperture changes the background more
     ctl.pipeline.focus.override = 0.95  # focus near, so the background is well behind it
@@ -98,7 +104,7 @@ def test_aperture_keys_step_clamp_and_blur_more(ctl, frames):
     small = background_change(step(ctl, frames[0]), frames[0])
     for _ in range(6):
         ctl.handle_key("+")
-    assert ctl.pipeline.preset.render.aperture_px > 30
+    assert ctl.preset.render.aperture_px > 30
     large = background_change(step(ctl, frames[0]), frames[0])
     assert large > small * 1.2
 
@@ -106,12 +112,13 @@ def test_aperture_keys_step_clamp_and_blur_more(ctl, frames):
 def test_radius_keys(ctl):
     r0 = ctl.pipeline.preset.render.max_coc_px
     ctl.handle_key("]")
-    assert ctl.pipeline.preset.render.max_coc_px == pytest.approx(r0 * controls.STEP)
+    assert ctl.preset.render.max_coc_px == pytest.approx(r0 * controls.STEP)
     ctl.handle_key("[")
     ctl.handle_key("[")
-    assert ctl.pipeline.preset.render.max_coc_px == pytest.approx(round(r0 / controls.STEP, 2))
+    assert ctl.preset.render.max_coc_px == pytest.approx(round(r0 / controls.STEP, 2))
     for _ in range(40):
         ctl.handle_key("]")
+    ctl.poll()
     assert ctl.pipeline.preset.render.max_coc_px == 128.0
 
 
@@ -130,6 +137,7 @@ def test_preset_cycling_drops_tweaks_keeps_effect_off(ctl, frames):
     ctl.handle_key("e")
     for _ in range(3):
         msg = ctl.handle_key("p")
+        ctl.poll()
         names.append(ctl.pipeline.preset.name)
         assert msg.startswith(f"preset {names[-1]}") and "effect off" in msg
         assert ctl.pipeline.preset.render.effect is False
@@ -140,13 +148,22 @@ def test_preset_cycling_drops_tweaks_keeps_effect_off(ctl, frames):
     assert set(names) == {"portrait", "subtle", "blur-only"}
 
 
-def test_broken_preset_in_the_cycle_is_reported_and_skipped(pipe, tmp_path):
+def test_broken_preset_in_the_cycle_is_reported_and_skipped(pipe, tmp_path, monkeypatch):
     bad = tmp_path / "bad.toml"
     bad.write_text('extends = "portrait"\n[render]\napperture_px = 3\n')
     pipe.apply(load_preset("portrait"))
     c = Controller(pipe, ["portrait", str(bad), "subtle"], live_reload=False)
     msg = c.handle_key("p")
     assert "bad" in msg and "apperture_px" in msg and pipe.preset.name == "portrait"
+    # the pipeline refusing a preset (fault injected at its API) is reported by poll(); it keeps running
+    def refuse(preset):
+        raise ModelError("model file /nowhere.tflite does not exist")
+
+    monkeypatch.setattr(pipe, "apply", refuse)
+    c = Controller(pipe, ["portrait", "subtle"], live_reload=False)
+    assert c.handle_key("p") == "preset subtle"
+    c.poll()
+    assert pipe.preset.name == "portrait" and "not applied" in c.message and "/nowhere.tflite" in c.message
 
 
 def test_views_cycle_and_show_the_planes(ctl, frames):
@@ -218,6 +235,8 @@ def test_click_to_focus_pulls_to_the_median_under_the_pointer(ctl, frames):
     start = r.focus
     msg = ctl.click(x, y, (w, h))
     assert f"disparity {target:.2f}" in msg
+    assert ctl.pipeline.focus.override is None  # recorded; applied by the next poll
+    ctl.poll()
     assert ctl.pipeline.focus.override == pytest.approx(start)  # no jump
     ctl.clock.t += ctl.focus_pull_s / 2
     ctl.poll()
@@ -229,7 +248,9 @@ def test_click_to_focus_pulls_to_the_median_under_the_pointer(ctl, frames):
     assert res.focus == pytest.approx(target)
     # in focus where clicked: the CoC there is far smaller than the frame's largest
     assert abs(float(np.median(res.coc[y - rad:y + rad + 1, x - rad:x + rad + 1]))) < 0.25 * np.abs(res.coc).max()
-    assert ctl.handle_key("f") == "focus: automatic" and ctl.pipeline.focus.override is None
+    assert ctl.handle_key("f") == "focus: automatic"
+    ctl.poll()
+    assert ctl.pipeline.focus.override is None
 
 
 def test_click_maps_scaled_and_side_by_side_coordinates(ctl):
@@ -257,7 +278,7 @@ def test_bind_wires_a_preview_sink_without_a_window(ctl, frames):
     sink = PreviewSink()
     ctl.bind(sink)
     sink.on_key("e")
-    assert ctl.pipeline.preset.render.effect is False
+    assert ctl.preset.render.effect is False
     sink.on_key("e")
     ctl.focus_pull_s = 0.0
     sink.on_mouse(cv2.EVENT_MOUSEMOVE, 5, 5)
@@ -265,9 +286,17 @@ def test_bind_wires_a_preview_sink_without_a_window(ctl, frames):
     sink.on_mouse(cv2.EVENT_LBUTTONDOWN, 5, 5)
     ctl.poll()
     assert ctl.pipeline.focus.override is not None
-    r = ctl._result
-    img = sink.overlay(OutputFrame(r.frame, r.matte, r.disparity, "00000", 0, 0.0))
-    assert img.shape == r.frame.shape and not np.array_equal(img, r.frame)  # message + marker drawn
+    r = step(ctl, frames[0])
+    ctl.observe(None, None)  # the overlay takes the result from the OutputFrame itself
+    ctl.view = "matte"
+    img = sink.overlay(OutputFrame(r.frame, r.matte, r.disparity, "00000", 0, 0.0, result=r, input=frames[0]))
+    assert img.shape == r.frame.shape and ctl._result is r
+    h = r.frame.shape[0]
+    assert np.array_equal(img[h // 3:h // 2], dv.matte_view(r.matte)[h // 3:h // 2])
+    # a fail-closed frame (no result) is shown as it is, not as a debug view of an old result
+    shown = np.full_like(r.frame, 40)
+    quiet(ctl)
+    assert sink.overlay(OutputFrame(shown, None, None, "00001", 1, 0.0, input=frames[0])) is shown
 
 
 def test_live_reload_through_the_controller(pipe, frames, tmp_path):
