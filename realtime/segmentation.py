@@ -179,8 +179,8 @@ class Segmenter(Stage):
         return conf
 
     def process(self, frame: np.ndarray, timestamp_ms: int) -> np.ndarray:
+        check_frame(frame)  # before _begin: a rejected frame does not use up its timestamp
         ts = self._begin(timestamp_ms)
-        check_frame(frame)
         h, w = frame.shape[:2]
         backend = self._ensure_backend(w, h)
         mw, mh = backend.input_size

@@ -1,0 +1,193 @@
+"""The segmentation stage with the real MediaPipe models on real frames."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import MODELS, PEOPLE, load_sequence, talking_frame
+from realtime import models
+from realtime.config import MatteRefine, SegModel, SegmentationConfig, load_preset
+from realtime.errors import ClosedError, FrameShapeError, FrameTypeError, ModelHashError, StageError, TimestampError
+from realtime.metrics import boundary_f, iou
+from realtime.segmentation import MediaPipeSegmenter, Segmenter, choose_model, radius_at_model
+
+# Floors a little under what tools/eval_matte.py measures with the default preset (landscape
+# model, all frames; see docs/matte.md): (IoU, boundary F) of the refined matte.
+FLOORS = {"breakdance": (0.155, 0.160), "dance-twirl": (0.635, 0.585)}
+
+
+def _cfg(**kw) -> SegmentationConfig:
+    return dataclasses.replace(load_preset("portrait").segmentation, **kw)
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    return {name: load_sequence(name) for name in PEOPLE}
+
+
+@pytest.fixture(scope="module")
+def measured(sequences):
+    """Per sequence: mean (IoU, boundary F) of raw bilinear and refined mattes, one model run."""
+    out = {}
+    for name, (frames, masks) in sequences.items():
+        raw_s, ref_s = [], []
+        with Segmenter(_cfg()) as seg:
+            for i, (frame, gt) in enumerate(zip(frames, masks)):
+                matte = seg.process(frame, i * 33)
+                raw = cv2.resize(seg.confidence, gt.shape[::-1], interpolation=cv2.INTER_LINEAR)
+                raw_s.append((iou(raw, gt), boundary_f(raw, gt)))
+                ref_s.append((iou(matte, gt), boundary_f(matte, gt)))
+            assert seg.model_name == "selfie_landscape"  # 854x480 is wider than 4:3
+        out[name] = (np.mean(raw_s, axis=0), np.mean(ref_s, axis=0))
+    return out
+
+
+@pytest.mark.parametrize("name", PEOPLE)
+def test_quality_floors_on_people_sequences(measured, name):
+    _, (ref_iou, ref_bf) = measured[name]
+    iou_floor, bf_floor = FLOORS[name]
+    assert ref_iou >= iou_floor and ref_bf >= bf_floor, (ref_iou, ref_bf)
+
+
+@pytest.mark.parametrize("name", PEOPLE)
+def test_refined_beats_raw_on_boundary_and_keeps_iou(measured, name):
+    (raw_iou, raw_bf), (ref_iou, ref_bf) = measured[name]
+    assert ref_bf > raw_bf
+    assert ref_iou >= raw_iou
+
+
+def test_matte_contract_on_head_and_shoulders():
+    frame = talking_frame(10, "1.mp4", (1280, 720))
+    with Segmenter(_cfg()) as seg:
+        matte = seg.process(frame, 0)
+        assert matte.shape == (720, 1280) and matte.dtype == np.float32
+        assert not matte.flags.writeable
+        assert 0.0 <= matte.min() and matte.max() <= 1.0
+        conf = seg.confidence
+        assert conf.shape == (144, 256) and not conf.flags.writeable
+        # the person fills the centre, the top corners are background
+        assert matte[360:, 480:800].mean() > 0.95
+        assert matte[:100, :150].max() < 0.05 and matte[:100, -150:].max() < 0.05
+        # soft edges, not a thresholded mask: a band of partial values along the outline
+        partial = np.count_nonzero((matte > 0.05) & (matte < 0.95))
+        outline = np.count_nonzero(np.abs(np.diff(matte >= 0.5, axis=1)))
+        assert partial > 2 * outline > 0
+        # the buffer is reused, the view handed out earlier stays read-only
+        again = seg.process(frame, 33)
+        assert np.shares_memory(matte, again)
+
+
+def test_refined_edge_is_sharper_than_bilinear():
+    """At the person's outline the refined matte goes 0 -> 1 over fewer pixels than bilinear."""
+    frame = talking_frame(30, "4.mp4", (1280, 720))
+    with Segmenter(_cfg()) as seg, Segmenter(_cfg(refine=MatteRefine.BILINEAR)) as lin:
+        ref = seg.process(frame, 0)
+        raw = lin.process(frame, 0)
+        np.testing.assert_allclose(raw, cv2.resize(lin.confidence, (1280, 720), interpolation=cv2.INTER_LINEAR),
+                                   atol=1e-6)
+    band = lambda m: np.count_nonzero((m > 0.1) & (m < 0.9))  # noqa: E731
+    assert band(ref) < 0.8 * band(raw)
+    assert abs(np.count_nonzero(ref >= 0.5) - np.count_nonzero(raw >= 0.5)) < 0.02 * ref.size
+
+
+def test_every_person_is_kept():
+    """Two people side by side: both are in the matte (no largest-blob selection)."""
+    left = talking_frame(5, "2.mp4", (640, 720))
+    right = talking_frame(5, "5.mp4", (640, 720))
+    frame = np.ascontiguousarray(np.hstack([left, right]))
+    with Segmenter(_cfg()) as seg:
+        matte = seg.process(frame, 0)
+    for half in (matte[:, :640], matte[:, 640:]):
+        assert np.count_nonzero(half >= 0.5) > 0.2 * half.size
+        assert half[500:, 220:420].mean() > 0.9
+
+
+def test_model_choice_follows_aspect_and_preset():
+    cfg = _cfg()
+    assert choose_model(cfg, 1280, 720) == "selfie_landscape"
+    assert choose_model(cfg, 640, 480) == "selfie_square"
+    assert choose_model(cfg, 720, 720) == "selfie_square"
+    assert choose_model(_cfg(model=SegModel.SQUARE), 1280, 720) == "selfie_square"
+    assert choose_model(_cfg(model=SegModel.LANDSCAPE), 480, 640) == "selfie_landscape"
+    with Segmenter(cfg) as seg:
+        seg.process(talking_frame(0, "3.mp4", (1280, 720)), 0)
+        assert seg.model_name == "selfie_landscape" and seg.confidence.shape == (144, 256)
+        m = seg.process(talking_frame(0, "3.mp4", (590, 590)), 33)  # new size: the square model
+        assert seg.model_name == "selfie_square" and seg.confidence.shape == (256, 256)
+        assert m.shape == (590, 590) and m[400:, 200:400].mean() > 0.9
+
+
+def test_radius_maps_to_model_rows():
+    assert radius_at_model(32, 144) == 6
+    assert radius_at_model(32, 256) == 11
+    assert radius_at_model(1, 144) == 1
+
+
+def test_bad_input_and_lifecycle():
+    frame = talking_frame(0, "1.mp4", (320, 180))
+    seg = Segmenter(_cfg())
+    with pytest.raises(FrameTypeError):
+        seg.process(frame.astype(np.float32), 0)
+    with pytest.raises(FrameShapeError):
+        seg.process(frame[..., 0].copy(), 0)
+    seg.process(frame, 100)
+    with pytest.raises(TimestampError):
+        seg.process(frame, 100)
+    seg.reset()  # a new stream may start again at 0 (MediaPipe's own clock must not complain)
+    seg.process(frame, 0)
+    seg.process(frame, 33)
+    seg.close()
+    seg.close()
+    with pytest.raises(ClosedError):
+        seg.process(frame, 66)
+
+
+class _Garbling:
+    """The real landscape model whose output is spoiled after the fact (fault injection)."""
+
+    def __init__(self, spoil) -> None:
+        self.inner = MediaPipeSegmenter("selfie_landscape")
+        self.input_size = self.inner.input_size
+        self.spoil = spoil
+
+    def segment(self, rgb, ts):
+        return self.spoil(self.inner.segment(rgb, ts))
+
+    def close(self):
+        self.inner.close()
+
+
+def _nan(c):
+    c[10:20, 30:40] = np.nan
+    return c
+
+
+@pytest.mark.parametrize("spoil,match", [
+    (_nan, "NaN"),
+    (lambda c: c[:-1], "expected"),
+    (lambda c: [0.5], "expected"),
+])
+def test_bad_model_output_fails_closed(spoil, match):
+    frame = talking_frame(0, "1.mp4", (640, 360))
+    with Segmenter(_cfg(), backend=_Garbling(spoil)) as seg:
+        with pytest.raises(StageError, match=match):
+            seg.process(frame, 0)
+
+
+def test_explicit_model_path_with_auto_is_identified(tmp_path):
+    square = tmp_path / "mine.tflite"
+    shutil.copy(MODELS / models.REGISTRY["selfie_square"].file, square)
+    frame = talking_frame(0, "1.mp4", (640, 360))  # wide: auto alone would pick landscape
+    with Segmenter(_cfg(model_path=str(square))) as seg:
+        seg.process(frame, 0)
+        assert seg.model_name == "selfie_square" and seg.confidence.shape == (256, 256)
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model")
+    with Segmenter(_cfg(model_path=str(bad))) as seg:
+        with pytest.raises(ModelHashError, match="not a known segmentation model"):
+            seg.process(frame, 0)
