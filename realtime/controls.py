@@ -119,13 +119,22 @@ class Controller:
     built-in presets. ``adjust`` is applied to every preset loaded by cycling or reloading (for
     command-line overrides such as ``--focus``). ``live_reload`` watches the current preset's
     file (see :mod:`realtime.reload`).
+
+    The controls work on the *user's* preset (``preset``), which starts as the pipeline's and is
+    handed to ``apply`` (default ``pipeline.apply``) at the next poll. With automatic quality
+    scaling pass ``apply=governor.rebase``: the governor's level stays on top of the user's
+    settings, and its reduced values never come back as the base of a key press. Build the
+    controller before the run starts, when the pipeline's preset is still the user's.
     """
 
     def __init__(self, pipeline, presets: Sequence[str | Path] | None = None, *,
                  adjust: Callable[[Preset], Preset] | None = None, live_reload: bool = True,
                  clock: Callable[[], float] = time.monotonic, message_seconds: float = 2.5,
-                 focus_pull_s: float = 0.3, reload_interval: float = 0.25) -> None:
+                 focus_pull_s: float = 0.3, reload_interval: float = 0.25,
+                 apply: Callable[[Preset], object] | None = None) -> None:
         self.pipeline = pipeline
+        self._apply_fn = apply or pipeline.apply
+        self._base: Preset = pipeline.preset   # the user's settings as last applied
         self._specs = list(presets) if presets else self._default_specs(pipeline.preset)
         self._index = 0
         self._adjust = adjust or (lambda p: p)
@@ -166,9 +175,9 @@ class Controller:
     # -- per frame -------------------------------------------------------------------------
     @property
     def preset(self) -> Preset:
-        """The preset as the controls see it: what the next :meth:`poll` applies, else the
-        pipeline's."""
-        return self._target if self._target is not None else self.pipeline.preset
+        """The user's preset as the controls see it: what the next :meth:`poll` applies, else
+        the one last applied."""
+        return self._target if self._target is not None else self._base
 
     def poll(self) -> None:
         """Before each ``pipeline.process``, with the pipeline idle: apply what keys, clicks and
@@ -178,7 +187,8 @@ class Controller:
         if self._target is not None:
             target, self._target = self._target, None
             try:
-                self.pipeline.apply(target)
+                self._apply_fn(target)
+                self._base = target
             except PortraitCamError as e:  # e.g. a model the preset names cannot be loaded
                 log.warning("preset %s not applied: %s", target.name, e)
                 self._say(f"preset {target.name} not applied: {e}", max(self.message_seconds, 6.0))

@@ -99,13 +99,15 @@ def test_aperture_keys_step_clamp_and_blur_more(ctl, frames):
     ctl.poll()
     assert ctl.pipeline.preset.render.aperture_px == controls.MIN_STEP_PX
     # the lens really follows: a wider aperture changes the background more
-    ctl.pipeline.focus.override = 0.95  # focus near, so the background is well behind it
-    ctl.pipeline.apply(ctl.pipeline.preset.replace({"render": {"aperture_px": 8.0, "max_coc_px": 24.0}}))
-    small = background_change(step(ctl, frames[0]), frames[0])
+    pipe = ctl.pipeline
+    pipe.focus.override = 0.95  # focus near, so the background is well behind it
+    pipe.apply(pipe.preset.replace({"render": {"aperture_px": 8.0, "max_coc_px": 24.0}}))
+    c = Controller(pipe, live_reload=False)
+    small = background_change(step(c, frames[0]), frames[0])
     for _ in range(6):
-        ctl.handle_key("+")
-    assert ctl.preset.render.aperture_px > 30
-    large = background_change(step(ctl, frames[0]), frames[0])
+        c.handle_key("+")
+    assert c.preset.render.aperture_px > 30
+    large = background_change(step(c, frames[0]), frames[0])
     assert large > small * 1.2
 
 
@@ -120,6 +122,25 @@ def test_radius_keys(ctl):
         ctl.handle_key("]")
     ctl.poll()
     assert ctl.pipeline.preset.render.max_coc_px == 128.0
+
+
+def test_keys_with_quality_scaling_keep_the_users_base(pipe):
+    """With the governor applying, a key works on the user's value, not on the reduced one."""
+    from realtime.scaling import QualityGovernor
+
+    base = load_preset("portrait")
+    pipe.apply(base)
+    gov = QualityGovernor(pipe.apply, base, 30.0, window=1, cooldown_s=0.0)
+    c = Controller(pipe, live_reload=False, apply=gov.rebase)  # built at start, like the loop's
+    for i in range(3):
+        gov.observe(500.0, now=float(i))  # far behind: three levels down (radius -25%)
+    assert gov.level == 3 and pipe.preset.render.max_coc_px == pytest.approx(0.75 * base.render.max_coc_px)
+    c.handle_key("]")
+    c.poll()
+    want = round(base.render.max_coc_px * controls.STEP, 2)
+    assert c.preset.render.max_coc_px == pytest.approx(want)  # the user's value
+    assert pipe.preset.render.max_coc_px == pytest.approx(0.75 * want)  # the level on top of it
+    assert gov.base.render.max_coc_px == pytest.approx(want)
 
 
 def test_effect_toggle_passes_the_frame_through(ctl, frames):
