@@ -566,6 +566,8 @@ def run_checks(root: str = "/", env: Mapping[str, str] = os.environ, vcam_backen
     backend = vcam_backend or env.get(ENV_VCAM_BACKEND) or None
     checks: list[Check] = []
     linux = platform.startswith("linux")
+    if linux and backend == "v4l2loopback":
+        backend = None  # the default: checked through sysfs, never opened (it may be in use)
     if linux:
         loop_nodes = loopback_devices(_under(root, "/sys/devices/virtual/video4linux"))
         cam_check, cam_info = check_camera(root, camera, probe or probe_camera, loop_nodes)

@@ -179,6 +179,9 @@ def test_registered_test_backend_counts_as_virtual_camera(tmp_path):
     # the environment variable works the same way
     checks = run(tmp_path, env={**GOOD_ENV, "REALTIME_VCAM_BACKEND": vcam_capture.NAME})
     assert doctor.exit_code(checks) == 0
+    # naming the default backend explicitly checks the loopback device as usual
+    checks = run(tmp_path, vcam_backend="v4l2loopback")
+    assert "virtual camera" not in by_name(checks) and doctor.exit_code(checks) == 1
     # an unknown backend fails and the loopback problems stay failures
     checks = run(tmp_path, vcam_backend="no-such-backend")
     c = by_name(checks)
