@@ -331,9 +331,10 @@ class Controller:
         disp = r.disparity
         fh, fw = disp.shape
         shown = frame_size or self._shown_size or (fw, fh)
-        fx, fy = self._to_frame(x, y, shown, (fw, fh))
-        if not (0 <= fx < fw and 0 <= fy < fh):
+        if not (0 <= x < shown[0] and 0 <= y < shown[1]):
             return self._say("click inside the picture to focus")
+        fx, fy = self._to_frame(x, y, shown, (fw, fh))
+        fx, fy = min(fx, fw - 1), min(fy, fh - 1)
         ix, iy = int(fx), int(fy)
         rad = max(2, int(round(CLICK_RADIUS * fh)))
         window = disp[max(0, iy - rad):iy + rad + 1, max(0, ix - rad):ix + rad + 1]

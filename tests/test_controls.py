@@ -287,7 +287,7 @@ def test_click_maps_scaled_and_side_by_side_coordinates(ctl):
     ctl.click(w + w - 10, h // 2, (2 * w, h))  # the output tile on the right
     ctl.poll()
     assert ctl.pipeline.focus.override == direct
-    assert "inside" in ctl.click(-5, 3, (w, h))
+    assert "inside" in ctl.click(-5, 3, (2 * w, h)) and "inside" in ctl.click(2 * w, 3, (2 * w, h))
 
 
 def test_click_before_any_frame(pipe):
