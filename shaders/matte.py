@@ -62,86 +62,65 @@ def sample_table(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 @inline
-def _products(guide, p, y, x, s):
-    """The 14 statistics of one pixel into ``s``: centred colour I, p, I_i I_j (i <= j), I p, p p."""
-    i0 = np.float32(guide[y, x, 0]) * _INV255 - _HALF
-    i1 = np.float32(guide[y, x, 1]) * _INV255 - _HALF
-    i2 = np.float32(guide[y, x, 2]) * _INV255 - _HALF
-    v = p[y, x]
-    s[0] = i0
-    s[1] = i1
-    s[2] = i2
-    s[3] = v
-    s[4] = i0 * i0
-    s[5] = i0 * i1
-    s[6] = i0 * i2
-    s[7] = i1 * i1
-    s[8] = i1 * i2
-    s[9] = i2 * i2
-    s[10] = i0 * v
-    s[11] = i1 * v
-    s[12] = i2 * v
-    s[13] = v * v
-
-
-@inline
-def _row_sums(src, r, out):
-    """out[y, x] = sum of src[y, x-r..x+r] (window clipped at the borders); (h, w, c) arrays.
-    Border cases are split off so the inner loops run branch-free over the ``c`` channels."""
-    h, w, c = src.shape
+def _row_sums(src, c, r, out):
+    """out[y, x] = sum of src[y, x-r..x+r] (window clipped at the borders) for (h, w * c) arrays of
+    ``c`` interleaved channels. Flat indexing and the border cases split off keep the inner
+    loops branch-free and vectorisable."""
+    h, n = src.shape
+    w = n // c
     rx = min(r, w - 1)
     for y in range(h):
         s = src[y]
         t = out[y]
         for k in range(c):
-            t[0, k] = s[0, k]
+            t[k] = s[k]
         for x in range(1, rx + 1):
             for k in range(c):
-                t[0, k] += s[x, k]
+                t[k] += s[x * c + k]
         for x in range(1, w):
-            add = x + r < w
-            sub = x - r - 1 >= 0
-            if add and sub:
+            o = x * c
+            add = (x + r) * c
+            sub = (x - r - 1) * c
+            if x + r < w and x - r - 1 >= 0:
                 for k in range(c):
-                    t[x, k] = t[x - 1, k] + s[x + r, k] - s[x - r - 1, k]
-            elif add:
+                    t[o + k] = t[o - c + k] + s[add + k] - s[sub + k]
+            elif x + r < w:
                 for k in range(c):
-                    t[x, k] = t[x - 1, k] + s[x + r, k]
-            elif sub:
+                    t[o + k] = t[o - c + k] + s[add + k]
+            elif x - r - 1 >= 0:
                 for k in range(c):
-                    t[x, k] = t[x - 1, k] - s[x - r - 1, k]
+                    t[o + k] = t[o - c + k] - s[sub + k]
             else:
                 for k in range(c):
-                    t[x, k] = t[x - 1, k]
+                    t[o + k] = t[o - c + k]
 
 
 @inline
-def _col_means(rows, r, acc, out):
+def _col_means(rows, c, r, acc, out):
     """out = column sums of radius ``r`` of the row sums ``rows``, divided by the clipped window's
-    pixel count: the box mean. ``acc`` (w * c,) holds the running column sums."""
-    h, w, c = rows.shape
-    n = w * c
-    flat = rows.reshape((h, n))
+    pixel count: the box mean. (h, w * c) arrays; ``acc`` (w * c,) holds the running sums."""
+    h, n = rows.shape
+    w = n // c
     ry = min(r, h - 1)
     for i in range(n):
-        acc[i] = flat[0, i]
+        acc[i] = rows[0, i]
     for y in range(1, ry + 1):
         for i in range(n):
-            acc[i] += flat[y, i]
+            acc[i] += rows[y, i]
     for y in range(h):
         if y > 0:
             if y + r < h:
                 for i in range(n):
-                    acc[i] += flat[y + r, i]
+                    acc[i] += rows[y + r, i]
             if y - r - 1 >= 0:
                 for i in range(n):
-                    acc[i] -= flat[y - r - 1, i]
+                    acc[i] -= rows[y - r - 1, i]
         ny = np.float32(min(y + r, h - 1) - max(y - r, 0) + 1)
         o = out[y]
         for x in range(w):
             inv = _ONE / (np.float32(min(x + r, w - 1) - max(x - r, 0) + 1) * ny)
             for k in range(c):
-                o[x, k] = acc[x * c + k] * inv
+                o[x * c + k] = acc[x * c + k] * inv
 
 
 @kernel
@@ -149,31 +128,56 @@ def guided_coeffs(guide, p, r, eps, detail, protect, stats, tmp, means, lin, lin
     """Coefficients ``coef[y, x] = (a_b, a_g, a_r, b)`` at model resolution, ``q = a . frame_u8 + b``.
 
     ``guide`` (h, w, 3) uint8 BGR and ``p`` (h, w) float32; ``r`` box radius in model pixels;
-    ``eps`` regularisation; ``detail`` and ``protect`` as in the module docstring. Scratch:
-    ``stats``/``tmp``/``means`` (h, w, 14), ``lin``/``lin_tmp``/``lin_mean`` (h, w, 6), ``acc``
-    (w * 14,) float32.
+    ``eps`` regularisation; ``detail`` and ``protect`` as in the module docstring. Scratch (flat,
+    channels interleaved): ``stats``/``tmp``/``means`` (h, w * 14), ``lin``/``lin_tmp``/``lin_mean``
+    (h, w * 6), ``acc`` (w * 14,) float32. ``coef`` (h, w, 4).
     """
     h, w = p.shape
+    S = N_STATS
+    L = N_LIN
     for y in range(h):
+        g = guide[y].reshape(w * 3)
+        pr = p[y]
+        st = stats[y]
         for x in range(w):
-            _products(guide, p, y, x, stats[y, x])
-    _row_sums(stats, r, tmp)
-    _col_means(tmp, r, acc, means)
+            i0 = np.float32(g[3 * x]) * _INV255 - _HALF
+            i1 = np.float32(g[3 * x + 1]) * _INV255 - _HALF
+            i2 = np.float32(g[3 * x + 2]) * _INV255 - _HALF
+            v = pr[x]
+            o = S * x
+            st[o] = i0
+            st[o + 1] = i1
+            st[o + 2] = i2
+            st[o + 3] = v
+            st[o + 4] = i0 * i0
+            st[o + 5] = i0 * i1
+            st[o + 6] = i0 * i2
+            st[o + 7] = i1 * i1
+            st[o + 8] = i1 * i2
+            st[o + 9] = i2 * i2
+            st[o + 10] = i0 * v
+            st[o + 11] = i1 * v
+            st[o + 12] = i2 * v
+            st[o + 13] = v * v
+    _row_sums(stats, S, r, tmp)
+    _col_means(tmp, S, r, acc, means)
     floor = eps * eps * eps  # det(Cov + eps 1) >= eps^3 in exact arithmetic
     for y in range(h):
+        m = means[y]
+        li = lin[y]
         for x in range(w):
-            m = means[y, x]
-            m0, m1, m2, mp = m[0], m[1], m[2], m[3]
-            s00 = m[4] - m0 * m0 + eps
-            s01 = m[5] - m0 * m1
-            s02 = m[6] - m0 * m2
-            s11 = m[7] - m1 * m1 + eps
-            s12 = m[8] - m1 * m2
-            s22 = m[9] - m2 * m2 + eps
-            v0 = m[10] - m0 * mp
-            v1 = m[11] - m1 * mp
-            v2 = m[12] - m2 * mp
-            vp = m[13] - mp * mp
+            o = S * x
+            m0, m1, m2, mp = m[o], m[o + 1], m[o + 2], m[o + 3]
+            s00 = m[o + 4] - m0 * m0 + eps
+            s01 = m[o + 5] - m0 * m1
+            s02 = m[o + 6] - m0 * m2
+            s11 = m[o + 7] - m1 * m1 + eps
+            s12 = m[o + 8] - m1 * m2
+            s22 = m[o + 9] - m2 * m2 + eps
+            v0 = m[o + 10] - m0 * mp
+            v1 = m[o + 11] - m1 * mp
+            v2 = m[o + 12] - m2 * mp
+            vp = m[o + 13] - mp * mp
             c00 = s11 * s22 - s12 * s12
             c01 = s02 * s12 - s01 * s22
             c02 = s01 * s12 - s02 * s11
@@ -184,29 +188,31 @@ def guided_coeffs(guide, p, r, eps, detail, protect, stats, tmp, means, lin, lin
             a0 = (c00 * v0 + c01 * v1 + c02 * v2) * inv
             a1 = (c01 * v0 + c11 * v1 + c12 * v2) * inv
             a2 = (c02 * v0 + c12 * v1 + c22 * v2) * inv
-            o = lin[y, x]
-            o[0] = a0
-            o[1] = a1
-            o[2] = a2
-            o[3] = mp - a0 * m0 - a1 * m1 - a2 * m2
-            o[4] = mp
-            if vp > _TINY:
-                o[5] = min(max((a0 * v0 + a1 * v1 + a2 * v2) / vp, _ZERO), _ONE)
-            else:  # p is flat here: nothing to explain, nothing to add back
-                o[5] = _ONE
-    _row_sums(lin, r, lin_tmp)
-    _col_means(lin_tmp, r, acc, lin_mean)
+            q = L * x
+            li[q] = a0
+            li[q + 1] = a1
+            li[q + 2] = a2
+            li[q + 3] = mp - a0 * m0 - a1 * m1 - a2 * m2
+            li[q + 4] = mp
+            # R^2 (branch-free: where p is flat, p - mean p is ~0 and R^2 does not matter)
+            explained = a0 * v0 + a1 * v1 + a2 * v2
+            li[q + 5] = min(max(explained / max(vp, _TINY), _ZERO), _ONE)
+    _row_sums(lin, L, r, lin_tmp)
+    _col_means(lin_tmp, L, r, acc, lin_mean)
     for y in range(h):
+        lm = lin_mean[y]
+        pr = p[y]
+        cf = coef[y].reshape(w * 4)
         for x in range(w):
-            l = lin_mean[y, x]
-            v = p[y, x]
+            q = L * x
+            l0, l1, l2, l3, l4, l5 = lm[q], lm[q + 1], lm[q + 2], lm[q + 3], lm[q + 4], lm[q + 5]
+            v = pr[x]
             wgt = min(_FOUR * v * (_ONE - v) * protect, _ONE) if protect > _ZERO else _ONE
-            b = l[3] - _HALF * (l[0] + l[1] + l[2]) + detail * (_ONE - l[5]) * (v - l[4])
-            o = coef[y, x]
-            o[0] = wgt * l[0] * _INV255
-            o[1] = wgt * l[1] * _INV255
-            o[2] = wgt * l[2] * _INV255
-            o[3] = wgt * b + (_ONE - wgt) * v
+            b = l3 - _HALF * (l0 + l1 + l2) + detail * (_ONE - l5) * (v - l4)
+            cf[4 * x] = wgt * l0 * _INV255
+            cf[4 * x + 1] = wgt * l1 * _INV255
+            cf[4 * x + 2] = wgt * l2 * _INV255
+            cf[4 * x + 3] = wgt * b + (_ONE - wgt) * v
 
 
 @kernel
@@ -235,14 +241,17 @@ def apply_coeffs(frame, wide, y0s, y1s, wys, out):
         wy = wys[y]
         c0 = wide[y0s[y]]
         c1 = wide[y1s[y]]
-        frow = frame[y]
+        # the frame row indexed flat: (x, channel) indexing of the uint8 row keeps LLVM from
+        # vectorising the loop (5x slower)
+        frow = frame[y].reshape(ww * 3)
         orow = out[y]
         for x in range(ww):
             a_b = c0[0, x] + wy * (c1[0, x] - c0[0, x])
             a_g = c0[1, x] + wy * (c1[1, x] - c0[1, x])
             a_r = c0[2, x] + wy * (c1[2, x] - c0[2, x])
             b = c0[3, x] + wy * (c1[3, x] - c0[3, x])
-            q = a_b * np.float32(frow[x, 0]) + a_g * np.float32(frow[x, 1]) + a_r * np.float32(frow[x, 2]) + b
+            q = (a_b * np.float32(frow[3 * x]) + a_g * np.float32(frow[3 * x + 1])
+                 + a_r * np.float32(frow[3 * x + 2]) + b)
             orow[x] = min(max(q, _ZERO), _ONE)
 
 
@@ -263,12 +272,12 @@ class GuidedUpsampler:
         self.eps = np.float32(eps)
         self.detail = np.float32(detail)
         self.protect = np.float32(protect)
-        self._stats = np.empty((lh, lw, N_STATS), np.float32)
-        self._tmp = np.empty((lh, lw, N_STATS), np.float32)
-        self._means = np.empty((lh, lw, N_STATS), np.float32)
-        self._lin = np.empty((lh, lw, N_LIN), np.float32)
-        self._lin_tmp = np.empty((lh, lw, N_LIN), np.float32)
-        self._lin_mean = np.empty((lh, lw, N_LIN), np.float32)
+        self._stats = np.empty((lh, lw * N_STATS), np.float32)
+        self._tmp = np.empty((lh, lw * N_STATS), np.float32)
+        self._means = np.empty((lh, lw * N_STATS), np.float32)
+        self._lin = np.empty((lh, lw * N_LIN), np.float32)
+        self._lin_tmp = np.empty((lh, lw * N_LIN), np.float32)
+        self._lin_mean = np.empty((lh, lw * N_LIN), np.float32)
         self._acc = np.empty(lw * N_STATS, np.float32)
         self.coef = np.empty((lh, lw, 4), np.float32)
         self._wide = np.empty((lh, 4, fw), np.float32)

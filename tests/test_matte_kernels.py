@@ -37,7 +37,7 @@ def ref_coeffs(guide: np.ndarray, p: np.ndarray, r: int, eps: float, detail: flo
     b = mp - np.einsum("yxk,yxk->yx", a, mI)
     var_p = mpp - mp * mp
     explained = np.einsum("yxk,yxk->yx", a, cov_ip)
-    r2 = np.where(var_p > 1e-8, np.clip(explained / np.where(var_p > 1e-8, var_p, 1.0), 0.0, 1.0), 1.0)
+    r2 = np.clip(explained / np.maximum(var_p, 1e-8), 0.0, 1.0)
     am = ref_box_mean(a, r)
     bm = ref_box_mean(b, r)
     mpm = ref_box_mean(mp, r)
@@ -208,8 +208,8 @@ def test_guided_coeffs_is_the_kernel_the_upsampler_runs():
     g = GuidedUpsampler((15, 11), (45, 33), 2, 1e-3, 1.0, 8.0)
     a = g.coefficients(guide, p).copy()
     f32 = np.float32
-    bufs14 = [np.empty((11, 15, 14), np.float32) for _ in range(3)]
-    bufs6 = [np.empty((11, 15, 6), np.float32) for _ in range(3)]
+    bufs14 = [np.empty((11, 15 * 14), np.float32) for _ in range(3)]
+    bufs6 = [np.empty((11, 15 * 6), np.float32) for _ in range(3)]
     out = np.empty((11, 15, 4), np.float32)
     guided_coeffs(guide, p, 2, f32(1e-3), f32(1.0), f32(8.0), *bufs14, *bufs6, np.empty(15 * 14, np.float32), out)
     np.testing.assert_array_equal(a, out)
