@@ -131,12 +131,26 @@ class FocusConfig:
 
 @dataclass(frozen=True)
 class TemporalConfig:
+    """Per-pixel stabiliser of the matte and the disparity (see docs/temporal.md)."""
+
     enabled: bool = knob(True, doc="stabilise matte and disparity over time")
-    matte_smoothing: float = knob(0.8, 0.0, 0.99, "strongest per-frame smoothing of the matte where nothing moves")
-    depth_smoothing: float = knob(0.9, 0.0, 0.99, "strongest per-frame smoothing of the disparity where nothing moves")
-    motion_threshold: float = knob(12.0, 0.0, 255.0, "frame difference (levels) above which a pixel follows at once")
-    hysteresis: float = knob(0.1, 0.0, 0.5, "dead band around alpha 0.5 so edge pixels do not toggle")
-    scene_cut_threshold: float = knob(0.4, 0.0, 1.0, "fraction of changed pixels that counts as a scene cut (reset)")
+    matte_smoothing: float = knob(0.9, 0.0, 0.99, "smoothing of the matte where the image is still and the "
+                                  "model agrees with itself (0 = none; 0.9 averages over ~10 frames)")
+    depth_smoothing: float = knob(0.8, 0.0, 0.99, "smoothing of the disparity where the image is still and "
+                                  "the depth agrees with itself")
+    motion_threshold: float = knob(8.0, 0.5, 255.0, "change of a 4x4 tile's mean luma (levels, after the "
+                                   "frame's mean change) at which its pixels follow at once; smoothing "
+                                   "fades out from half this value")
+    matte_follow: float = knob(0.5, 0.01, 1.0, "change of alpha against the stabilised value at which a pixel "
+                               "follows at once, whatever the image did; fades in from half this value")
+    depth_follow: float = knob(0.3, 0.01, 1.0, "change of disparity against the stabilised value at which a "
+                               "pixel follows at once; fades in from half this value")
+    hysteresis: float = knob(0.1, 0.0, 0.45, "dead band around alpha 0.5: a still pixel changes side only when "
+                             "its smoothed alpha leaves 0.5 +/- this (0 = off)")
+    scene_cut_threshold: float = knob(0.2, 0.05, 1.0, "share of the luma histogram that changes between two "
+                                      "frames for a scene cut (forgets the state)")
+    reset_after_gap_ms: int = knob(1000, 0, 600000, "a gap this long between two frames forgets the state "
+                                   "(the source paused or was switched; 0 = never)")
 
 
 @dataclass(frozen=True)

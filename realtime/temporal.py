@@ -1,55 +1,168 @@
 """Temporal stabiliser for the matte and the disparity.
 
-First version: a plain exponential moving average with its own state buffers (never an alias
-of what it hands out).
+Per pixel, the stabilised value moves toward the model's new value by a factor between a small
+static floor (``1 - smoothing``) and 1:
+
+- **still and agreeing**: where the image did not change (4x4 tile luma against the previous
+  frame, see :mod:`shaders.temporal`) and the new value is close to the stabilised one, the
+  floor applies: camera noise and model jitter are averaged over ~``1 / (1 - smoothing)``
+  frames;
+- **moved**: where the tile's luma changed by ``motion_threshold`` levels, or the matte
+  (disparity) differs from its stabilised value by ``matte_follow`` (``depth_follow``), the
+  pixel follows at once (factor 1): no lag, no ghost. Both ramps fade in from half their value;
+- **hysteresis**: a still pixel changes side of alpha 0.5 only when its stabilised alpha leaves
+  ``0.5 +/- hysteresis``; inside the band the output is held on the side it was on.
+
+State (matte, disparity, side bits, previous tile luma and histogram) lives in buffers of its
+own; the outputs are separate buffers handed back read-only. The state is forgotten by
+:meth:`Stabiliser.reset`, and by the stage itself on a scene cut (the tile-luma histogram
+changed by ``scene_cut_threshold``), a new frame size, or a gap of ``reset_after_gap_ms``.
+See ``docs/temporal.md`` for the measured effect.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from shaders import temporal as k
+
 from .config import TemporalConfig
-from .frames import check_frame, check_matte, readonly
+from .frames import check_disparity, check_frame, check_matte, readonly
 from .stage import Stage
+
+HIST_BINS = 32  # scene-cut histogram of tile luma over 0..256
+# global-change estimates: median of a histogram of frame-to-frame differences
+# (bins centred on 0, so no change reads as exactly 0; changes beyond the ends land in the end bins)
+LUMA_SHIFT_BIN, LUMA_SHIFT_BINS = 0.25, 255                # levels, +/-32
+LUMA_SHIFT_LO = -(LUMA_SHIFT_BINS / 2) * LUMA_SHIFT_BIN
+DISP_SHIFT_BIN, DISP_SHIFT_BINS = 1.0 / 4096, 511          # disparity, +/-1/16
+DISP_SHIFT_LO = -(DISP_SHIFT_BINS / 2) * DISP_SHIFT_BIN
+DISP_SHIFT_STEP = 8   # sample every 8th row and column of the disparity (14k samples at 720p)
+TILE_SAMPLE_STEP = 2  # and every 2nd tile for the histograms (14k samples at 720p)
+# a global disparity change smaller than this is jitter and is smoothed like local jitter; the
+# part beyond it is drift (the depth stage re-ranging its output) and is followed at once
+DISP_DRIFT_DEADZONE = 0.002
+
+
+def histogram_median(counts: np.ndarray, lo: float, width: float) -> float:
+    """Centre of the bin holding the median of a histogram (``lo`` = left edge of bin 0)."""
+    c = np.cumsum(counts)
+    i = int(np.searchsorted(c, (int(c[-1]) + 1) // 2))
+    return lo + (i + 0.5) * width
+
+
+def _f32(v: float) -> np.float32:
+    return np.float32(v)
+
+
+class _Buffers:
+    """Everything the stabiliser keeps for one frame size (allocated once per size)."""
+
+    def __init__(self, height: int, width: int) -> None:
+        shape = (height, width)
+        tiles = k.tiles_shape(height, width)
+        self.shape = shape
+        self.state_m = np.zeros(shape, np.float32)
+        self.state_d = np.zeros(shape, np.float32)
+        self.side = np.zeros(shape, np.uint8)
+        self.out_m = np.zeros(shape, np.float32)
+        self.out_d = np.zeros(shape, np.float32)
+        self.rows = np.zeros((tiles[0], 3 * width), np.uint16)  # tile_luma's scratch
+        self.luma = np.zeros(tiles, np.float32)       # this frame's tile luma
+        self.luma_prev = np.zeros(tiles, np.float32)  # the previous frame's
+        self.scratch = np.zeros(tiles, np.float32)
+        self.motion = np.zeros(tiles, np.float32)
+        self.hist = np.zeros(HIST_BINS, np.int32)
+        self.hist_prev = np.zeros(HIST_BINS, np.int32)
+        self.luma_diffs = np.zeros(LUMA_SHIFT_BINS, np.int32)
+        self.disp_diffs = np.zeros(DISP_SHIFT_BINS, np.int32)
+
+    def swap(self) -> None:
+        """This frame's probe becomes the previous frame's (no copy)."""
+        self.luma, self.luma_prev = self.luma_prev, self.luma
+        self.hist, self.hist_prev = self.hist_prev, self.hist
 
 
 class Stabiliser(Stage):
+    """``process(frame, ts, matte, disparity) -> (matte, disparity)``, both read-only."""
+
     name = "temporal"
 
     def __init__(self, config: TemporalConfig) -> None:
         super().__init__()
         self.config = config
-        self._state_matte: np.ndarray | None = None
-        self._state_disp: np.ndarray | None = None
-        self._out_matte: np.ndarray | None = None
-        self._out_disp: np.ndarray | None = None
+        self._buf: _Buffers | None = None
+        self._primed = False
+        self._prev_ts: int | None = None
+        self.cuts = 0                # scene cuts detected since construction
+        self.histogram_change = 0.0  # share of the tile-luma histogram that changed, last frame
+        c = config
+        self._k_matte = _f32(1.0 - c.matte_smoothing)
+        self._k_disp = _f32(1.0 - c.depth_smoothing)
+        # every ramp starts at half its threshold and reaches 1 at the threshold
+        self._motion_lo, self._motion_inv = _f32(c.motion_threshold / 2), _f32(2.0 / c.motion_threshold)
+        self._m_lo, self._m_inv = _f32(c.matte_follow / 2), _f32(2.0 / c.matte_follow)
+        self._d_lo, self._d_inv = _f32(c.depth_follow / 2), _f32(2.0 / c.depth_follow)
+        self._band = _f32(c.hysteresis)
 
     def reset(self) -> None:
+        """Forget the state: the next frame passes through unchanged and starts a new history."""
         super().reset()
-        self._state_matte = None
-        self._state_disp = None
+        self._primed = False
+        self._prev_ts = None
 
     def process(self, frame: np.ndarray, timestamp_ms: int, matte: np.ndarray,
                 disparity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self._begin(timestamp_ms)
+        ts = self._begin(timestamp_ms)
         check_frame(frame)
         shape = frame.shape[:2]
         check_matte(matte, shape)
-        check_matte(disparity, shape, "disparity")
+        check_disparity(disparity, shape)
         if not self.config.enabled:
             return matte, disparity
-        if self._state_matte is None or self._state_matte.shape != shape:
-            self._state_matte = np.array(matte, np.float32, copy=True)
-            self._state_disp = np.array(disparity, np.float32, copy=True)
-            self._out_matte = np.empty(shape, np.float32)
-            self._out_disp = np.empty(shape, np.float32)
+        b = self._buf
+        if b is None or b.shape != shape:
+            b = self._buf = _Buffers(*shape)
+            self._primed = False  # a new frame size is a new source
+        gap = self.config.reset_after_gap_ms
+        if self._prev_ts is not None and gap and ts - self._prev_ts >= gap:
+            self._primed = False
+        self._prev_ts = ts
+
+        k.tile_luma(frame, b.rows, b.luma)
+        k.luma_histogram(b.luma, TILE_SAMPLE_STEP, b.hist)
+        if self._primed:
+            self.histogram_change = float(np.abs(b.hist - b.hist_prev).sum()) / (2.0 * float(b.hist.sum()))
+            if self.histogram_change >= self.config.scene_cut_threshold:
+                self.cuts += 1
+                self._primed = False
+        if self._primed:
+            # a change shared by most of the frame is exposure (luma) or the depth stage
+            # re-ranging its output (disparity), not motion: take it out before comparing
+            k.difference_histogram(b.luma, b.luma_prev, TILE_SAMPLE_STEP, _f32(LUMA_SHIFT_LO), _f32(1.0 / LUMA_SHIFT_BIN),
+                                   b.luma_diffs)
+            luma_shift = _f32(histogram_median(b.luma_diffs, LUMA_SHIFT_LO, LUMA_SHIFT_BIN))
+            k.difference_histogram(disparity, b.state_d, DISP_SHIFT_STEP, _f32(DISP_SHIFT_LO),
+                                   _f32(1.0 / DISP_SHIFT_BIN), b.disp_diffs)
+            drift = histogram_median(b.disp_diffs, DISP_SHIFT_LO, DISP_SHIFT_BIN)
+            disp_shift = _f32(np.sign(drift) * max(abs(drift) - DISP_DRIFT_DEADZONE, 0.0))
+            k.motion_weight(b.luma, b.luma_prev, luma_shift, self._motion_lo, self._motion_inv, b.scratch,
+                            b.motion)
+            k.stabilise(matte, disparity, b.motion, self._k_matte, self._k_disp, self._m_lo, self._m_inv,
+                        self._d_lo, self._d_inv, disp_shift, self._band, b.state_m, b.state_d, b.side,
+                        b.out_m, b.out_d)
         else:
-            a = np.float32(self.config.matte_smoothing * 0.5)
-            self._state_matte *= a
-            self._state_matte += (1 - a) * matte
-            b = np.float32(self.config.depth_smoothing * 0.5)
-            self._state_disp *= b
-            self._state_disp += (1 - b) * disparity
-        np.copyto(self._out_matte, self._state_matte)
-        np.copyto(self._out_disp, self._state_disp)
-        return readonly(self._out_matte), readonly(self._out_disp)
+            self._start(matte, disparity)
+        b.swap()
+        return readonly(b.out_m), readonly(b.out_d)
+
+    def _start(self, matte: np.ndarray, disparity: np.ndarray) -> None:
+        """First frame of a history: the state is the input, the side is which half it is on."""
+        b = self._buf
+        np.copyto(b.state_m, matte)
+        np.copyto(b.state_d, disparity)
+        np.greater_equal(matte, np.float32(0.5), out=b.side, casting="unsafe")
+        np.copyto(b.out_m, matte)
+        np.copyto(b.out_d, disparity)
+        self.histogram_change = 0.0
+        self._primed = True

@@ -3,3 +3,4 @@
 from . import bokeh  # noqa: F401
 from . import matte  # noqa: F401
 from . import depth  # noqa: F401
+from . import temporal  # noqa: F401

@@ -1,0 +1,206 @@
+"""Kernels of the temporal stabiliser (see ``realtime/temporal.py`` and ``docs/temporal.md``).
+
+Three small passes and one full-resolution pass per frame:
+
+1. :func:`tile_luma` - mean level of ``TILE x TILE`` tiles of the frame (all three channels):
+   the motion probe. Averaging 4x4 pixels x 3 channels divides independent camera noise by ~7
+   before frames are compared, yet an edge that moves by one pixel still shifts its tile's mean
+   by a quarter of its contrast;
+2. :func:`luma_histogram` - a coarse histogram of the tile lumas, for the scene-cut test, and
+   :func:`difference_histogram` - whose median is the frame's global luma (or disparity)
+   change, robust to a moving minority of the frame;
+3. :func:`motion_weight` - per tile, how surely the image changed: the tile's luma difference
+   to the previous frame less the frame's global change (exposure drift is not motion), ramped
+   to [0, 1] and dilated by one tile so pixels at a tile border see moving neighbours;
+4. :func:`stabilise` - per pixel, one fused read-modify-write of the matte and disparity
+   states: blend factor between the static floor and 1, hysteresis around alpha 0.5, outputs.
+
+Everything is float32 (parameters are passed as float32 so nothing widens to float64), and the
+per-pixel pass is branch-free so its rows vectorise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .jit import inline, kernel, register_warmup
+
+TILE_SHIFT = 2
+TILE = 1 << TILE_SHIFT  # 4: the motion probe's tile edge in pixels
+
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+_HALF = np.float32(0.5)
+# the largest float32 below 0.5: a background-side pixel held in the dead band stays < 0.5
+_BELOW_HALF = np.nextafter(np.float32(0.5), np.float32(0.0))
+# a state this close to its input snaps to it: an exponential approach would otherwise sink
+# into subnormal floats on a perfectly still input and make every later pass ~10x slower
+_SNAP = np.float32(1e-6)
+
+
+def tiles_shape(height: int, width: int) -> tuple[int, int]:
+    """Shape of the tile grid for a frame (edge tiles may be partial)."""
+    return (height + TILE - 1) >> TILE_SHIFT, (width + TILE - 1) >> TILE_SHIFT
+
+
+@kernel(parallel=True)
+def tile_luma(frame, rows, out):
+    """``out[ty, tx]`` = mean of the three channels (levels) over the frame's ``TILE x TILE``
+    tile; edge tiles average the pixels they have. ``rows`` is ``(tiles high, 3 * width)``
+    uint16 scratch: the column sums of each tile row, so the loop over bytes vectorises."""
+    h, w = frame.shape[0], frame.shape[1]
+    th, tw = out.shape
+    flat = frame.reshape(h, w * 3)
+    for ty in prange(th):
+        y0 = ty << TILE_SHIFT
+        y1 = min(y0 + TILE, h)
+        acc = rows[ty]
+        r0 = flat[y0]
+        if y1 - y0 == TILE:
+            r1 = flat[y0 + 1]
+            r2 = flat[y0 + 2]
+            r3 = flat[y0 + 3]
+            for i in range(w * 3):
+                acc[i] = np.uint16(r0[i]) + np.uint16(r1[i]) + np.uint16(r2[i]) + np.uint16(r3[i])
+        else:
+            for i in range(w * 3):
+                acc[i] = np.uint16(r0[i])
+            for y in range(y0 + 1, y1):
+                r = flat[y]
+                for i in range(w * 3):
+                    acc[i] += np.uint16(r[i])
+        scale = np.float32(1.0) / np.float32((y1 - y0) * 3 * TILE)
+        full = w >> TILE_SHIFT
+        for tx in range(full):
+            i0 = tx * (3 * TILE)
+            total = 0
+            for c in range(3 * TILE):  # constant trip count: unrolled
+                total += np.int32(acc[i0 + c])
+            out[ty, tx] = np.float32(total) * scale
+        if full < tw:  # the last, narrower tile
+            i0 = full * (3 * TILE)
+            total = 0
+            for i in range(i0, w * 3):
+                total += np.int32(acc[i])
+            out[ty, full] = np.float32(total) / np.float32((y1 - y0) * (w * 3 - i0))
+
+
+@kernel
+def luma_histogram(luma, step, out):
+    """``out[i]`` = how many tile lumas, sampled every ``step`` rows and columns, fall in bin
+    ``i`` of ``len(out)`` equal bins over 0..256 (int32 counts)."""
+    nb = out.shape[0]
+    scale = np.float32(nb) / np.float32(256.0)
+    for i in range(nb):
+        out[i] = 0
+    h, w = luma.shape
+    for y in range(0, h, step):
+        for x in range(0, w, step):
+            out[min(max(int(luma[y, x] * scale), 0), nb - 1)] += 1
+
+
+@kernel
+def difference_histogram(a, b, step, lo, inv_bin, out):
+    """``out[i]`` = how many of ``a - b``, sampled every ``step`` rows and columns, fall in bin
+    ``i`` (bin width ``1 / inv_bin`` from ``lo``; values outside land in the end bins). Its
+    median is a robust global offset: a moving minority of the frame does not pull it."""
+    nb = out.shape[0]
+    for i in range(nb):
+        out[i] = 0
+    h, w = a.shape
+    for y in range(0, h, step):
+        for x in range(0, w, step):
+            i = int((a[y, x] - b[y, x] - lo) * inv_bin)
+            out[min(max(i, 0), nb - 1)] += 1
+
+
+@inline
+def _ramp(v, lo, inv_span):
+    """0 up to ``lo``, 1 from ``lo + 1 / inv_span`` on, linear between."""
+    return min(max((v - lo) * inv_span, _ZERO), _ONE)
+
+
+@kernel(parallel=True)
+def motion_weight(cur, prev, shift, lo, inv_span, tmp, out):
+    """Per tile: the ramp of ``|cur - prev - shift|`` (levels) from ``lo`` to ``lo + 1/inv_span``,
+    then the maximum over the 3x3 tile neighbourhood. ``tmp`` is scratch of the same shape."""
+    h, w = cur.shape
+    for y in prange(h):
+        for x in range(w):
+            tmp[y, x] = _ramp(abs(cur[y, x] - prev[y, x] - shift), lo, inv_span)
+    for y in prange(h):
+        ya = max(y - 1, 0)
+        yb = min(y + 2, h)
+        for x in range(w):
+            m = max(tmp[ya, x], tmp[yb - 1, x])
+            m = max(m, tmp[y, x])
+            out[y, x] = m
+        # the horizontal half of the dilation runs on the row just written (separable max)
+        left = out[y, 0]
+        for x in range(w - 1):
+            here = out[y, x]
+            out[y, x] = max(max(left, here), out[y, x + 1])
+            left = here
+        if w > 1:
+            out[y, w - 1] = max(left, out[y, w - 1])
+
+
+@kernel(parallel=True)
+def stabilise(matte, disp, motion, k_matte, k_disp, m_lo, m_inv, d_lo, d_inv, d_shift, band,
+              state_m, state_d, side, out_m, out_d):
+    """One stabiliser step for every pixel (all scalars float32).
+
+    ``motion`` holds per-tile follow weights in [0, 1]. The matte's follow weight ``f`` is the
+    larger of its tile's motion and the ramp of ``|matte - state_m|`` (from ``m_lo``, slope
+    ``m_inv``); the disparity's is the larger of ``f`` (a moved person moves its depth too) and
+    the ramp of ``|disp - state_d - d_shift|`` (``d_lo``, ``d_inv``). Each state moves toward
+    its input by ``k + (1 - k) * weight`` with ``k`` the plane's static floor, so a still,
+    agreeing pixel averages over ~1/k frames and a changed one follows at once. ``d_shift``, the
+    disparity's global change this frame (the depth stage re-ranging its output), is applied
+    to the disparity state at once: only local jitter is smoothed, global drift is not lagged.
+
+    Hysteresis: ``side`` (uint8, 1 = person) flips only when the matte state leaves the dead
+    band ``0.5 +/- band * (1 - f)``; inside it the output is held on the side's half of 0.5.
+    The state itself is never held, so the hold cannot bias the average.
+    """
+    h, w = matte.shape
+    for y in prange(h):
+        ty = y >> TILE_SHIFT
+        for x in range(w):
+            m = matte[y, x]
+            sm = state_m[y, x]
+            em = m - sm
+            f = max(motion[ty, x >> TILE_SHIFT], _ramp(abs(em), m_lo, m_inv))
+            d = disp[y, x]
+            sd = state_d[y, x] + d_shift
+            ed = d - sd
+            fd = max(f, _ramp(abs(ed), d_lo, d_inv))
+            sm = m if abs(em) < _SNAP else sm + (k_matte + (_ONE - k_matte) * f) * em
+            sd = d if abs(ed) < _SNAP else sd + (k_disp + (_ONE - k_disp) * fd) * ed
+            state_m[y, x] = sm
+            state_d[y, x] = sd
+            out_d[y, x] = sd
+            # the threshold sits band above 0.5 on the background side, band below on the
+            # person side; written as arithmetic (no branches) so the loop vectorises
+            b = band * (_ONE - f)
+            was = np.float32(side[y, x])
+            now = np.float32(sm >= _HALF + b - (b + b) * was)
+            side[y, x] = np.uint8(now)
+            lo = min(sm, _BELOW_HALF)
+            out_m[y, x] = lo + now * (max(sm, _HALF) - lo)
+
+
+@register_warmup
+def _warm() -> None:
+    f32 = np.float32
+    frame = np.zeros((5, 7, 3), np.uint8)
+    lum = np.empty(tiles_shape(5, 7), np.float32)
+    tile_luma(frame, np.empty((lum.shape[0], 21), np.uint16), lum)
+    luma_histogram(lum, 1, np.empty(8, np.int32))
+    wgt = np.empty_like(lum)
+    motion_weight(lum, lum, f32(0.0), f32(1.0), f32(1.0), np.empty_like(lum), wgt)
+    m = np.zeros((5, 7), np.float32)
+    difference_histogram(m, m, 2, f32(-1.0), f32(4.0), np.empty(8, np.int32))
+    stabilise(m, m, wgt, f32(0.1), f32(0.1), f32(0.2), f32(4.0), f32(0.2), f32(4.0), f32(0.0), f32(0.1),
+              m.copy(), m.copy(), np.zeros((5, 7), np.uint8), np.empty_like(m), np.empty_like(m))
