@@ -34,7 +34,7 @@ FULL_RES_WORK = (1280 * 720 // 4) * (2 * 12 + 1)
 
 # Half-resolution layers are upsampled bilinearly, which widens a disk by about one full-res
 # pixel; the gather radius is shrunk by as much (in layer pixels) so the disk keeps its size.
-HALF_RES_SHRINK = 1.0
+HALF_RES_SHRINK = 1.125
 
 MAX_COC_PX = 256.0  # any CoC is clamped to this many pixels
 

@@ -33,20 +33,22 @@ from numba import get_thread_id, prange
 from .color import encode
 from .jit import inline, kernel, register_warmup
 
-EPS_WEIGHT = 1e-3   # far weight floor: a disk of only sharp pixels still normalises
+EPS_WEIGHT = 1e-4   # far weight floor: a disk of only sharp pixels still normalises
 RUN = 128   # longest run of pixels gathered together (accumulators stay in L1)
 
 
 def shape_table(kmax: int, blades: int = 0) -> np.ndarray:
     """Row half-widths of the aperture shapes of radius 0..kmax+1: ``(kmax + 2, 2 D + 1)`` int32.
 
-    Shape K holds the pixels whose centre lies inside a disk of radius ``K + 0.5`` (or, with
-    ``blades >= 3``, inside the regular polygon inscribed in that disk, one vertex up).
+    Shape K holds the pixels whose centre lies inside the disk of radius K (or, with
+    ``blades >= 3``, inside the regular polygon inscribed in that disk, one vertex up). A radius
+    ``K + t`` blends shapes K and K+1, so its support ends within ``K + 1 <= r + 1`` and its
+    full-weight core reaches ``K >= r - 1``.
     """
     d_max = kmax + 2
     wt = np.full((kmax + 2, 2 * d_max + 1), -1, np.int32)
     for k in range(kmax + 2):
-        rr = k + 0.5
+        rr = float(k)
         for d in range(-d_max, d_max + 1):
             hw = _polygon_half_width(rr, d, blades) if blades >= 3 else (
                 math.sqrt(rr * rr - d * d) if abs(d) <= rr else -1.0)
@@ -135,7 +137,10 @@ def split_layers(frame, coc, matte, has_matte, s, lut, tol, lim, scratch,
                 m = min(max(mrow[x], zero), one) if has_matte else zero
                 p = max(c, zero)
                 n = max(-c, zero)
-                w = (one - m) * min(max(p - half, zero), one)
+                # an edge pixel's colour is part subject: from half coverage on it stays out of
+                # the far field altogether, below that it counts less the more subject it holds
+                keep = one - min(m + m, one)
+                w = keep * keep * min(max(p - half, zero), one)
                 pc[x] = w * p
                 wv[x] = w + eps
                 a_n = min(max(n - m * tol - half, zero), one)

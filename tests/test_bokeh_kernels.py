@@ -1,0 +1,395 @@
+"""Every bokeh / colour kernel against a slow NumPy reference on odd-sized seeded inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from shaders import bokeh
+from shaders.color import ENCODE_SIZE, boost_curve, encode, linear_to_srgb, make_luts, srgb_to_linear
+
+RNG_SEED = 20240607
+
+
+def ref_encode(v: np.ndarray, boost: float, threshold: float) -> np.ndarray:
+    """Working-domain value -> uint8 code by inverting the boost curve with bisection."""
+    v = np.asarray(v, np.float64)
+    lo = np.zeros_like(v)
+    hi = np.ones_like(v)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        below = boost_curve(mid, boost, threshold) < v
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    return np.floor(linear_to_srgb((lo + hi) / 2) * 255 + 0.5).astype(np.int64)
+
+
+# -- colour -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("boost,threshold", [(1.0, 1.0), (3.0, 0.85), (20.0, 0.5)])
+def test_decode_lut_is_srgb_then_boost(boost, threshold):
+    luts = make_luts(boost, threshold)
+    codes = np.arange(256) / 255.0
+    expect = boost_curve(srgb_to_linear(codes), boost, threshold)
+    np.testing.assert_allclose(luts.decode, expect, rtol=1e-6, atol=1e-9)
+    assert np.all(np.diff(luts.decode) > 0)
+    # mid-tones are untouched by the boost (that keeps their mean)
+    t = int(threshold * 255)
+    np.testing.assert_allclose(luts.decode[:t], srgb_to_linear(codes[:t]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("boost,threshold", [(1.0, 1.0), (3.0, 0.85), (20.0, 0.5)])
+def test_encode_inverts_decode_for_every_code(boost, threshold):
+    luts = make_luts(boost, threshold)
+    enc = encode.py_func
+    back = [int(enc(np.float32(v), luts.encode, np.float32(luts.encode_scale))) for v in luts.decode]
+    assert back == list(range(256))
+
+
+@pytest.mark.parametrize("boost,threshold", [(1.0, 1.0), (3.0, 0.85)])
+def test_encode_matches_reference_on_random_values(boost, threshold):
+    luts = make_luts(boost, threshold)
+    rng = np.random.default_rng(RNG_SEED)
+    v = np.concatenate([rng.uniform(0, luts.vmax, 3001), rng.uniform(0, 0.01, 1001),
+                        [-1.0, 0.0, luts.vmax, luts.vmax * 2, np.nan]]).astype(np.float32)
+    got = np.array([int(encode.py_func(x, luts.encode, np.float32(luts.encode_scale))) for x in v])
+    expect = ref_encode(np.nan_to_num(np.clip(v, 0, luts.vmax), nan=0.0), boost, threshold)
+    assert np.abs(got - expect).max() <= 1
+    assert got[-1] == 0  # NaN never becomes a random code
+
+
+def test_encode_table_size_and_monotone():
+    luts = make_luts(3.0, 0.85)
+    assert luts.encode.shape == (ENCODE_SIZE,) and luts.encode.dtype == np.uint8
+    assert np.all(np.diff(luts.encode.astype(int)) >= 0)
+    with pytest.raises(ValueError):
+        make_luts(0.5, 0.85)
+
+
+# -- shapes ---------------------------------------------------------------------------------------
+
+def _shape_mask(wt: np.ndarray, k: int) -> np.ndarray:
+    d_max = (wt.shape[1] - 1) // 2
+    m = np.zeros((wt.shape[1], wt.shape[1]), bool)
+    for d in range(-d_max, d_max + 1):
+        hw = wt[k, d + d_max]
+        if hw >= 0:
+            m[d + d_max, d_max - hw:d_max + hw + 1] = True
+    return m
+
+
+def test_disk_table_is_pixel_centres_inside_radius():
+    kmax = 13
+    wt = bokeh.shape_table(kmax)
+    d_max = kmax + 2
+    yy, xx = np.mgrid[-d_max:d_max + 1, -d_max:d_max + 1]
+    for k in range(kmax + 2):
+        expect = xx ** 2 + yy ** 2 <= k ** 2
+        assert np.array_equal(_shape_mask(wt, k), expect), k
+    np.testing.assert_array_equal(bokeh.shape_areas(wt), [_shape_mask(wt, k).sum() for k in range(kmax + 2)])
+
+
+@pytest.mark.parametrize("blades", [5, 6, 7, 9])
+def test_polygon_table_is_pixel_centres_inside_polygon(blades):
+    kmax = 11
+    wt = bokeh.shape_table(kmax, blades)
+    d_max = kmax + 2
+    yy, xx = np.mgrid[-d_max:d_max + 1, -d_max:d_max + 1].astype(np.float64)
+    for k in range(kmax + 2):
+        rr = float(k)
+        verts = [(rr * math.cos(-math.pi / 2 + 2 * math.pi * i / blades),
+                  rr * math.sin(-math.pi / 2 + 2 * math.pi * i / blades)) for i in range(blades)]
+        inside = np.ones_like(xx, bool)
+        for i in range(blades):  # convex, counter-clockwise in image coordinates: left of each edge
+            (x0, y0), (x1, y1) = verts[i], verts[(i + 1) % blades]
+            inside &= (x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0) >= -1e-7
+        if k == 0:
+            inside = (xx == 0) & (yy == 0)
+        got = _shape_mask(wt, k)
+        assert np.array_equal(got, inside), (blades, k)
+        # inscribed in the disk of the same radius, symmetric left-right
+        assert not np.any(got & (xx ** 2 + yy ** 2 > rr ** 2 + 1e-6))
+        assert np.array_equal(got, got[:, ::-1])
+
+
+# -- split ------------------------------------------------------------------------------------
+
+def ref_split(frame, coc, matte, s, lut, tol, lim):
+    h, w = coc.shape
+    c = np.clip(np.nan_to_num(coc.astype(np.float64), nan=0.0), -lim, lim)
+    m = np.zeros_like(c) if matte is None else np.clip(matte.astype(np.float64), 0, 1)
+    lin = lut.astype(np.float64)[frame]
+    p, n = np.maximum(c, 0), np.maximum(-c, 0)
+    w_far = (1 - np.minimum(2 * m, 1)) ** 2 * np.clip(p - 0.5, 0, 1)
+    a_near = np.clip(n - m * tol - 0.5, 0, 1)
+    by_coc = 1 - np.clip(np.abs(c) - 0.5, 0, 1)
+    by_matte = 1 - np.clip(n - tol - 0.5, 0, 1)
+    alpha = np.floor((by_coc + m * (by_matte - by_coc)) * 255 + 0.5)
+    hl, wl = -(-h // s), -(-w // s)
+    far = np.zeros((hl, wl, 4))
+    near = np.zeros((hl, wl, 4))
+    rw, fw, rn = np.zeros((hl, wl)), np.zeros((hl, wl)), np.zeros((hl, wl))
+    need = np.zeros((hl, wl), np.uint8)
+    for yh in range(hl):
+        for xh in range(wl):
+            sl = (slice(yh * s, yh * s + s), slice(xh * s, xh * s + s))
+            wf = w_far[sl] + bokeh.EPS_WEIGHT
+            far[yh, xh, :3] = (wf[..., None] * lin[sl]).sum((0, 1))
+            far[yh, xh, 3] = wf.sum()
+            cnt = wf.size
+            an = a_near[sl]
+            near[yh, xh, :3] = (an[..., None] * lin[sl]).sum((0, 1)) / cnt
+            near[yh, xh, 3] = an.sum() / cnt
+            rw[yh, xh] = (w_far[sl] * p[sl]).sum() / cnt / s
+            fw[yh, xh] = w_far[sl].sum() / cnt
+            rn[yh, xh] = (n[sl][an > 0].max() if np.any(an > 0) else 0.0) / s
+            need[yh, xh] = np.any(alpha[sl] != 255)
+    return far, near, rw, fw, rn, need, alpha
+
+
+def _run_split(frame, coc, matte, s, luts, tol, lim):
+    h, w = coc.shape
+    hl, wl = -(-h // s), -(-w // s)
+    far = np.full((hl, wl, 4), np.nan, np.float32)
+    near = np.full((hl, wl, 4), np.nan, np.float32)
+    rw, fw, rn = (np.full((hl, wl), np.nan, np.float32) for _ in range(3))
+    need = np.full((hl, wl), 7, np.uint8)
+    alpha = np.zeros((h, w), np.uint8)
+    bokeh.split_layers(frame, coc, coc if matte is None else matte, matte is not None, s, luts.decode,
+                       np.float32(tol), np.float32(lim), np.zeros((bokeh.threads(), 7 * w), np.float32),
+                       far, near, rw, fw, rn, need, alpha)
+    return far, near, rw, fw, rn, need, alpha
+
+
+@pytest.mark.parametrize("s", [1, 2])
+@pytest.mark.parametrize("with_matte", [False, True])
+def test_split_layers_matches_reference(s, with_matte):
+    rng = np.random.default_rng(RNG_SEED + s)
+    h, w = 17, 23
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    coc = rng.uniform(-9, 9, (h, w)).astype(np.float32)
+    coc[rng.random((h, w)) < 0.2] = 0.0
+    coc[0, 0] = np.nan
+    coc[1, 1] = 40.0  # beyond the limit
+    matte = None
+    if with_matte:
+        matte = rng.uniform(-0.2, 1.2, (h, w)).astype(np.float32)
+        matte[rng.random((h, w)) < 0.3] = 1.0
+    luts = make_luts(3.0, 0.85)
+    tol, lim = 2.0, 20.0
+    got = _run_split(frame, coc, matte, s, luts, tol, lim)
+    exp = ref_split(frame, coc, matte, s, luts.decode, tol, lim)
+    names = ("far", "near", "rw", "fw", "rnear")
+    for name, g, e in zip(names, got[:5], exp[:5]):
+        np.testing.assert_allclose(g, e, rtol=2e-5, atol=2e-5, err_msg=name)
+    assert np.abs(got[6].astype(int) - exp[6]).max() <= 1  # float32 vs float64 rounding at .5
+    np.testing.assert_array_equal(got[5], exp[5])
+
+
+def test_split_alpha_is_exactly_sharp_for_zero_coc_and_for_the_subject():
+    rng = np.random.default_rng(RNG_SEED)
+    h, w = 9, 13
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    coc = np.zeros((h, w), np.float32)
+    luts = make_luts()
+    *_, need, alpha = _run_split(frame, coc, None, 2, luts, 3.0, 1.0)
+    assert np.all(alpha == 255) and np.all(need == 0)
+    coc[:] = 10.0
+    matte = np.ones((h, w), np.float32)
+    *_, need, alpha = _run_split(frame, coc, matte, 2, luts, 3.0, 10.0)
+    assert np.all(alpha == 255)
+
+
+# -- prefix, radius ---------------------------------------------------------------------------
+
+def test_row_prefix_matches_cumsum():
+    rng = np.random.default_rng(RNG_SEED)
+    h, w, pad = 7, 19, 5
+    src = rng.random((h, w, 4), dtype=np.float32)
+    p = np.full((h + 1, 4 * (w + 2 * pad + 1)), np.nan, np.float32)
+    p[h] = 0.0
+    bokeh.row_prefix(src, pad, p)
+    q = p[:h].reshape(h, w + 2 * pad + 1, 4)
+    cs = np.concatenate([np.zeros((h, 1, 4)), np.cumsum(src.astype(np.float64), axis=1)], axis=1)
+    np.testing.assert_allclose(q[:, pad:pad + w + 1], cs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(q[:, :pad], 0.0)
+    np.testing.assert_allclose(q[:, pad + w + 1:], np.repeat(cs[:, -1:], pad, axis=1), rtol=1e-5)
+
+
+def test_far_radius_fills_behind_the_subject_and_clamps():
+    rng = np.random.default_rng(RNG_SEED)
+    h, w = 11, 13
+    fw = rng.random((h, w), dtype=np.float32)
+    fw[3:6, 4:9] = 0.0
+    own = rng.uniform(0, 9, (h, w)).astype(np.float32)
+    rw = fw * own
+    box_rw = rng.uniform(0, 5, (h, w)).astype(np.float32)
+    box_fw = rng.uniform(0, 1, (h, w)).astype(np.float32)
+    box_fw[0, :3] = 0.0
+    rw[1, 1] = np.nan
+    out = np.empty((h, w), np.float32)
+    bokeh.far_radius(rw, fw, box_rw, box_fw, np.float32(1.0), np.float32(7.5), out)
+    fill = np.where(box_fw > 1e-6, box_rw / np.where(box_fw > 0, box_fw, 1), 0.0)
+    expect = np.clip(np.nan_to_num(rw + (1 - fw) * fill - 1.0, nan=0.0), 0.0, 7.5)
+    np.testing.assert_allclose(out, expect, rtol=1e-5, atol=1e-5)
+
+
+# -- gather -----------------------------------------------------------------------------------
+
+def ref_shape_sum(src, wt, k, y, x):
+    """Sum of src (h, w, C) over shape k centred at (y, x), clipped to the image."""
+    h, w = src.shape[:2]
+    d_max = (wt.shape[1] - 1) // 2
+    total = np.zeros(src.shape[2])
+    for d in range(-d_max, d_max + 1):
+        hw = wt[k, d + d_max]
+        if hw < 0 or not 0 <= y + d < h:
+            continue
+        total += src[y + d, max(x - hw, 0):min(x + hw, w - 1) + 1].sum(0)
+    return total
+
+
+def ref_blend_sum(src, wt, r, y, x):
+    k = int(math.floor(r))
+    t = r - k
+    return (1 - t) * ref_shape_sum(src, wt, k, y, x) + t * ref_shape_sum(src, wt, k + 1, y, x)
+
+
+def _prefix(src, pad):
+    h, w, _ = src.shape
+    p = np.zeros((h + 1, 4 * (w + 2 * pad + 1)), np.float32)
+    bokeh.row_prefix(src, pad, p)
+    return p
+
+
+@pytest.mark.parametrize("blades", [0, 6])
+def test_gather_far_matches_reference(blades):
+    rng = np.random.default_rng(RNG_SEED + blades)
+    h, w, kmax = 19, 27, 6
+    luts = make_luts(3.0, 0.85)
+    src = np.empty((h, w, 4), np.float32)
+    src[..., 3] = rng.uniform(0.001, 1.0, (h, w))
+    src[..., :3] = rng.uniform(0, 1.5, (h, w, 3)) * src[..., 3:]
+    rad = rng.uniform(0, kmax + 1 - 1e-3, (h, w)).astype(np.float32)
+    rad[4, :] = 3.0  # a run of equal K
+    rad[5, :] = np.linspace(0, kmax + 0.99, w)
+    need = (rng.random((h, w)) < 0.8).astype(np.uint8)
+    wt = bokeh.shape_table(kmax, blades)
+    pad = kmax + 2
+    out = np.full((h, w, 3), 77, np.uint8)
+    scratch = np.zeros((bokeh.threads(), 2, 4 * bokeh.RUN), np.float32)
+    bokeh.gather_far(_prefix(src, pad), rad, need, wt, kmax + 2, pad, scratch, luts.encode,
+                     np.float32(luts.encode_scale), out)
+    for y in range(h):
+        for x in range(w):
+            if not need[y, x]:
+                assert np.all(out[y, x] == 77)
+                continue
+            s = ref_blend_sum(src.astype(np.float64), wt, float(rad[y, x]), y, x)
+            expect = ref_encode(s[:3] / s[3], 3.0, 0.85)
+            assert np.abs(out[y, x].astype(int) - expect).max() <= 1, (y, x)
+
+
+def test_gather_near_matches_reference():
+    rng = np.random.default_rng(RNG_SEED)
+    h, w, kmax = 21, 17, 5
+    src = np.zeros((h, w, 4), np.float32)
+    cov = np.where(rng.random((h, w)) < 0.3, rng.uniform(0, 1, (h, w)), 0.0)
+    src[..., 3] = cov
+    src[..., :3] = rng.uniform(0, 1, (h, w, 3)) * cov[..., None]
+    rad = rng.uniform(0, kmax + 1 - 1e-3, (h, w)).astype(np.float32)
+    rad[rng.random((h, w)) < 0.2] = 0.0
+    wt = bokeh.shape_table(kmax)
+    pad = kmax + 2
+    out = np.full((h, w, 4), np.nan, np.float32)
+    scratch = np.zeros((bokeh.threads(), 2, 4 * bokeh.RUN), np.float32)
+    bokeh.gather_near(_prefix(src, pad), rad, wt, bokeh.shape_areas(wt), kmax + 2, pad, scratch, out)
+    ones = np.ones((h, w, 1))
+    for y in range(h):
+        for x in range(w):
+            if rad[y, x] <= 0:
+                np.testing.assert_array_equal(out[y, x], 0.0)
+                continue
+            s = ref_blend_sum(src.astype(np.float64), wt, float(rad[y, x]), y, x)
+            count = ref_blend_sum(ones, wt, float(rad[y, x]), y, x)[0]
+            np.testing.assert_allclose(out[y, x], s / count, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("r", [2.0, 4.0, 7.3, 11.0])
+def test_point_spreads_to_flat_disk_at_float_precision(r):
+    """A single point, gathered with a uniform radius r, is a flat disk of radius r +/- 1."""
+    n = 2 * int(r) + 9
+    c = n // 2
+    src = np.zeros((n, n, 4), np.float32)
+    src[c, c] = 1.0
+    kmax = int(r) + 1
+    wt = bokeh.shape_table(kmax)
+    pad = kmax + 2
+    p = _prefix(src, pad)
+    acc_in = np.zeros(4 * n, np.float32)
+    acc_out = np.zeros(4 * n, np.float32)
+    k = int(r)
+    t = np.float32(r - k)
+    psf = np.zeros((n, n))
+    for y in range(n):
+        bokeh._accumulate_run(p, y, 0, n, k, wt, kmax + 2, pad, acc_in, acc_out)
+        psf[y] = (acc_in + t * (acc_out - acc_in))[3::4]
+    yy, xx = np.mgrid[0:n, 0:n]
+    dist = np.hypot(yy - c, xx - c)
+    lit = psf > 1e-6
+    assert dist[lit].max() <= r + 1.0
+    assert np.all(lit[dist <= r - 1.0])
+    core = psf[dist <= max(r - 1.0, 0.0)]
+    assert np.ptp(core) < 1e-6 and core.min() > 0.5  # flat: weight 1 inside, not a Gaussian
+
+
+# -- finish -----------------------------------------------------------------------------------
+
+def test_finish_matches_reference():
+    rng = np.random.default_rng(RNG_SEED)
+    h, w, s = 15, 21, 2
+    hl, wl = -(-h // s), -(-w // s)
+    luts = make_luts(3.0, 0.85)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    bg = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    alpha = rng.choice(np.array([0, 255, 17, 128, 254], np.uint8), (h, w))
+    near = np.zeros((hl, wl, 4), np.float32)
+    cov = np.where(rng.random((hl, wl)) < 0.3, rng.uniform(0, 1, (hl, wl)), 0.0)
+    near[..., 3] = cov
+    near[..., :3] = rng.uniform(0, 1, (hl, wl, 3)) * cov[..., None]
+    tap_y, tap_x = bokeh.bilinear_taps(h, hl, s), bokeh.bilinear_taps(w, wl, s)
+    out = np.zeros_like(frame)
+    bokeh.finish(frame, alpha, bg, luts.decode, luts.encode, np.float32(luts.encode_scale), near, True,
+                 tap_y, tap_x, out)
+    # reference: bilinear upsampling of the near layer with centres aligned, blends in linear light
+    fy = np.clip((np.arange(h) + 0.5) / s - 0.5, 0, hl - 1)
+    fx = np.clip((np.arange(w) + 0.5) / s - 0.5, 0, wl - 1)
+    y0, x0 = np.floor(fy).astype(int), np.floor(fx).astype(int)
+    y1, x1 = np.minimum(y0 + 1, hl - 1), np.minimum(x0 + 1, wl - 1)
+    wy, wx = (fy - y0)[:, None, None], (fx - x0)[None, :, None]
+    nb = near.astype(np.float64)
+    up = ((1 - wy) * (1 - wx) * nb[y0][:, x0] + (1 - wy) * wx * nb[y0][:, x1]
+          + wy * (1 - wx) * nb[y1][:, x0] + wy * wx * nb[y1][:, x1])
+    dec = luts.decode.astype(np.float64)
+    a = alpha[..., None] / 255.0
+    base = dec[bg] + a * (dec[frame] - dec[bg])
+    lin = up[..., :3] + (1 - up[..., 3:]) * base
+    expect = ref_encode(lin, 3.0, 0.85)
+    plain = up[..., 3] <= 0
+    expect[plain & (alpha == 255)] = frame[plain & (alpha == 255)]
+    expect[plain & (alpha == 0)] = bg[plain & (alpha == 0)]
+    assert np.abs(out.astype(int) - expect).max() <= 1
+    # copies are exact
+    assert np.array_equal(out[plain & (alpha == 255)], frame[plain & (alpha == 255)])
+    assert np.array_equal(out[plain & (alpha == 0)], bg[plain & (alpha == 0)])
+
+
+def test_bilinear_taps_align_pixel_centres():
+    t = bokeh.bilinear_taps(9, 5, 2)
+    pos = t[:, 0] + t[:, 1]
+    np.testing.assert_allclose(pos, np.clip((np.arange(9) + 0.5) / 2 - 0.5, 0, 4))
+    t1 = bokeh.bilinear_taps(7, 7, 1)
+    np.testing.assert_array_equal(t1[:, 0], np.arange(7))
+    np.testing.assert_array_equal(t1[:, 1], 0.0)
