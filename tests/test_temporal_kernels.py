@@ -1,0 +1,220 @@
+"""The stabiliser's Numba kernels against slow NumPy references, on odd-sized seeded inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from realtime.temporal import histogram_median
+from shaders import temporal as k
+
+F32 = np.float32
+SHAPES = [(37, 53), (5, 7), (40, 64), (1, 9)]
+
+
+# ---- slow references -----------------------------------------------------------------------
+
+def ref_tile_luma(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    th, tw = k.tiles_shape(h, w)
+    out = np.empty((th, tw), np.float64)
+    for ty in range(th):
+        for tx in range(tw):
+            tile = frame[ty * k.TILE:(ty + 1) * k.TILE, tx * k.TILE:(tx + 1) * k.TILE]
+            out[ty, tx] = tile.astype(np.float64).mean()
+    return out
+
+
+def ref_ramp(v: np.ndarray, lo: float, inv: float) -> np.ndarray:
+    return np.clip((v - lo) * inv, 0.0, 1.0)
+
+
+def ref_motion_weight(cur, prev, shift, lo, inv) -> np.ndarray:
+    r = ref_ramp(np.abs(cur.astype(np.float64) - prev - shift), lo, inv)
+    padded = np.pad(r, 1, constant_values=0.0)
+    h, w = r.shape
+    return np.max([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
+
+
+def ref_stabilise(matte, disp, motion, km, kd, m_lo, m_inv, d_lo, d_inv, d_shift, band, sm, sd, side):
+    """Returns (state_m, state_d, side, out_m, out_d, margin) after one step, in float64; margin =
+    distance of the new matte state from the side threshold it was compared with."""
+    h, w = matte.shape
+    mot = np.repeat(np.repeat(motion, k.TILE, 0), k.TILE, 1)[:h, :w].astype(np.float64)
+    m, d = matte.astype(np.float64), disp.astype(np.float64)
+    sm = sm.astype(np.float64)
+    sd = sd.astype(np.float64) + d_shift
+    f = np.maximum(mot, ref_ramp(np.abs(m - sm), m_lo, m_inv))
+    fd = np.maximum(f, ref_ramp(np.abs(d - sd), d_lo, d_inv))
+    new_m = np.where(np.abs(m - sm) < 1e-6, m, sm + (km + (1 - km) * f) * (m - sm))
+    new_d = np.where(np.abs(d - sd) < 1e-6, d, sd + (kd + (1 - kd) * fd) * (d - sd))
+    b = band * (1 - f)
+    threshold = np.where(side != 0, 0.5 - b, 0.5 + b)
+    now = new_m >= threshold
+    out_m = np.where(now, np.maximum(new_m, 0.5), np.minimum(new_m, np.nextafter(F32(0.5), F32(0))))
+    return new_m, new_d, now.astype(np.uint8), out_m, new_d, np.abs(new_m - threshold)
+
+
+# ---- tests -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_tile_luma_matches_reference(shape):
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    th, tw = k.tiles_shape(*shape)
+    out = np.empty((th, tw), np.float32)
+    k.tile_luma(frame, np.empty((th, 3 * shape[1]), np.uint16), out)
+    np.testing.assert_allclose(out, ref_tile_luma(frame), rtol=0, atol=1e-3)
+
+
+def test_tile_luma_extremes_do_not_overflow():
+    frame = np.full((9, 11, 3), 255, np.uint8)
+    out = np.empty(k.tiles_shape(9, 11), np.float32)
+    k.tile_luma(frame, np.empty((out.shape[0], 33), np.uint16), out)
+    assert np.all(out == 255.0)
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_luma_histogram_matches_reference(step):
+    rng = np.random.default_rng(2)
+    luma = (rng.random((23, 31)) * 300 - 20).astype(np.float32)  # some outside 0..256
+    out = np.empty(32, np.int32)
+    k.luma_histogram(luma, step, out)
+    sample = luma[::step, ::step].astype(np.float64)
+    ref = np.bincount(np.clip(np.trunc(sample * 32 / 256), 0, 31).astype(np.int64).ravel(), minlength=32)
+    np.testing.assert_array_equal(out, ref)
+    assert out.sum() == sample.size
+
+
+@pytest.mark.parametrize("step", [1, 4])
+def test_difference_histogram_matches_reference(step):
+    rng = np.random.default_rng(3)
+    a = rng.random((29, 41), dtype=np.float32)
+    b = rng.random((29, 41), dtype=np.float32)
+    lo, inv = F32(-0.5), F32(20.0)
+    out = np.empty(20, np.int32)
+    k.difference_histogram(a, b, step, lo, inv, out)
+    diff = (a[::step, ::step].astype(np.float64) - b[::step, ::step]) - lo
+    idx = np.clip(np.trunc(diff * inv), 0, 19).astype(np.int64)
+    ref = np.bincount(idx.ravel(), minlength=20)
+    assert out.sum() == idx.size
+    # float32 rounding may move a value sitting exactly on a bin edge to its neighbour
+    assert np.abs(out - ref).sum() <= 2
+
+
+def test_histogram_median_finds_the_shared_offset():
+    rng = np.random.default_rng(4)
+    a = rng.random((60, 80), dtype=np.float32)
+    b = a - F32(0.03) + rng.normal(0, 0.002, a.shape).astype(np.float32)
+    b[:20] = rng.random((20, 80), dtype=np.float32)  # a third of the frame moved: ignored by the median
+    width = 1.0 / 4096
+    lo = -255.5 * width
+    counts = np.empty(511, np.int32)
+    k.difference_histogram(a, b, 1, F32(lo), F32(1 / width), counts)
+    assert abs(histogram_median(counts, lo, width) - 0.03) < 0.002
+    still = np.zeros(511, np.int32)
+    k.difference_histogram(a, a, 1, F32(lo), F32(1 / width), still)
+    assert histogram_median(still, lo, width) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(13, 17), (24, 40), (7, 5)])
+def test_motion_weight_matches_reference(shape):
+    rng = np.random.default_rng(5)
+    cur = (rng.random(shape) * 255).astype(np.float32)
+    prev = cur + rng.normal(0, 3, shape).astype(np.float32)
+    prev[2:4, 3:6] += 40  # a moving patch
+    out = np.empty(shape, np.float32)
+    k.motion_weight(cur, prev, F32(1.5), F32(4.0), F32(0.25), np.empty(shape, np.float32), out)
+    ref = ref_motion_weight(cur, prev, 1.5, 4.0, 0.25)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    assert out.min() >= 0 and out.max() <= 1
+    assert np.all(out[1:5, 2:7] == 1.0)  # the moving patch and its one-tile rim follow at once
+
+
+def _stabilise_inputs(shape, seed):
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    matte = rng.random(shape, dtype=np.float32)
+    matte[rng.random(shape) < 0.3] = 0.0
+    matte[rng.random(shape) < 0.3] = 1.0
+    disp = rng.random(shape, dtype=np.float32)
+    motion = rng.random(k.tiles_shape(h, w), dtype=np.float32)
+    motion[motion < 0.6] = 0.0
+    state_m = np.clip(matte + rng.normal(0, 0.2, shape), 0, 1).astype(np.float32)
+    state_d = np.clip(disp + rng.normal(0, 0.1, shape), 0, 1).astype(np.float32)
+    side = (rng.random(shape) < 0.5).astype(np.uint8)
+    return matte, disp, motion, state_m, state_d, side
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (6, 9), (41, 3)])
+@pytest.mark.parametrize("d_shift", [0.0, 0.05])
+def test_stabilise_matches_reference(shape, d_shift):
+    matte, disp, motion, sm, sd, side = _stabilise_inputs(shape, 6)
+    params = (F32(0.1), F32(0.2), F32(0.25), F32(4.0), F32(0.15), F32(1 / 0.15), F32(d_shift), F32(0.1))
+    ref = ref_stabilise(matte, disp, motion, *[float(p) for p in params], sm, sd, side)
+    out_m = np.empty(shape, np.float32)
+    out_d = np.empty(shape, np.float32)
+    side_k = side.copy()
+    k.stabilise(matte, disp, motion, *params, sm, sd, side_k, out_m, out_d)
+    np.testing.assert_allclose(sm, ref[0], atol=1e-5)
+    np.testing.assert_allclose(sd, ref[1], atol=1e-5)
+    # a state within rounding of its side threshold may fall either way
+    decided = ref[5] > 1e-4
+    assert decided.mean() > 0.99
+    np.testing.assert_array_equal(side_k[decided], ref[2][decided])
+    np.testing.assert_allclose(out_m[decided], ref[3][decided], atol=1e-5)
+    np.testing.assert_array_equal(out_d, sd)  # the disparity output is the state's value ...
+    assert not np.shares_memory(out_d, sd)    # ... in a buffer of its own
+    assert np.all(out_m >= 0) and np.all(out_m <= 1)
+
+
+def test_stabilise_follows_at_once_where_the_tile_moved():
+    matte, disp, motion, sm, sd, side = _stabilise_inputs((20, 24), 7)
+    motion[:] = 1.0
+    out_m = np.empty_like(matte)
+    out_d = np.empty_like(disp)
+    k.stabilise(matte, disp, motion, F32(0.1), F32(0.1), F32(0.25), F32(4.0), F32(0.15), F32(6.0),
+                F32(0.0), F32(0.1), sm, sd, side, out_m, out_d)
+    np.testing.assert_allclose(out_m, matte, atol=1e-6)
+    np.testing.assert_allclose(out_d, disp, atol=1e-6)
+    np.testing.assert_array_equal(side, (matte >= 0.5).astype(np.uint8))
+
+
+def test_stabilise_holds_the_side_inside_the_dead_band():
+    shape = (4, 8)
+    state = np.full(shape, 0.5, np.float32)
+    # person side, small dips below 0.5 are held at 0.5; background side, small rises held below 0.5
+    matte = np.full(shape, 0.45, np.float32)
+    matte[2:] = 0.55
+    side = np.zeros(shape, np.uint8)
+    side[:2] = 1
+    still = np.zeros(k.tiles_shape(*shape), np.float32)
+    out_m = np.empty(shape, np.float32)
+    out_d = np.empty(shape, np.float32)
+    sm, sd = state.copy(), state.copy()
+    for _ in range(30):  # the state converges to the input, the side must not change
+        k.stabilise(matte, state, still, F32(0.1), F32(0.1), F32(0.25), F32(4.0), F32(0.15), F32(6.0),
+                    F32(0.0), F32(0.1), sm, sd, side, out_m, out_d)
+    np.testing.assert_allclose(sm, matte, atol=0.01)  # the hold never biases the state
+    assert np.all(out_m[:2] == 0.5) and np.all(side[:2] == 1)
+    assert np.all(out_m[2:] < 0.5) and np.all(side[2:] == 0)
+    # leaving the band flips the side and passes the value through
+    matte[:] = 0.3
+    for _ in range(60):
+        k.stabilise(matte, state, still, F32(0.1), F32(0.1), F32(0.25), F32(4.0), F32(0.15), F32(6.0),
+                    F32(0.0), F32(0.1), sm, sd, side, out_m, out_d)
+    assert np.all(side == 0) and np.allclose(out_m, 0.3, atol=0.01)
+
+
+def test_stabilise_snaps_instead_of_sinking_into_subnormals():
+    shape = (3, 5)
+    matte = np.full(shape, 0.7, np.float32)
+    sm = np.full(shape, 0.2, np.float32)
+    sd = np.zeros(shape, np.float32)
+    side = np.zeros(shape, np.uint8)
+    still = np.zeros(k.tiles_shape(*shape), np.float32)
+    out_m, out_d = np.empty_like(sm), np.empty_like(sm)
+    for _ in range(400):
+        k.stabilise(matte, sd, still, F32(0.1), F32(0.1), F32(0.9), F32(1.0), F32(0.9), F32(1.0),
+                    F32(0.0), F32(0.1), sm, sd, side, out_m, out_d)
+    assert np.all(sm == matte)  # exactly: the tail of the approach snapped
