@@ -150,11 +150,15 @@ def run(args: argparse.Namespace) -> int:
     from .sources import open_source
     from .status import StatusLine
 
-    preset = load_preset(args.preset)
-    if args.privacy:
-        preset = preset.replace({"safety": {"privacy": args.privacy == "on"}})
-    if args.focus and "," not in args.focus:
-        preset = apply_focus(preset, args.focus)
+    def overrides(p, size=None):
+        """Command-line overrides, applied to the preset at start and to every reloaded one."""
+        if args.privacy:
+            p = p.replace({"safety": {"privacy": args.privacy == "on"}})
+        if args.focus and ("," not in args.focus or size is not None):
+            p = apply_focus(p, args.focus, size)
+        return p
+
+    preset = overrides(load_preset(args.preset))
     fps = args.fps or preset.capture.fps
     outputs = list(args.output or ["virtualcam"])
     default_run = not args.output
@@ -164,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     for i, spec in enumerate(outputs):
         if spec.lower().split(":")[0] == "virtualcam" and not backend and sys.platform.startswith("linux"):
             if not sk.loopback_devices():
-                msg = f"no v4l2loopback virtual camera found; load it with: {sk.MODPROBE_FIX}"
+                msg = (f"no v4l2loopback virtual camera found; load it with: {sk.MODPROBE_FIX} "
+                       "('python run.py doctor' checks the whole setup)")
                 if default_run and sk.has_display():
                     log.warning("%s (showing a preview window instead)", msg)
                     outputs[i] = "preview"
@@ -184,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     ok = False
     try:
         if args.focus and "," in args.focus:
-            preset = apply_focus(preset, args.focus, source.size)
+            preset = overrides(preset, source.size)
         log.info("input: %s", source.describe())
         for s in sinks:
             s.open(source.width, source.height, fps if source.live else (args.fps or source.fps))
@@ -204,8 +209,18 @@ def run(args: argparse.Namespace) -> int:
             from .scaling import QualityGovernor
 
             governor = QualityGovernor(pipeline.apply, pipeline.preset, source.fps)
-        report = run_stream(pipeline, source, opened, status=status, max_frames=args.frames, on_result=on_result,
-                            governor=governor)
+        from .controls import Controller
+
+        controller = Controller(pipeline, adjust=lambda p: overrides(p, source.size), live_reload=source.live,
+                                apply=governor.rebase if governor is not None else None)
+        try:
+            for s in opened:
+                if isinstance(s, sk.PreviewSink):
+                    controller.bind(s)
+            report = run_stream(pipeline, source, opened, status=status, max_frames=args.frames,
+                                on_result=on_result, governor=governor, hooks=[controller.poll])
+        finally:
+            controller.close()
         if report.interrupted and not source.live:
             print(f"{PROG}: interrupted after {report.frames} frames; unfinished file outputs were discarded",
                   file=sys.stderr)

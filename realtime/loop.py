@@ -142,8 +142,9 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
     t_start = time.perf_counter()
     try:
         while max_frames is None or report.frames < max_frames:
-            for hook in hooks or ():
-                hook()
+            if not watchdog.busy:  # hooks may change the pipeline: never under a stalled frame
+                for hook in hooks or ():
+                    hook()
             lost = getattr(source, "lost", False)
             sf = source.read(timeout=0.1 if lost else 1.0)
             if sf is None:

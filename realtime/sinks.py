@@ -234,8 +234,8 @@ class PreviewSink(Sink):
         try:
             cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
             cv2.resizeWindow(self.title, width, height)
-            if self.on_mouse is not None:
-                cv2.setMouseCallback(self.title, lambda ev, x, y, flags, param: self.on_mouse(ev, x, y))
+            # always registered: the controller binds on_mouse after the window opens
+            cv2.setMouseCallback(self.title, lambda ev, x, y, flags, param: self.on_mouse and self.on_mouse(ev, x, y))
         except cv2.error as e:
             raise SinkError(f"cannot open a preview window ({e.err}); is a display available?") from e
         self._open = True
