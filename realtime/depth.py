@@ -160,14 +160,14 @@ def _sampling(size: int, start: int, length: int, cells: int) -> tuple[np.ndarra
 class _Grid:
     """Buffers for one frame size (allocated once, reused every frame)."""
 
-    def __init__(self, fit: Fit, pad: float) -> None:
+    def __init__(self, fit: Fit) -> None:
         self.fit = fit
         nh, nw = fit.nh, fit.nw
         self.row_bounds = _bounds(fit.sy, fit.sh, nh)
         self.col_bounds = _bounds(fit.sx, fit.sw, nw)
         self.yi, self.yf = _sampling(fit.frame_h, fit.sy, fit.sh, nh)
         self.xi, self.xf = _sampling(fit.frame_w, fit.sx, fit.sw, nw)
-        self.x = np.full((1, 3, MODEL_H, MODEL_W), pad, np.float32)
+        self.slot = _Slot(fit)  # the synchronous model run's input and output
         self.acc_frame = np.zeros((nh, fit.frame_w * 3), np.int32)
         self.acc_matte = np.zeros((nh, fit.frame_w), np.float32)
         self.scratch = np.zeros((fit.frame_h, 2, nw), np.float32)
@@ -251,62 +251,96 @@ class RangeStabiliser:
         return self.lo, self.hi
 
 
-@dataclass
-class _RawDepth:
-    """One model result and what the frame it came from looked like at model resolution."""
+class _Slot:
+    """One model run: its input, what the frame looked like at model resolution, and its output.
 
-    raw: np.ndarray | None  # (nh, nw) model output on the content grid (None until inferred)
-    luma: np.ndarray        # (nh, nw)
-    matte: np.ndarray       # (nh, nw) low-resolution matte of that frame
-    fit: Fit
+    Allocated once per frame size; the asynchronous runner cycles a few of them, so no frame
+    allocates anything.
+    """
+
+    def __init__(self, fit: Fit) -> None:
+        self.fit = fit
+        self.x = np.zeros((1, 3, MODEL_H, MODEL_W), np.float32)
+        self.luma = np.zeros((fit.nh, fit.nw), np.float32)
+        self.matte = np.zeros((fit.nh, fit.nw), np.float32)  # low-resolution matte of that frame
+        self.raw = np.zeros((fit.nh, fit.nw), np.float32)    # model output on the content grid
 
 
-def _content(out: object, fit: Fit) -> np.ndarray:
-    """The part of a (192, 320) model output that covers the frame; garbage is a StageError."""
+def _content(out: object, fit: Fit, dst: np.ndarray) -> None:
+    """Copy the part of a (192, 320) model output that covers the frame into ``dst``; garbage is a StageError."""
     if not isinstance(out, np.ndarray) or out.size != MODEL_H * MODEL_W:
         got = out.shape if isinstance(out, np.ndarray) else type(out).__name__
         raise StageError(f"depth backend returned {got}, expected an array of {MODEL_H}x{MODEL_W} values")
     if out.dtype != np.float32:
         raise StageError(f"depth backend returned dtype {out.dtype}, expected float32")
-    c = out.reshape(MODEL_H, MODEL_W)[fit.dy:fit.dy + fit.nh, fit.dx:fit.dx + fit.nw]
-    if not np.isfinite(c.sum()):
+    np.copyto(dst, out.reshape(MODEL_H, MODEL_W)[fit.dy:fit.dy + fit.nh, fit.dx:fit.dx + fit.nw])
+    if not np.isfinite(dst.sum()):
         raise StageError("depth backend returned NaN or infinite values")
-    return c
 
 
 class _AsyncInference:
-    """The model in its own thread: the newest submitted input is run, the newest result wins."""
+    """The model in its own thread: the newest submitted input is run, the newest result wins.
+
+    Four slots cycle between the caller (filling one), the queue (one pending), the worker (one
+    running) and the finished result (one); a newer submission or result replaces an older one,
+    whose slot goes back to the free list.
+    """
+
+    SLOTS = 4
 
     def __init__(self, backend: DepthBackend) -> None:
         self._backend = backend
         self._cond = threading.Condition()
-        self._pending: tuple[np.ndarray, _RawDepth] | None = None
-        self._result: _RawDepth | None = None
+        self._free: list[_Slot] = []
+        self._fit: Fit | None = None
+        self._pending: _Slot | None = None
+        self._result: _Slot | None = None
         self._error: BaseException | None = None
         self._stop = False
         self._busy = False
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
-    def submit(self, x: np.ndarray, meta: _RawDepth) -> None:
-        """Queue ``x`` (copied: the caller reuses its buffer), replacing any input not yet started."""
+    def slot(self, fit: Fit) -> _Slot:
+        """A free slot for a frame of this fit (the caller fills it and hands it to :meth:`submit`)."""
+        with self._cond:
+            if fit != self._fit:
+                self._fit = fit
+                self._free = [_Slot(fit) for _ in range(self.SLOTS)]
+                self._pending = None
+                if self._result is not None and self._result.fit != fit:
+                    self._result = None
+            while not self._free:  # only if the caller holds slots it did not give back
+                self._cond.wait(0.1)
+                self._raise_error()
+            return self._free.pop()
+
+    def release(self, slot: _Slot) -> None:
+        with self._cond:
+            if slot.fit == self._fit:
+                self._free.append(slot)
+                self._cond.notify_all()
+
+    def submit(self, slot: _Slot) -> None:
+        """Queue a filled slot, replacing any input not yet started."""
         with self._cond:
             self._raise_error()
-            self._pending = (x.copy(), meta)
+            if self._pending is not None:
+                self._free.append(self._pending)
+            self._pending = slot
             self._cond.notify_all()
 
-    def take(self, wait: bool) -> _RawDepth | None:
-        """The newest finished result (once), or None; ``wait`` blocks until there is one."""
+    def take(self, wait: bool) -> _Slot | None:
+        """The newest finished result (once; give it back with :meth:`release`), or None.
+
+        ``wait`` blocks until there is one.
+        """
         with self._cond:
             while wait and self._result is None and self._error is None and not self._stop:
                 self._cond.wait(0.5)
             self._raise_error()
             r, self._result = self._result, None
             return r
-
-    def idle(self) -> bool:
-        with self._cond:
-            return self._pending is None and not self._busy
 
     def _raise_error(self) -> None:
         if self._error is not None:
@@ -320,11 +354,10 @@ class _AsyncInference:
                     self._cond.wait()
                 if self._stop:
                     return
-                x, meta = self._pending
-                self._pending = None
+                slot, self._pending = self._pending, None
                 self._busy = True
             try:
-                raw = np.array(_content(self._backend.infer(x), meta.fit), copy=True)
+                _content(self._backend.infer(slot.x), slot.fit, slot.raw)
             except BaseException as e:  # handed to the caller's thread, which raises it
                 with self._cond:
                     self._error = e
@@ -332,8 +365,11 @@ class _AsyncInference:
                     self._cond.notify_all()
                 return
             with self._cond:
-                self._result = _RawDepth(raw, meta.luma, meta.matte, meta.fit)
                 self._busy = False
+                if slot.fit == self._fit:
+                    if self._result is not None:
+                        self._free.append(self._result)
+                    self._result = slot
                 self._cond.notify_all()
 
     def close(self) -> None:
@@ -428,48 +464,46 @@ class DepthEstimator(Stage):
 
     def _ensure_grid(self, h: int, w: int) -> _Grid:
         if self._grid is None or self._grid.out.shape != (h, w):
-            if self._async is not None:
-                # results for another frame size are useless: wait for the worker to drain
-                while not self._async.idle():
-                    self._async.take(wait=True)
-                self._async.take(wait=False)
-            self._grid = _Grid(compute_fit(h, w, self.config.fit), 0.0)
+            self._grid = _Grid(compute_fit(h, w, self.config.fit))
             self._state = None
             self._ref_luma = None
             self._src_matte = None
             self._range.reset()
         return self._grid
 
-    def _pack(self, frame: np.ndarray, g: _Grid) -> None:
+    def _pack(self, frame: np.ndarray, g: _Grid, slot: _Slot) -> None:
+        """The model's input for ``frame`` (and its luma and low-res matte) into ``slot``."""
         from shaders.depth import pack_model_input
 
         f = g.fit
         pack_model_input(frame.reshape(f.frame_h, f.frame_w * 3), g.row_bounds, g.col_bounds, f.dy, f.dx,
-                         g.acc_frame, g.x, g.luma)
+                         g.acc_frame, slot.x, slot.luma)
+        np.copyto(slot.matte, g.matte)
 
     def _update_model(self, frame: np.ndarray, g: _Grid) -> None:
         """Run (or collect) the model when due and fold a new result into the filtered state."""
-        due = self._frame_no % self.config.every_n_frames == 0
+        due = self._frame_no % self.config.every_n_frames == 0 or self._state is None
         self._frame_no += 1
-        f = g.fit
-        result: _RawDepth | None = None
         if self._async is not None:
-            if due or self._state is None:
-                self._pack(frame, g)
-                self._async.submit(g.x, _RawDepth(None, g.luma.copy(), g.matte.copy(), f))
+            if due:
+                slot = self._async.slot(g.fit)
+                self._pack(frame, g, slot)
+                self._async.submit(slot)
             result = self._async.take(wait=self._state is None)
-        elif due or self._state is None:
-            self._pack(frame, g)
+            if result is not None:
+                self._fold(result, g)
+                self._async.release(result)
+        elif due:
+            slot = g.slot
+            self._pack(frame, g, slot)
             try:
-                out = self._backend.infer(g.x)
+                out = self._backend.infer(slot.x)
             except Exception as e:
                 raise StageError(f"depth model failed: {e}") from e
-            result = _RawDepth(_content(out, f), g.luma, g.matte, f)
-        if result is None:
-            return
-        self._fold(result, g)
+            _content(out, g.fit, slot.raw)
+            self._fold(slot, g)
 
-    def _fold(self, r: _RawDepth, g: _Grid) -> None:
+    def _fold(self, r: _Slot, g: _Grid) -> None:
         from shaders.depth import gather_samples, motion_adaptive_update
 
         cfg = self.config
@@ -478,7 +512,7 @@ class DepthEstimator(Stage):
             self._ref_luma = np.array(r.luma, np.float32, copy=True)
             self._src_matte = np.array(r.matte, np.float32, copy=True)
         else:
-            motion_adaptive_update(np.ascontiguousarray(r.raw, np.float32), r.luma,
+            motion_adaptive_update(r.raw, r.luma,
                                    np.float32(1.0 - cfg.still_smoothing), np.float32(cfg.motion_low),
                                    np.float32(cfg.motion_high), self._state, self._ref_luma)
             np.copyto(self._src_matte, r.matte)

@@ -265,7 +265,14 @@ class FocusTracker(Stage):
         backend = self._detector()
         if backend is None:
             return []
-        return [b for b in backend.detect(self._small) if b[4] >= self.config.face_min_confidence]
+        try:
+            faces = backend.detect(self._small)
+        except Exception as e:  # a broken detector must not take the picture down: focus on the person
+            log.warning("face detector failed, focusing on the person from now on: %s", e)
+            self._face_failed = True
+            self._face = None
+            return []
+        return [b for b in faces if b[4] >= self.config.face_min_confidence]
 
     def _at_face(self, frame: np.ndarray, ts: int, disparity: np.ndarray) -> float | None:
         cfg = self.config
