@@ -62,7 +62,6 @@ class Lens:
     def __init__(self, config: RenderConfig | None = None) -> None:
         self.config = config or RenderConfig()
         self.luts: ColorLuts = make_luts(self.config.highlight_boost, self.config.highlight_threshold)
-        self._enc_scale = np.float32(self.luts.encode_scale)
         self._shapes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._key: tuple | None = None
         self._bufs: dict = {}
@@ -100,18 +99,17 @@ class Lens:
         shrink = np.float32(HALF_RES_SHRINK if s == 2 else 0.0)
 
         bokeh.split_layers(frame_bgr, coc, m, matte is not None, s, self.luts.decode, tol,
-                           np.float32(lim), b["split_scratch"], b["far_src"], b["near_src"], b["rw"],
-                           b["fw"], b["rnear"], b["need0"], b["alpha"])
+                           np.float32(lim), b["pad"], b["split_scratch"], b["prefix"], b["near_src"],
+                           b["rw"], b["fw"], b["rnear"], b["need0"], b["alpha"])
         # far field: foreground-free, its radius filled in behind the subject
         ksize = (2 * kmax + 1, 2 * kmax + 1)
         cv2.boxFilter(b["rw"], -1, ksize, dst=b["box_rw"], borderType=cv2.BORDER_REPLICATE)
         cv2.boxFilter(b["fw"], -1, ksize, dst=b["box_fw"], borderType=cv2.BORDER_REPLICATE)
-        bokeh.far_radius(b["rw"], b["fw"], b["box_rw"], b["box_fw"], shrink, rmax, b["rad"])
         # upsampling reads the neighbours of every layer pixel that shows
         cv2.dilate(b["need0"], _K3, dst=b["need"])
-        bokeh.row_prefix(b["far_src"], b["pad"], b["prefix"])
-        bokeh.gather_far(b["prefix"], b["rad"], b["need"], wt, d_max, b["pad"], b["scratch"],
-                         self.luts.encode, self._enc_scale, b["far"])
+        bokeh.gather_far(b["prefix"], b["rw"], b["fw"], b["box_rw"], b["box_fw"], shrink, rmax,
+                         b["need"], wt, d_max, b["pad"], b["scratch"], b["rad_rows"],
+                         self.luts.encode, b["far"])
         if s == 2:
             cv2.resize(b["far"], b["bg_full"].shape[1::-1], dst=b["bg_full"],
                        interpolation=cv2.INTER_LINEAR)
@@ -127,8 +125,8 @@ class Lens:
             bokeh.row_prefix(b["near_src"], b["pad"], b["prefix"])
             bokeh.gather_near(b["prefix"], b["rad_near"], wt, areas, d_max, b["pad"], b["scratch"],
                               b["near"])
-        bokeh.finish(frame_bgr, b["alpha"], b["bg"], self.luts.decode, self.luts.encode,
-                     self._enc_scale, b["near"], near_on, b["tap_y"], b["tap_x"], out)
+        bokeh.finish(frame_bgr, b["alpha"], b["bg"], self.luts.decode, self.luts.encode, b["near"],
+                     near_on, b["tap_y"], b["tap_x"], b["finish_scratch"], out)
         return out
 
     # -- buffers -----------------------------------------------------------------------------
@@ -144,27 +142,29 @@ class Lens:
             hl, wl = (h + s - 1) // s, (w + s - 1) // s
             n = bokeh.threads()
             b = {
-                "split_scratch": np.zeros((n, 7 * w), np.float32),
-                "far_src": np.zeros((hl, wl, 4), np.float32),
+                "split_scratch": np.zeros((n, 12 * w), np.float32),
+                "rad_rows": np.zeros((n, wl), np.float32),
                 "near_src": np.zeros((hl, wl, 4), np.float32),
                 "alpha": np.zeros((h, w), np.uint8),
                 "need0": np.zeros((hl, wl), np.uint8),
                 "need": np.zeros((hl, wl), np.uint8),
                 "far": np.zeros((hl, wl, 3), np.uint8),
                 "near": np.zeros((hl, wl, 4), np.float32),
-                "scratch": np.zeros((n, 2, 4 * bokeh.RUN), np.float32),
+                "scratch": np.zeros((n, 3, 4 * bokeh.RUN), np.float32),
+                "finish_scratch": np.zeros((n, 4), np.float32),
                 "tap_y": bokeh.bilinear_taps(h, hl, s),
                 "tap_x": bokeh.bilinear_taps(w, wl, s),
                 "pad": 0,
             }
-            for name in ("rw", "fw", "box_rw", "box_fw", "rad", "rnear", "rad_near"):
+            for name in ("rw", "fw", "box_rw", "box_fw", "rnear", "rad_near"):
                 b[name] = np.zeros((hl, wl), np.float32)
             if s == 1:
                 b["bg"] = b["far"]
             else:
-                # exactly s times the layer, so the resize keeps the layer's pixel centres
+                # exactly s times the layer, so the resize keeps the layer's pixel centres (the
+                # finish reads its top-left h x w part)
                 b["bg_full"] = np.zeros((hl * s, wl * s, 3), np.uint8)
-                b["bg"] = b["bg_full"][:h, :w]
+                b["bg"] = b["bg_full"]
             self._bufs, self._key = b, key
         b = self._bufs
         pad = kmax + 2

@@ -7,9 +7,9 @@ highlight-boosted) light, at a layer scale ``s`` of 1 (full resolution) or 2 (ha
    into a *far* layer premultiplied by a background weight (pixels that are sharp, in front of
    the focus plane or part of the subject weigh ~0, so the far field is foreground-free) and a
    *near* layer premultiplied by its coverage (pixels in front of the focus plane).
-2. :func:`row_prefix`: per-row inclusive prefix sums of a 4-channel layer, padded with the row's
-   end values so a clipped chord is a plain difference.
-3. :func:`far_radius`, then :func:`gather_far` / :func:`gather_near`: for each layer pixel, the
+2. :func:`row_prefix`: per-row prefix sums of a 4-channel layer, padded with the row's end
+   values so a clipped chord is a plain difference (the split writes the far layer's directly).
+3. :func:`gather_far` (radius per row from :func:`far_radius_row`) / :func:`gather_near`: for each layer pixel, the
    sum over a disk (or polygon) of per-pixel radius, one prefix difference per disk row: cost
    linear in the radius. A fractional radius ``K + t`` blends the shapes of radius K and K+1
    (both come from the same row loop), so the blur grows smoothly. Consecutive pixels with the
@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import get_thread_id, prange
 
-from .color import encode
+from .color import encode_bits
 from .jit import inline, kernel, register_warmup
 
 EPS_WEIGHT = 1e-4   # far weight floor: a disk of only sharp pixels still normalises
@@ -82,17 +82,19 @@ def shape_areas(wt: np.ndarray) -> np.ndarray:
 # -- 1. layer split ---------------------------------------------------------------------------
 
 @kernel(parallel=True)
-def split_layers(frame, coc, matte, has_matte, s, lut, tol, lim, scratch,
-                 out_far, out_near, out_rw, out_fw, out_rnear, out_need, out_alpha):
+def split_layers(frame, coc, matte, has_matte, s, lut, tol, lim, pad, scratch,
+                 out_prefix, out_near, out_rw, out_fw, out_rnear, out_need, out_alpha):
     """Full-res frame -> layer-res far/near layers (over each s x s block, s = 1 or 2) and the
     full-res sharp alpha.
 
-    ``out_far`` (h, w, 4): sums of far weight * colour and of far weight (floored at
-    EPS_WEIGHT). ``out_near`` (h, w, 4): block means of near coverage * colour and of coverage.
-    ``out_rw``: block mean of far weight * CoC / s; ``out_fw``: block mean far weight;
-    ``out_rnear``: largest near CoC / s; ``out_need``: 1 where a pixel of the block is not fully
-    sharp. ``out_alpha`` (full res, uint8): how much of the sharp frame shows (255 = all).
-    ``scratch`` (threads, 7 W) float32. The loops are kept simple so they vectorise.
+    The far layer (sums of far weight * colour and of far weight, the weight floored at
+    EPS_WEIGHT) is written directly as its row prefix sums ``out_prefix`` (layout of
+    :func:`row_prefix`; its last row is left alone). ``out_near`` (h, w, 4): block means of
+    near coverage * colour and of coverage. ``out_rw``: block mean of far weight * CoC / s;
+    ``out_fw``: block mean far weight; ``out_rnear``: largest near CoC / s; ``out_need``: 1
+    where a pixel of the block is not fully sharp. ``out_alpha`` (full res, uint8): how much of
+    the sharp frame shows (255 = all). ``scratch`` (threads, 12 W) float32. Colour planes are
+    kept separate so every loop but the table look-up vectorises.
     """
     hgt, wid = coc.shape
     hh, wh = out_fw.shape
@@ -103,29 +105,39 @@ def split_layers(frame, coc, matte, has_matte, s, lut, tol, lim, scratch,
     half = np.float32(0.5)
     for yh in prange(hh):
         sc = scratch[get_thread_id()]
-        lin = sc[0:3 * wid]
+        lb = sc[0:wid]
+        lg = sc[wid:2 * wid]
+        lr = sc[2 * wid:3 * wid]
         wv = sc[3 * wid:4 * wid]
         pc = sc[4 * wid:5 * wid]
         av = sc[5 * wid:6 * wid]
         cv = sc[6 * wid:7 * wid]
-        far_row = out_far[yh].reshape(4 * wh)
+        sb = sc[7 * wid:7 * wid + wh]
+        sg = sc[8 * wid:8 * wid + wh]
+        sr = sc[9 * wid:9 * wid + wh]
+        sw = sc[10 * wid:10 * wid + wh]
         near_row = out_near[yh].reshape(4 * wh)
         rwr = out_rw[yh]
         rnr = out_rnear[yh]
         ned = out_need[yh]
-        for j in range(4 * wh):
-            far_row[j] = zero
-            near_row[j] = zero
         for xh in range(wh):
+            sb[xh] = zero
+            sg[xh] = zero
+            sr[xh] = zero
+            sw[xh] = zero
             rwr[xh] = zero
             rnr[xh] = zero
             ned[xh] = 0
+        for j in range(4 * wh):
+            near_row[j] = zero
         rows = min(s, hgt - yh * s)
         for sy in range(rows):
             y = yh * s + sy
-            fr = frame[y].reshape(3 * wid)
-            for j in range(3 * wid):
-                lin[j] = lut[fr[j]]
+            fr = frame[y]
+            for x in range(wid):
+                lb[x] = lut[fr[x, 0]]
+                lg[x] = lut[fr[x, 1]]
+                lr[x] = lut[fr[x, 2]]
             crow = coc[y]
             mrow = matte[y]
             arow = out_alpha[y]
@@ -154,25 +166,28 @@ def split_layers(frame, coc, matte, has_matte, s, lut, tol, lim, scratch,
                 for xh in range(wid // 2):
                     w0 = wv[2 * xh]
                     w1 = wv[2 * xh + 1]
-                    for ch in range(3):
-                        far_row[4 * xh + ch] += w0 * lin[6 * xh + ch] + w1 * lin[6 * xh + 3 + ch]
-                    far_row[4 * xh + 3] += w0 + w1
+                    sb[xh] += w0 * lb[2 * xh] + w1 * lb[2 * xh + 1]
+                    sg[xh] += w0 * lg[2 * xh] + w1 * lg[2 * xh + 1]
+                    sr[xh] += w0 * lr[2 * xh] + w1 * lr[2 * xh + 1]
+                    sw[xh] += w0 + w1
                     rwr[xh] += pc[2 * xh] + pc[2 * xh + 1]
                     ned[xh] |= (arow[2 * xh] != 255) | (arow[2 * xh + 1] != 255)
                 if wid & 1:
                     xh = wid // 2
                     w0 = wv[2 * xh]
-                    for ch in range(3):
-                        far_row[4 * xh + ch] += w0 * lin[6 * xh + ch]
-                    far_row[4 * xh + 3] += w0
+                    sb[xh] += w0 * lb[2 * xh]
+                    sg[xh] += w0 * lg[2 * xh]
+                    sr[xh] += w0 * lr[2 * xh]
+                    sw[xh] += w0
                     rwr[xh] += pc[2 * xh]
                     ned[xh] |= arow[2 * xh] != 255
             else:
                 for x in range(wid):
                     w0 = wv[x]
-                    for ch in range(3):
-                        far_row[4 * x + ch] = w0 * lin[3 * x + ch]
-                    far_row[4 * x + 3] = w0
+                    sb[x] = w0 * lb[x]
+                    sg[x] = w0 * lg[x]
+                    sr[x] = w0 * lr[x]
+                    sw[x] = w0
                     rwr[x] = pc[x]
                     ned[x] = arow[x] != 255
             if near_sum > zero:  # something in front of the focus plane on this row (rare)
@@ -180,8 +195,9 @@ def split_layers(frame, coc, matte, has_matte, s, lut, tol, lim, scratch,
                     a_n = av[x]
                     if a_n > zero:
                         xh = x // s
-                        for ch in range(3):
-                            near_row[4 * xh + ch] += a_n * lin[3 * x + ch]
+                        near_row[4 * xh] += a_n * lb[x]
+                        near_row[4 * xh + 1] += a_n * lg[x]
+                        near_row[4 * xh + 2] += a_n * lr[x]
                         near_row[4 * xh + 3] += a_n
                         rnr[xh] = max(rnr[xh], cv[x])
         for xh in range(wh):
@@ -189,9 +205,32 @@ def split_layers(frame, coc, matte, has_matte, s, lut, tol, lim, scratch,
             inv = one / np.float32(rows * cols)
             for ch in range(4):
                 near_row[4 * xh + ch] *= inv
-            out_fw[yh, xh] = max(far_row[4 * xh + 3] * inv - eps, zero)
+            out_fw[yh, xh] = max(sw[xh] * inv - eps, zero)
             rwr[xh] *= inv * inv_s
             rnr[xh] *= inv_s
+        # the far layer leaves as its row prefix sums (see row_prefix)
+        row = out_prefix[yh]
+        for j in range(4 * (pad + 1)):
+            row[j] = zero
+        a0 = zero
+        a1 = zero
+        a2 = zero
+        a3 = zero
+        for xh in range(wh):
+            a0 += sb[xh]
+            a1 += sg[xh]
+            a2 += sr[xh]
+            a3 += sw[xh]
+            j = 4 * (pad + 1 + xh)
+            row[j] = a0
+            row[j + 1] = a1
+            row[j + 2] = a2
+            row[j + 3] = a3
+        for i in range(pad + 1 + wh, row.shape[0] // 4):
+            row[4 * i] = a0
+            row[4 * i + 1] = a1
+            row[4 * i + 2] = a2
+            row[4 * i + 3] = a3
 
 
 # -- 2. prefix sums, far radius ---------------------------------------------------------------
@@ -226,22 +265,20 @@ def row_prefix(src, pad, out):
             row[4 * i + 3] = a3
 
 
-@kernel(parallel=True)
-def far_radius(rw, fw, box_rw, box_fw, shrink, rmax, out):
-    """Gather radius of the far layer: the block's own far CoC where it is far field, filled in
-    from the neighbourhood's far CoC where it is not (behind the subject), minus ``shrink``,
-    clamped to [0, rmax] (NaN -> 0: a radius becomes a table index)."""
-    h, w = rw.shape
+@inline
+def far_radius_row(rw, fw, box_rw, box_fw, shrink, rmax, y, out):
+    """Gather radius of row y of the far layer: the block's own far CoC where it is far field,
+    filled in from the neighbourhood's far CoC where it is not (behind the subject), minus
+    ``shrink``, clamped to [0, rmax] (NaN -> 0: a radius becomes a table index)."""
     zero = np.float32(0.0)
-    for y in prange(h):
-        for x in range(w):
-            fill = zero
-            if box_fw[y, x] > np.float32(1e-6):
-                fill = box_rw[y, x] / box_fw[y, x]
-            r = rw[y, x] + (np.float32(1.0) - fw[y, x]) * fill - shrink
-            if not r > zero:
-                r = zero
-            out[y, x] = min(r, rmax)
+    for x in range(rw.shape[1]):
+        fill = zero
+        if box_fw[y, x] > np.float32(1e-6):
+            fill = box_rw[y, x] / box_fw[y, x]
+        r = rw[y, x] + (np.float32(1.0) - fw[y, x]) * fill - shrink
+        if not r > zero:
+            r = zero
+        out[x] = min(r, rmax)
 
 
 # -- 3. gather --------------------------------------------------------------------------------
@@ -290,36 +327,47 @@ def _accumulate_run(p, y, x0, n, k, wt, d_max, pad, acc_in, acc_out):
 
 
 @kernel(parallel=True)
-def gather_far(p, rad, need, wt, d_max, pad, scratch, enc, enc_scale, out):
-    """Far colour, encoded: shape-weighted sum of far weight * colour over the sum of weight.
+def gather_far(p, rw, fw, box_rw, box_fw, shrink, rmax, need, wt, d_max, pad, scratch, rad_rows,
+               enc, out):
+    """Far colour, encoded: shape-weighted sum of far weight * colour over the sum of weight,
+    with the per-pixel radius of :func:`far_radius_row` (layer pixels, 0 <= rad < kmax + 1).
 
-    ``rad`` in layer pixels (0 <= rad < kmax + 1); pixels with ``need == 0`` are left as they
-    are. ``scratch`` (threads, 2, 4 RUN) float32; ``out`` (h, w, 3) uint8 sRGB.
+    Pixels with ``need == 0`` are left as they are. ``scratch`` (threads, 3, 4 RUN) and
+    ``rad_rows`` (threads, w) float32; ``out`` (h, w, 3) uint8 sRGB.
     """
-    h, w = rad.shape
+    h, w = need.shape
     tiny = np.float32(1e-12)
     for y in prange(h):  # p has h + 1 rows: the last one is all zeros
-        sc = scratch[get_thread_id()]
+        tid = get_thread_id()
+        sc = scratch[tid]
         acc_in = sc[0]
         acc_out = sc[1]
+        vals = sc[2]
+        bits = vals.view(np.int32)
+        rad = rad_rows[tid]
+        far_radius_row(rw, fw, box_rw, box_fw, shrink, rmax, y, rad)
+        orow = out[y].reshape(3 * w)
         x = 0
         while x < w:
             if need[y, x] == 0:
                 x += 1
                 continue
-            k = int(rad[y, x])
+            k = int(rad[x])
             n = 1
-            while n < RUN and x + n < w and need[y, x + n] != 0 and int(rad[y, x + n]) == k:
+            while n < RUN and x + n < w and need[y, x + n] != 0 and int(rad[x + n]) == k:
                 n += 1
             _accumulate_run(p, y, x, n, k, wt, d_max, pad, acc_in, acc_out)
             for i in range(n):
-                t = rad[y, x + i] - np.float32(k)
+                t = rad[x + i] - np.float32(k)
                 j = 4 * i
-                s3 = acc_in[j + 3] + t * (acc_out[j + 3] - acc_in[j + 3])
-                inv = np.float32(1.0) / max(s3, tiny)
+                a3 = acc_in[j + 3]
+                inv = np.float32(1.0) / max(a3 + t * (acc_out[j + 3] - a3), tiny)
                 for ch in range(3):
-                    v = (acc_in[j + ch] + t * (acc_out[j + ch] - acc_in[j + ch])) * inv
-                    out[y, x + i, ch] = encode(v, enc, enc_scale)
+                    a = acc_in[j + ch]
+                    vals[3 * i + ch] = (a + t * (acc_out[j + ch] - a)) * inv
+            o = orow[3 * x:3 * (x + n)]
+            for j in range(3 * n):
+                o[j] = encode_bits(bits[j], enc)
             x += n
 
 
@@ -379,66 +427,88 @@ def gather_near(p, rad, wt, areas, d_max, pad, scratch, out):
 
 # -- 4. finish --------------------------------------------------------------------------------
 
+@inline
+def _blend_pixel(fr, bgr, o, x, a8, dec, enc, vals, bits, na, near, y0, y1, x0, x1, w00, w01, w10, w11):
+    """One pixel in linear light: sharp over far by ``a8``, then the near layer over it."""
+    a = np.float32(a8) * np.float32(1.0 / 255.0)
+    for ch in range(3):
+        v = dec[bgr[3 * x + ch]]
+        v += a * (dec[fr[3 * x + ch]] - v)
+        if na > np.float32(0.0):
+            v = (np.float32(1.0) - na) * v + (w00 * near[y0, x0, ch] + w01 * near[y0, x1, ch]
+                                              + w10 * near[y1, x0, ch] + w11 * near[y1, x1, ch])
+        vals[ch] = v
+    for ch in range(3):
+        o[3 * x + ch] = encode_bits(bits[ch], enc)
+
+
 @kernel(parallel=True)
-def finish(frame, alpha, bg, dec, enc, enc_scale, near, near_on, tap_y, tap_x, out):
-    """Full-res output: the sharp frame over the (already upsampled, sRGB) far field by
+def finish(frame, alpha, bg, dec, enc, near, near_on, tap_y, tap_x, scratch, out):
+    """Full-res output: the sharp frame over the (already upsampled, sRGB) far field ``bg`` by
     ``alpha``, the near layer (layer res, premultiplied) over both; blends in linear light.
 
-    Pixels that are all sharp or all far are copied byte for byte. ``tap_y`` / ``tap_x``
-    (n, 2) float32: first layer row/column and weight of the next one (see
-    :func:`bilinear_taps`); only used for the near layer.
+    Runs of all-sharp or all-far pixels are copied byte for byte. ``bg`` may be larger than the
+    frame (only its top-left part is read). ``tap_y`` / ``tap_x`` (n, 2) float32: first layer
+    row/column and weight of the next one (see :func:`bilinear_taps`); only used for the near
+    layer. ``scratch`` (threads, 4) float32.
     """
     hgt, wid = alpha.shape
     hl, wl = near.shape[0], near.shape[1]
     one = np.float32(1.0)
     zero = np.float32(0.0)
-    inv255 = np.float32(1.0 / 255.0)
     for y in prange(hgt):
+        vals = scratch[get_thread_id()]
+        bits = vals.view(np.int32)
         y0 = int(tap_y[y, 0])
         wy = tap_y[y, 1]
         y1 = min(y0 + 1, hl - 1)
-        fr = frame[y]
-        bgr = bg[y]
+        fr = frame[y].reshape(3 * wid)
+        bgr = bg[y].reshape(3 * bg.shape[1])
         ar = alpha[y]
-        o = out[y]
-        x0 = 0
-        x1 = 0
-        w00 = zero
-        w01 = zero
-        w10 = zero
-        w11 = zero
+        o = out[y].reshape(3 * wid)
+        row_near = False
+        if near_on:
+            for xl in range(wl):
+                if near[y0, xl, 3] > zero or near[y1, xl, 3] > zero:
+                    row_near = True
+                    break
+        if not row_near:
+            x = 0
+            while x < wid:
+                a8 = ar[x]
+                if a8 == 255 or a8 == 0:
+                    e = x + 1
+                    while e < wid and ar[e] == a8:
+                        e += 1
+                    src = fr if a8 == 255 else bgr
+                    seg_in = src[3 * x:3 * e]
+                    seg_out = o[3 * x:3 * e]
+                    for j in range(3 * (e - x)):
+                        seg_out[j] = seg_in[j]
+                    x = e
+                    continue
+                _blend_pixel(fr, bgr, o, x, a8, dec, enc, vals, bits, zero, near, y0, y1, 0, 0,
+                             zero, zero, zero, zero)
+                x += 1
+            continue
         for x in range(wid):
+            x0 = int(tap_x[x, 0])
+            wx = tap_x[x, 1]
+            x1 = min(x0 + 1, wl - 1)
+            w00 = (one - wy) * (one - wx)
+            w01 = (one - wy) * wx
+            w10 = wy * (one - wx)
+            w11 = wy * wx
+            na = (w00 * near[y0, x0, 3] + w01 * near[y0, x1, 3]
+                  + w10 * near[y1, x0, 3] + w11 * near[y1, x1, 3])
             a8 = ar[x]
-            na = zero
-            if near_on:
-                x0 = int(tap_x[x, 0])
-                wx = tap_x[x, 1]
-                x1 = min(x0 + 1, wl - 1)
-                w00 = (one - wy) * (one - wx)
-                w01 = (one - wy) * wx
-                w10 = wy * (one - wx)
-                w11 = wy * wx
-                na = (w00 * near[y0, x0, 3] + w01 * near[y0, x1, 3]
-                      + w10 * near[y1, x0, 3] + w11 * near[y1, x1, 3])
-            if na <= zero:
-                if a8 == 255:
-                    o[x, 0] = fr[x, 0]
-                    o[x, 1] = fr[x, 1]
-                    o[x, 2] = fr[x, 2]
-                    continue
-                if a8 == 0:
-                    o[x, 0] = bgr[x, 0]
-                    o[x, 1] = bgr[x, 1]
-                    o[x, 2] = bgr[x, 2]
-                    continue
-            a = np.float32(a8) * inv255
-            for ch in range(3):
-                v = dec[bgr[x, ch]]
-                v += a * (dec[fr[x, ch]] - v)
-                if na > zero:
-                    v = (one - na) * v + (w00 * near[y0, x0, ch] + w01 * near[y0, x1, ch]
-                                          + w10 * near[y1, x0, ch] + w11 * near[y1, x1, ch])
-                o[x, ch] = encode(v, enc, enc_scale)
+            if na <= zero and (a8 == 255 or a8 == 0):
+                src = fr if a8 == 255 else bgr
+                for ch in range(3):
+                    o[3 * x + ch] = src[3 * x + ch]
+                continue
+            _blend_pixel(fr, bgr, o, x, a8, dec, enc, vals, bits, na, near, y0, y1, x0, x1,
+                         w00, w01, w10, w11)
 
 
 def bilinear_taps(n: int, layer_n: int, s: int) -> np.ndarray:
@@ -471,26 +541,22 @@ def _warm() -> None:
         hl, wl = (h + s - 1) // s, (w + s - 1) // s
         frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         coc = rng.uniform(-3, 3, (h, w)).astype(np.float32)
-        far = np.zeros((hl, wl, 4), np.float32)
+        pad = 6
+        p = np.zeros((hl + 1, 4 * (wl + 2 * pad + 1)), np.float32)
         near = np.zeros((hl, wl, 4), np.float32)
         rw, fw, rn = (np.zeros((hl, wl), np.float32) for _ in range(3))
         need = np.zeros((hl, wl), np.uint8)
         alpha = np.zeros((h, w), np.uint8)
-        split_layers(frame, coc, coc, s == 1, s, luts.decode, np.float32(1), np.float32(4),
-                     np.zeros((threads(), 7 * w), np.float32), far, near, rw, fw, rn, need, alpha)
+        split_layers(frame, coc, coc, s == 1, s, luts.decode, np.float32(1), np.float32(4), pad,
+                     np.zeros((threads(), 12 * w), np.float32), p, near, rw, fw, rn, need, alpha)
     wt = shape_table(3)
-    pad = 6
-    p = np.zeros((hl + 1, 4 * (wl + 2 * pad + 1)), np.float32)
-    row_prefix(far, pad, p)
-    rad = np.zeros((hl, wl), np.float32)
-    far_radius(rw, fw, rw, fw, np.float32(0), np.float32(2.9), rad)
-    scratch = np.zeros((threads(), 2, 4 * RUN), np.float32)
+    row_prefix(near, pad, p)
+    scratch = np.zeros((threads(), 3, 4 * RUN), np.float32)
     col = np.zeros((hl, wl, 3), np.uint8)
-    enc_scale = np.float32(luts.encode_scale)
-    gather_far(p, rad, need, wt, 5, pad, scratch, luts.encode, enc_scale, col)
+    gather_far(p, rw, fw, rw, fw, np.float32(0), np.float32(2.9), need, wt, 5, pad, scratch,
+               np.zeros((threads(), wl), np.float32), luts.encode, col)
+    rad = np.zeros((hl, wl), np.float32)
     gather_near(p, rad, wt, shape_areas(wt), 5, pad, scratch, near)
     out = np.empty_like(frame)
-    big = np.zeros((h + 1, w + 1, 3), np.uint8)
-    for bg in (frame, big[:h, :w]):  # the full-res path passes a C array, the half-res one a view
-        finish(frame, alpha, bg, luts.decode, luts.encode, enc_scale, near, True,
-               bilinear_taps(h, hl, s), bilinear_taps(w, wl, s), out)
+    finish(frame, alpha, np.zeros((h + 1, w + 1, 3), np.uint8), luts.decode, luts.encode, near, True,
+           bilinear_taps(h, hl, s), bilinear_taps(w, wl, s), np.zeros((threads(), 4), np.float32), out)
