@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shaders.matte import GuidedUpsampler, apply_coeffs, guided_coeffs, sample_table, widen_coeffs
+from shaders.matte import GuidedUpsampler, apply_coeffs, area_downscale, guided_coeffs, sample_table, widen_coeffs
 
 
 # -- slow references -------------------------------------------------------------------------------
@@ -213,3 +213,21 @@ def test_guided_coeffs_is_the_kernel_the_upsampler_runs():
     out = np.empty((11, 15, 4), np.float32)
     guided_coeffs(guide, p, 2, f32(1e-3), f32(1.0), f32(8.0), *bufs14, *bufs6, np.empty(15 * 14, np.float32), out)
     np.testing.assert_array_equal(a, out)
+
+
+@pytest.mark.parametrize("seed,oh,ow,sy,sx", [(12, 7, 9, 5, 5), (13, 3, 11, 2, 3), (14, 1, 1, 4, 7), (15, 5, 4, 1, 1)])
+def test_area_downscale_matches_block_mean_and_opencv(seed, oh, ow, sy, sx):
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    src = rng.integers(0, 256, (oh * sy, ow * sx, 3), dtype=np.uint8)
+    out = np.empty((oh, ow, 3), np.uint8)
+    area_downscale(src, sy, sx, np.empty(ow * sx * 3, np.int32), out)
+    ref = src.reshape(oh, sy, ow, sx, 3).astype(np.float64).mean(axis=(1, 3))
+    assert np.abs(out - ref).max() <= 0.5 + 1e-9  # rounded mean
+    np.testing.assert_array_equal(out, np.floor(ref + 0.5).astype(np.uint8))
+    cv = cv2.resize(src, (ow, oh), interpolation=cv2.INTER_AREA)
+    if (sy * sx) % 2:  # no exact .5 ties: OpenCV agrees bit for bit (it rounds ties to even)
+        np.testing.assert_array_equal(out, cv)
+    else:
+        assert np.abs(out.astype(int) - cv).max() <= 1
