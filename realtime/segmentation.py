@@ -125,6 +125,7 @@ class Segmenter(Stage):
         self._rgb: np.ndarray | None = None
         self._acc: np.ndarray | None = None
         self._factors: tuple[int, int] | None = None
+        self._identified: str | None = None
         self._matte: np.ndarray | None = None
         self._refiner = None
         self.confidence: np.ndarray | None = None  # last low-resolution model output (read-only)
@@ -135,7 +136,9 @@ class Segmenter(Stage):
             return self._backend
         cfg = self.config
         if cfg.model_path and cfg.model is SegModel.AUTO:
-            want = identify(cfg.model_path)
+            if self._identified is None:  # hashing once: this runs every frame
+                self._identified = identify(cfg.model_path)
+            want = self._identified
         else:
             want = choose_model(cfg, width, height)
         if want != self._backend_model:
