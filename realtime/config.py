@@ -102,7 +102,7 @@ class DepthConfig:
     range_smoothing: float = knob(0.9, 0.0, 0.999, "smoothing of the range while it moves to a new value (0 = jump)")
     range_deadband: float = knob(0.08, 0.0, 0.5, "range changes smaller than this fraction of it are ignored")
     headroom: float = knob(0.25, 0.0, 0.9, "part of [0, 1] kept above the background's near end for the person")
-    still_smoothing: float = knob(0.9, 0.0, 0.99, "per-pixel smoothing of the model output where the image is still")
+    still_smoothing: float = knob(0.95, 0.0, 0.99, "per-pixel smoothing of the model output where the image is still")
     motion_low: float = knob(3.0, 0.0, 255.0, "luma change (levels, at model resolution) where smoothing starts to give way")
     motion_high: float = knob(12.0, 0.0, 255.0, "luma change (levels) from which depth follows the model at once")
     person_margin: float = knob(0.05, 0.0, 0.5, "the person is at least this much nearer than the background prior")
@@ -134,8 +134,8 @@ class TemporalConfig:
     """Per-pixel stabiliser of the matte and the disparity (see docs/temporal.md)."""
 
     enabled: bool = knob(True, doc="stabilise matte and disparity over time")
-    matte_smoothing: float = knob(0.9, 0.0, 0.99, "smoothing of the matte where the image is still and the "
-                                  "model agrees with itself (0 = none; 0.9 averages over ~10 frames)")
+    matte_smoothing: float = knob(0.95, 0.0, 0.99, "smoothing of the matte where the image is still and the "
+                                  "model agrees with itself (0 = none; 0.95 averages over ~20 frames)")
     depth_smoothing: float = knob(0.8, 0.0, 0.99, "smoothing of the disparity where the image is still and "
                                   "the depth agrees with itself")
     motion_threshold: float = knob(8.0, 0.5, 255.0, "change of a 4x4 tile's mean luma (levels, after the "

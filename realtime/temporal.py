@@ -96,7 +96,19 @@ class Stabiliser(Stage):
         self._prev_ts: int | None = None
         self.cuts = 0                # scene cuts detected since construction
         self.histogram_change = 0.0  # share of the tile-luma histogram that changed, last frame
-        c = config
+        self._derive()
+
+    def configure(self, config: TemporalConfig) -> None:
+        """New knobs while running; the history is kept unless the stage was or is now off."""
+        restart = not (config.enabled and self.config.enabled)
+        super().configure(config)
+        self._derive()
+        if restart:
+            self._primed = False
+
+    def _derive(self) -> None:
+        """Kernel parameters from the config (float32, so nothing in the kernels widens)."""
+        c = self.config
         self._k_matte = _f32(1.0 - c.matte_smoothing)
         self._k_disp = _f32(1.0 - c.depth_smoothing)
         # every ramp starts at half its threshold and reaches 1 at the threshold

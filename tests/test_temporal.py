@@ -141,6 +141,24 @@ def test_bad_inputs_are_refused(small_frame):
         st.process(small_frame, 20, m, d)
 
 
+def test_configure_takes_new_knobs_while_running(small_frame):
+    st = Stabiliser(PRESET.temporal)
+    m0, d0 = planes_for(small_frame, 0)
+    st.process(small_frame, 0, m0, d0)
+    m1 = np.clip(m0 + np.float32(0.05), 0, 1)
+    om, _ = st.process(small_frame, FRAME_MS, m1, d0)
+    assert np.abs(om - m1).max() > 0.01  # smoothed
+    st.configure(dataclasses.replace(PRESET.temporal, matte_smoothing=0.0, hysteresis=0.0))
+    om, _ = st.process(small_frame, 2 * FRAME_MS, m0, d0)
+    np.testing.assert_allclose(om, m0, atol=1e-6)  # no smoothing, no dead band: follows at once
+    # switched off and on again: the old history is not resumed
+    st.configure(dataclasses.replace(PRESET.temporal, enabled=False))
+    assert st.process(small_frame, 3 * FRAME_MS, m1, d0)[0] is m1
+    st.configure(PRESET.temporal)
+    om, _ = st.process(small_frame, 4 * FRAME_MS, m0, d0)
+    assert np.array_equal(om, m0)
+
+
 def test_knobs_are_checked_at_load():
     with pytest.raises(ConfigError, match="temporal.hysteresis"):
         PRESET.replace({"temporal": {"hysteresis": 0.6}})
@@ -228,9 +246,11 @@ def test_step_change_settles_within_three_frames(shift):
     frames, mattes, disps = model_outputs(
         noisy(base if i < before else moved, 4, i) for i in range(before + after))
     om, od = stabilise(frames, mattes, disps)
-    agree = [iou(a, b) >= 0.99 and float(np.mean(np.abs(a - b))) <= 0.01
+    # the unstabilised matte flickers, so "agrees" leaves room for that (IoU 0.98); a stabiliser
+    # that lagged the jump by a frame would score far lower (the person moved by `shift` px)
+    agree = [iou(a, b) >= 0.98 and float(np.mean(np.abs(a - b))) <= 0.01
              for a, b in zip(om[before:], mattes[before:])]
     settle = next(k for k in range(len(agree) + 1) if all(agree[k:]))
     assert settle <= 3, agree
     # and the raw matte really did move: a stabiliser that ignored the jump would fail above
-    assert iou(mattes[before], mattes[before - 1]) < 0.99
+    assert iou(mattes[before], mattes[before - 1]) < 0.97

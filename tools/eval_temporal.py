@@ -12,8 +12,9 @@ exactly what the pipeline hands on without it:
   Matting's temporal coherence error, x100) and mean IoU at alpha 0.5;
 - **step change**: the talking frame, then the same frame shifted sideways (the person jumps);
   settle = frames after the jump until the stabilised matte agrees with the unstabilised one
-  (IoU >= 0.99 and mean |difference| <= 0.01 on that frame and every later one), and the mean
-  disparity difference 3 frames after the jump.
+  (IoU >= 0.98 and mean |difference| <= 0.01 on that frame and every later one; the unstabilised
+  matte flickers, so the two never agree exactly even on a still scene), and the mean disparity
+  difference 3 frames after the jump.
 
 ::
 
@@ -143,7 +144,7 @@ def moving_person(preset: Preset, folder: Path) -> dict[str, float]:
 
 
 def settle_frames(on: list[np.ndarray], off: list[np.ndarray], jump: int,
-                  min_iou: float = 0.99, max_mean: float = 0.01) -> int | None:
+                  min_iou: float = 0.98, max_mean: float = 0.01) -> int | None:
     """Frames after ``jump`` until ``on`` agrees with ``off`` for good (None: never in the window)."""
     ok = [iou(a, b) >= min_iou and float(np.mean(np.abs(a - b))) <= max_mean
           for a, b in zip(on[jump:], off[jump:])]
@@ -163,6 +164,7 @@ def step_change(preset: Preset, clip: str, shift: int, sigma: float = 4.0, befor
     settle = settle_frames(om, mattes, before)
     return {"settle": -1 if settle is None else settle,
             "iou_jump": iou(om[before], mattes[before]),
+            "iou_worst": min(iou(a, b) for a, b in zip(om[before:], mattes[before:])),
             "disp_diff_3": float(np.mean(np.abs(od[before + 3] - disps[before + 3])))}
 
 
@@ -227,13 +229,15 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if "step" in parts:
         print("Step change (frame shifted sideways between two frames, noise sigma 4):\n")
-        print("| clip | shift px | settle frames | IoU(on, off) at the jump | mean abs disparity diff +3 |")
-        print("|---|---:|---:|---:|---:|")
+        print("| clip | shift px | settle frames | IoU(on, off) at the jump | worst IoU(on, off) after | "
+              "mean abs disparity diff +3 |")
+        print("|---|---:|---:|---:|---:|---:|")
         for clip in args.clips:
             for shift in (160, 8):
                 r = step_change(preset, clip, shift)
                 settle = "never" if r["settle"] < 0 else str(r["settle"])
-                print(f"| {clip} | {shift} | {settle} | {r['iou_jump']:.4f} | {r['disp_diff_3']:.4f} |", flush=True)
+                print(f"| {clip} | {shift} | {settle} | {r['iou_jump']:.4f} | {r['iou_worst']:.4f} "
+                      f"| {r['disp_diff_3']:.4f} |", flush=True)
     return 0
 
 
