@@ -30,7 +30,8 @@ class SegmentationBackend(Protocol):
     input_size: tuple[int, int]  # (width, height)
 
     def segment(self, rgb: np.ndarray, timestamp_ms: int) -> np.ndarray:
-        """``rgb`` (h, w, 3) uint8 at ``input_size``; returns (h, w) float32 person confidence."""
+        """``rgb`` (h, w, 3) uint8 at ``input_size``; returns (h, w) float32 person confidence
+        (it may be a buffer the backend rewrites on its next call)."""
         ...
 
     def close(self) -> None: ...
@@ -75,6 +76,7 @@ class MediaPipeSegmenter:
         self.input_size = models.info(model_name).input_size
         self._mp = mp
         self._last_ts: int | None = None
+        self._out: np.ndarray | None = None
         options = vision.ImageSegmenterOptions(
             base_options=mp_tasks.BaseOptions(model_asset_path=str(path)),
             running_mode=vision.RunningMode.VIDEO,
@@ -95,9 +97,14 @@ class MediaPipeSegmenter:
         self._last_ts = ts
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
         result = self._seg.segment_for_video(image, ts)
-        conf = result.confidence_masks[0].numpy_view()
-        # (h, w, 1) view into MediaPipe's buffer: copy out before the next call reuses it
-        return np.array(conf.reshape(conf.shape[0], conf.shape[1]), dtype=np.float32, copy=True)
+        view = result.confidence_masks[0].numpy_view()
+        # (h, w, 1) view into MediaPipe's buffer: copy out before the next call reuses it, into
+        # our own buffer (rewritten by the next call, like every stage output)
+        view = view.reshape(view.shape[0], view.shape[1])
+        if self._out is None or self._out.shape != view.shape:
+            self._out = np.empty(view.shape, np.float32)
+        np.copyto(self._out, view)
+        return self._out
 
     def close(self) -> None:
         seg, self._seg = getattr(self, "_seg", None), None
