@@ -15,6 +15,7 @@ import math
 import threading
 
 import cv2
+import numba
 import numpy as np
 
 from shaders import bokeh
@@ -32,11 +33,13 @@ REFERENCE_HEIGHT = 720  # lengths in presets are given for a 720-pixel-high fram
 # blurs get the exact full-resolution lens, large ones the fast half-resolution one.
 FULL_RES_WORK = (1280 * 720 // 4) * (2 * 12 + 1)
 
-# Half-resolution layers are upsampled bilinearly, which widens a disk by about one full-res
-# pixel; the gather radius is shrunk by as much (in layer pixels) so the disk keeps its size.
+# Half-resolution layers: the 2x2 block sums and the bilinear upsampling widen a disk by about
+# two full-res pixels; the gather radius is shrunk by as much (in layer pixels) so that a disk
+# still reaches r +/- 1.5 px (measured for r = 4..24 px on a quarter-pixel grid).
 HALF_RES_SHRINK = 1.125
 
 MAX_COC_PX = 256.0  # any CoC is clamped to this many pixels
+ROW_CHUNK = 8       # layer rows a thread takes at a time
 
 
 def coc_from_disparity(disparity: np.ndarray, focus: float, aperture_px: float, max_coc_px: float,
@@ -65,10 +68,13 @@ class Lens:
         self._shapes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._key: tuple | None = None
         self._bufs: dict = {}
+        self._rects: dict[int, np.ndarray] = {}
 
     # -- public ------------------------------------------------------------------------------
     def render(self, frame_bgr: np.ndarray, coc_px: np.ndarray, matte: np.ndarray | None = None,
-               out: np.ndarray | None = None, *, subject_near_px: float | None = None) -> np.ndarray:
+               out: np.ndarray | None = None, *, coc_limit: float | None = None) -> np.ndarray:
+        """See :func:`render_bokeh`. ``coc_limit``: a bound the caller guarantees on ``|coc_px|``
+        (saves two passes over the map; larger values are clamped to it)."""
         check_frame(frame_bgr, "frame_bgr")
         h, w = frame_bgr.shape[:2]
         check_plane(coc_px, (h, w), "coc_px")
@@ -80,12 +86,14 @@ class Lens:
             _check_out(out, frame_bgr.shape)
         coc = np.ascontiguousarray(coc_px)
         m = np.ascontiguousarray(matte) if matte is not None else coc
-        tol = np.float32(self.config.subject_near_px * h / REFERENCE_HEIGHT
-                         if subject_near_px is None else subject_near_px)
-
-        lim = max(float(coc.max()), -float(coc.min()))
+        tol = np.float32(self.config.subject_near_px * h / REFERENCE_HEIGHT)
+        if coc_limit is None:
+            lim = max(float(coc.max()), -float(coc.min()))
+        else:
+            lim = float(coc_limit)
         if not lim <= MAX_COC_PX:  # inf or NaN somewhere: clamp, never index with it
             lim = MAX_COC_PX
+        lim = max(lim, 0.0)
         if not self.config.half_res_far or h * w * (2 * lim + 1) <= FULL_RES_WORK:
             s = 1
         else:
@@ -93,14 +101,20 @@ class Lens:
         kmax = int(math.ceil(lim / s)) + 1
         kmax = 8 * ((kmax + 7) // 8)  # few distinct table sizes
         b = self._buffers(h, w, s, kmax)
+        # rows differ in cost (the subject is cheap): threads take rows in small chunks, which
+        # also keeps one stalled thread from holding up the frame on a busy machine
+        with numba.parallel_chunksize(ROW_CHUNK):
+            self._render(frame_bgr, coc, m, matte is not None, s, lim, kmax, tol, b, out)
+        return out
+
+    def _render(self, frame_bgr, coc, m, has_matte, s, lim, kmax, tol, b, out) -> None:
         wt, areas = self._shape(kmax)
         d_max = kmax + 2
         rmax = np.float32(kmax + 1 - 1e-3)
         shrink = np.float32(HALF_RES_SHRINK if s == 2 else 0.0)
-
-        bokeh.split_layers(frame_bgr, coc, m, matte is not None, s, self.luts.decode, tol,
-                           np.float32(lim), b["pad"], b["split_scratch"], b["prefix"], b["near_src"],
-                           b["rw"], b["fw"], b["rnear"], b["need0"], b["alpha"])
+        bokeh.split_layers(frame_bgr, coc, m, has_matte, s, self.luts.decode, tol, np.float32(lim),
+                           b["pad"], b["split_scratch"], b["prefix"], b["near_src"], b["rw"], b["fw"],
+                           b["rnear"], b["need0"], b["alpha"])
         # far field: foreground-free, its radius filled in behind the subject
         ksize = (2 * kmax + 1, 2 * kmax + 1)
         cv2.boxFilter(b["rw"], -1, ksize, dst=b["box_rw"], borderType=cv2.BORDER_REPLICATE)
@@ -113,13 +127,14 @@ class Lens:
         if s == 2:
             cv2.resize(b["far"], b["bg_full"].shape[1::-1], dst=b["bg_full"],
                        interpolation=cv2.INTER_LINEAR)
-        near_on = False
         rn = float(b["rnear"].max())
-        if rn > 0.0:
-            near_on = True
+        near_on = rn > 0.0
+        if near_on:
+            # every pixel the near field can reach gathers with the largest near CoC around it
             kn = min(int(math.ceil(rn)), kmax)
-            cv2.dilate(b["rnear"], cv2.getStructuringElement(cv2.MORPH_RECT, (2 * kn + 1, 2 * kn + 1)),
-                       dst=b["rad_near"], borderType=cv2.BORDER_REPLICATE)
+            if kn not in self._rects:
+                self._rects[kn] = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * kn + 1, 2 * kn + 1))
+            cv2.dilate(b["rnear"], self._rects[kn], dst=b["rad_near"], borderType=cv2.BORDER_REPLICATE)
             np.subtract(b["rad_near"], shrink, out=b["rad_near"])
             np.clip(b["rad_near"], 0.0, rmax, out=b["rad_near"])
             bokeh.row_prefix(b["near_src"], b["pad"], b["prefix"])
@@ -127,7 +142,6 @@ class Lens:
                               b["near"])
         bokeh.finish(frame_bgr, b["alpha"], b["bg"], self.luts.decode, self.luts.encode, b["near"],
                      near_on, b["tap_y"], b["tap_x"], b["finish_scratch"], out)
-        return out
 
     # -- buffers -----------------------------------------------------------------------------
     def _shape(self, kmax: int) -> tuple[np.ndarray, np.ndarray]:
@@ -241,5 +255,5 @@ class Renderer(Stage):
         if not self.config.effect:
             np.copyto(self._out, frame)
         else:
-            self.lens.render(frame, self._coc, matte, self._out)
+            self.lens.render(frame, self._coc, matte, self._out, coc_limit=max_coc)
         return self._out, self._coc
