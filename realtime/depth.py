@@ -170,7 +170,10 @@ class _Grid:
         self.slot = _Slot(fit)  # the synchronous model run's input and output
         self.acc_frame = np.zeros((nh, fit.frame_w * 3), np.int32)
         self.acc_matte = np.zeros((nh, fit.frame_w), np.float32)
-        self.scratch = np.zeros((fit.frame_h, 2, nw), np.float32)
+        self.wide_background = np.zeros((nh, fit.frame_w), np.float32)
+        self.wide_diff = np.zeros((nh, fit.frame_w), np.float32)
+        # tall boxes (downscaling by 4 or more) read every other row: half the memory traffic
+        self.row_step = 2 if fit.sh >= 4 * nh else 1
         self.edge = np.zeros((fit.frame_h, fit.frame_w), np.float32)  # smoothed matte at the edges
         self.edge_fresh = True
         self.luma = np.zeros((nh, nw), np.float32)
@@ -457,7 +460,7 @@ class DepthEstimator(Stage):
             return readonly(self._fallback_out)
 
         g = self._ensure_grid(h, w)
-        k.box_downsample(matte, g.row_bounds, g.col_bounds, g.acc_matte, g.matte)
+        k.box_downsample(matte, g.row_bounds, g.col_bounds, g.row_step, g.acc_matte, g.matte)
         self._update_model(frame, g)
         self._fuse(matte, g, ts)
         return readonly(g.out)
@@ -476,7 +479,7 @@ class DepthEstimator(Stage):
         from shaders.depth import pack_model_input
 
         f = g.fit
-        pack_model_input(frame.reshape(f.frame_h, f.frame_w * 3), g.row_bounds, g.col_bounds, f.dy, f.dx,
+        pack_model_input(frame.reshape(f.frame_h, f.frame_w * 3), g.row_bounds, g.col_bounds, g.row_step, f.dy, f.dx,
                          g.acc_frame, slot.x, slot.luma)
         np.copyto(slot.matte, g.matte)
 
@@ -532,7 +535,8 @@ class DepthEstimator(Stage):
 
     def _fuse(self, matte: np.ndarray, g: _Grid, ts: int) -> None:
         """Background and person layers at model resolution, then the full-resolution blend."""
-        from shaders.depth import compose_layers, gather_samples, layer_masks, layer_weights, map_range, person_layer
+        from shaders.depth import (compose_layers, gather_samples, layer_masks, layer_weights, map_range, person_layer,
+                                   widen_layers)
 
         cfg = self.config
         lo, hi = self._lo_hi
@@ -578,8 +582,9 @@ class DepthEstimator(Stage):
         if g.edge_fresh:
             np.copyto(g.edge, matte)
             g.edge_fresh = False
-        compose_layers(matte, g.person, g.background, g.yi, g.yf, g.xi, g.xf, np.float32(1.0 - cfg.edge_smoothing),
-                       np.float32(cfg.edge_follow), g.scratch, g.edge, g.out)
+        widen_layers(g.person, g.background, g.xi, g.xf, g.wide_background, g.wide_diff)
+        compose_layers(matte, g.wide_background, g.wide_diff, g.yi, g.yf, np.float32(1.0 - cfg.edge_smoothing),
+                       np.float32(cfg.edge_follow), g.edge, g.out)
 
     def _release(self) -> None:
         if self._async is not None:

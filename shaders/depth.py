@@ -17,15 +17,16 @@ _LB, _LG, _LR = np.float32(0.114), np.float32(0.587), np.float32(0.299)
 
 
 @kernel(parallel=True)
-def pack_model_input(frame, row_bounds, col_bounds, dy, dx, acc, out_x, out_luma):
+def pack_model_input(frame, row_bounds, col_bounds, row_step, dy, dx, acc, out_x, out_luma):
     """Box-average ``frame`` into the model tensor: RGB planar float32 0..255.
 
     ``frame`` is the BGR image viewed as ``(H, W * 3)`` uint8 (so the row sums below run over
-    contiguous bytes); content cell ``(i, j)`` averages ``frame[row_bounds[i]:row_bounds[i+1],
-    col_bounds[j]:col_bounds[j+1]]`` (at least one pixel: smaller frames are upsampled by
-    repetition) and lands at ``out_x[0, :, dy + i, dx + j]``. Cells outside the content are
-    left as they are (the caller fills the padding once). ``out_luma[i, j]`` gets the cell's
-    luma; ``acc`` is ``(nh, W * 3)`` int32 scratch.
+    contiguous bytes); content cell ``(i, j)`` averages every ``row_step``-th row of
+    ``frame[row_bounds[i]:row_bounds[i+1], col_bounds[j]:col_bounds[j+1]]`` (at least one
+    pixel: smaller frames are upsampled by repetition; skipping rows of a tall box halves the
+    memory read for a little more noise) and lands at ``out_x[0, :, dy + i, dx + j]``. Cells
+    outside the content are left as they are (the caller fills the padding once).
+    ``out_luma[i, j]`` gets the cell's luma; ``acc`` is ``(nh, W * 3)`` int32 scratch.
     """
     nh = row_bounds.shape[0] - 1
     nw = col_bounds.shape[0] - 1
@@ -36,7 +37,9 @@ def pack_model_input(frame, row_bounds, col_bounds, dy, dx, acc, out_x, out_luma
         row = acc[i]
         for x in range(n):
             row[x] = frame[y0, x]
-        for y in range(y0 + 1, y1):
+        rows = 1
+        for y in range(y0 + row_step, y1, row_step):
+            rows += 1
             for x in range(n):
                 row[x] += frame[y, x]
         for j in range(nw):
@@ -49,7 +52,7 @@ def pack_model_input(frame, row_bounds, col_bounds, dy, dx, acc, out_x, out_luma
                 sb += row[3 * x]
                 sg += row[3 * x + 1]
                 sr += row[3 * x + 2]
-            inv = np.float32(1.0) / np.float32((y1 - y0) * (x1 - x0))
+            inv = np.float32(1.0) / np.float32(rows * (x1 - x0))
             b = np.float32(sb) * inv
             g = np.float32(sg) * inv
             r = np.float32(sr) * inv
@@ -60,8 +63,11 @@ def pack_model_input(frame, row_bounds, col_bounds, dy, dx, acc, out_x, out_luma
 
 
 @kernel(parallel=True)
-def box_downsample(src, row_bounds, col_bounds, acc, out):
-    """``out[i, j]`` = mean of ``src`` over the box of cell ``(i, j)``; ``acc`` is ``(nh, W)`` scratch."""
+def box_downsample(src, row_bounds, col_bounds, row_step, acc, out):
+    """``out[i, j]`` = mean of ``src`` over every ``row_step``-th row of the box of cell ``(i, j)``.
+
+    ``acc`` is ``(nh, W)`` scratch.
+    """
     nh = row_bounds.shape[0] - 1
     nw = col_bounds.shape[0] - 1
     n = src.shape[1]
@@ -71,7 +77,9 @@ def box_downsample(src, row_bounds, col_bounds, acc, out):
         row = acc[i]
         for x in range(n):
             row[x] = src[y0, x]
-        for y in range(y0 + 1, y1):
+        rows = 1
+        for y in range(y0 + row_step, y1, row_step):
+            rows += 1
             for x in range(n):
                 row[x] += src[y, x]
         for j in range(nw):
@@ -80,7 +88,7 @@ def box_downsample(src, row_bounds, col_bounds, acc, out):
             s = np.float32(0.0)
             for x in range(x0, x1):
                 s += row[x]
-            out[i, j] = s / np.float32((y1 - y0) * (x1 - x0))
+            out[i, j] = s / np.float32(rows * (x1 - x0))
 
 
 @inline
@@ -110,14 +118,10 @@ def motion_adaptive_update(raw, luma, still_alpha, change_lo, change_hi, state, 
 
 
 @inline
-def _knee(v, top):
-    """Linear up to ``top``, then a soft shoulder approaching 1 (same slope at the knee)."""
-    if v <= top:
-        return max(v, np.float32(0.0))
-    room = np.float32(1.0) - top
-    if room <= np.float32(0.0):
-        return np.float32(1.0)
-    return top + room * (np.float32(1.0) - np.exp(-(v - top) / room))
+def _knee(v, top, room):
+    """Linear up to ``top``, then a soft shoulder approaching ``top + room`` (same slope at the knee)."""
+    t = max(v - top, np.float32(0.0))
+    return min(max(v, np.float32(0.0)), top) + room * t / (room + t)
 
 
 @kernel
@@ -128,9 +132,10 @@ def map_range(raw, lo, scale, top, out):
     is compressed into (top, 1) instead of being clipped flat.
     """
     h, w = raw.shape
+    room = np.float32(1.0) - top
     for i in range(h):
         for j in range(w):
-            out[i, j] = _knee((raw[i, j] - lo) * scale, top)
+            out[i, j] = _knee((raw[i, j] - lo) * scale, top, room)
 
 
 @kernel
@@ -275,41 +280,61 @@ def person_layer(filled, shift, lo, hi, out):
 
 
 @kernel(parallel=True)
-def compose_layers(matte, person, background, yi, yf, xi, xf, still_alpha, follow, scratch, edge_state, out):
-    """Full-resolution disparity: both low-resolution layers sampled bilinearly, blended by the matte.
+def widen_layers(person, background, xi, xf, out_background, out_diff):
+    """Each low-resolution row sampled bilinearly at every full-resolution column.
 
-    Row ``y`` samples the layers between rows ``yi[y]`` and ``yi[y] + 1`` with weight ``yf[y]``
-    (``xi``/``xf`` likewise for columns; the caller clamps indices so ``+ 1`` stays inside).
-    ``out = m * person + (1 - m) * background`` where ``m`` is the matte with its small
-    frame-to-frame changes smoothed (``edge_state``, weight ``still_alpha`` for no change up to 1
-    for a change of ``follow`` or more): the edge is where the full-resolution matte puts it,
-    neither layer carries the other's values across it, and a matte that shimmers by a few
-    percent at its edge does not make the disparity flicker there. ``scratch`` is
-    ``(H, 2, nw)``: each row's vertically interpolated background and person - background.
+    ``out_background[i, x]`` is the background layer of row ``i`` at column ``x`` (taps
+    ``xi[x]``, ``xi[x] + 1`` with weight ``xf[x]``), ``out_diff`` the same for person -
+    background; :func:`compose_layers` then only blends two rows per output row, contiguously.
     """
-    h, w = matte.shape
-    nw = person.shape[1]
-    for y in prange(h):
-        i0 = yi[y]
-        fy = yf[y]
-        gy = np.float32(1.0) - fy
-        bg_row = scratch[y, 0]
-        diff_row = scratch[y, 1]
-        for j in range(nw):
-            b = gy * background[i0, j] + fy * background[i0 + 1, j]
-            diff_row[j] = gy * person[i0, j] + fy * person[i0 + 1, j] - b
-            bg_row[j] = b
+    nh = person.shape[0]
+    w = xi.shape[0]
+    for i in prange(nh):
         for x in range(w):
             j0 = xi[x]
             fx = xf[x]
-            b = bg_row[j0] + fx * (bg_row[j0 + 1] - bg_row[j0])
-            d = diff_row[j0] + fx * (diff_row[j0 + 1] - diff_row[j0])
-            s = edge_state[y, x]
-            dm = matte[y, x] - s
-            a = still_alpha + (np.float32(1.0) - still_alpha) * min(abs(dm) / follow, np.float32(1.0))
+            b0 = background[i, j0]
+            b1 = background[i, j0 + 1]
+            d0 = person[i, j0] - b0
+            d1 = person[i, j0 + 1] - b1
+            out_background[i, x] = b0 + fx * (b1 - b0)
+            out_diff[i, x] = d0 + fx * (d1 - d0)
+
+
+@kernel(parallel=True)
+def compose_layers(matte, wide_background, wide_diff, yi, yf, still_alpha, follow, edge_state, out):
+    """Full-resolution disparity: the widened layers (:func:`widen_layers`) blended by the matte.
+
+    Row ``y`` interpolates the widened rows ``yi[y]`` and ``yi[y] + 1`` with weight ``yf[y]``
+    (the caller clamps so ``+ 1`` stays inside); then ``out = background + m * (person -
+    background)`` where ``m`` is the matte with its small frame-to-frame changes smoothed
+    (``edge_state``, weight ``still_alpha`` for no change up to 1 for a change of ``follow``
+    or more): the edge is where the full-resolution matte puts it, neither layer carries the
+    other's values across it, and a matte that shimmers by a few percent at its edge does not
+    make the disparity flicker there.
+    """
+    h, w = matte.shape
+    inv_follow = np.float32(1.0) / follow
+    grow = np.float32(1.0) - still_alpha
+    for y in prange(h):
+        i0 = yi[y]
+        fy = yf[y]
+        b0 = wide_background[i0]
+        b1 = wide_background[i0 + 1]
+        d0 = wide_diff[i0]
+        d1 = wide_diff[i0 + 1]
+        m_row = matte[y]
+        s_row = edge_state[y]
+        o_row = out[y]
+        for x in range(w):
+            b = b0[x] + fy * (b1[x] - b0[x])
+            d = d0[x] + fy * (d1[x] - d0[x])
+            s = s_row[x]
+            dm = m_row[x] - s
+            a = still_alpha + grow * min(abs(dm) * inv_follow, np.float32(1.0))
             s += a * dm
-            edge_state[y, x] = s
-            out[y, x] = b + s * d
+            s_row[x] = s
+            o_row[x] = b + s * d
 
 
 @kernel(parallel=True)
@@ -328,8 +353,8 @@ def _warm() -> None:
     cb = np.array([0, 4, 8], np.int64)
     x = np.zeros((1, 3, 4, 4), np.float32)
     small = np.zeros((2, 2), np.float32)
-    pack_model_input(frame, rb, cb, 1, 1, np.zeros((2, 8 * 3), np.int32), x, small)
-    box_downsample(np.zeros((6, 8), np.float32), rb, cb, np.zeros((2, 8), np.float32), small)
+    pack_model_input(frame, rb, cb, 2, 1, 1, np.zeros((2, 8 * 3), np.int32), x, small)
+    box_downsample(np.zeros((6, 8), np.float32), rb, cb, 2, np.zeros((2, 8), np.float32), small)
     st = np.zeros((2, 2), np.float32)
     motion_adaptive_update(small, small, np.float32(0.1), np.float32(3.0), np.float32(9.0), st, st.copy())
     map_range(small, np.float32(0.0), np.float32(1.0), np.float32(0.75), st)
@@ -344,6 +369,8 @@ def _warm() -> None:
     m = np.zeros((3, 5), np.float32)
     yi = np.zeros(3, np.int64)
     xi = np.zeros(5, np.int64)
-    compose_layers(m, small, small, yi, np.zeros(3, np.float32), xi, np.zeros(5, np.float32), np.float32(0.3),
-                   np.float32(0.25), np.zeros((3, 2, 2), np.float32), np.zeros_like(m), np.empty_like(m))
+    wide_b, wide_d = np.zeros((2, 5), np.float32), np.zeros((2, 5), np.float32)
+    widen_layers(small, small, xi, np.zeros(5, np.float32), wide_b, wide_d)
+    compose_layers(m, wide_b, wide_d, yi, np.zeros(3, np.float32), np.float32(0.3), np.float32(0.25),
+                   np.zeros_like(m), np.empty_like(m))
     compose_constant(m, np.float32(1.0), np.float32(0.25), np.empty_like(m))
