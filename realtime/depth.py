@@ -169,11 +169,11 @@ class _Grid:
         self.xi, self.xf = _sampling(fit.frame_w, fit.sx, fit.sw, nw)
         self.slot = _Slot(fit)  # the synchronous model run's input and output
         self.acc_frame = np.zeros((nh, fit.frame_w * 3), np.int32)
-        self.acc_matte = np.zeros((nh, fit.frame_w), np.float32)
         self.wide_background = np.zeros((nh, fit.frame_w), np.float32)
         self.wide_diff = np.zeros((nh, fit.frame_w), np.float32)
-        # tall boxes (downscaling by 4 or more) read every other row: half the memory traffic
-        self.row_step = 2 if fit.sh >= 4 * nh else 1
+        # boxes of 4x4 pixels or more (720p and up) are read at every other row and column
+        self.step = 2 if fit.sh >= 4 * nh and fit.sw >= 4 * nw else 1
+        self.crop = (slice(fit.sy, fit.sy + fit.sh), slice(fit.sx, fit.sx + fit.sw))
         self.edge = np.zeros((fit.frame_h, fit.frame_w), np.float32)  # smoothed matte at the edges
         self.edge_fresh = True
         self.luma = np.zeros((nh, nw), np.float32)
@@ -186,6 +186,7 @@ class _Grid:
         self.background = np.zeros((nh, nw), np.float32)
         self.person_fill = np.zeros((nh, nw), np.float32)
         self.person = np.zeros((nh, nw), np.float32)
+        self.diff = np.zeros((nh, nw), np.float32)
         n = ((nh + _SAMPLE_STRIDE - 1) // _SAMPLE_STRIDE) * ((nw + _SAMPLE_STRIDE - 1) // _SAMPLE_STRIDE)
         self.samples = np.empty(n, np.float32)
         self.count = np.zeros(1, np.int64)
@@ -460,7 +461,9 @@ class DepthEstimator(Stage):
             return readonly(self._fallback_out)
 
         g = self._ensure_grid(h, w)
-        k.box_downsample(matte, g.row_bounds, g.col_bounds, g.row_step, g.acc_matte, g.matte)
+        # the matte at model resolution only weighs what the layers are filled from: a bilinear
+        # sample (2x2 pixels per cell at 720p) is enough and ~5x cheaper than a box average
+        cv2.resize(matte[g.crop], (g.fit.nw, g.fit.nh), dst=g.matte, interpolation=cv2.INTER_LINEAR)
         self._update_model(frame, g)
         self._fuse(matte, g, ts)
         return readonly(g.out)
@@ -479,7 +482,7 @@ class DepthEstimator(Stage):
         from shaders.depth import pack_model_input
 
         f = g.fit
-        pack_model_input(frame.reshape(f.frame_h, f.frame_w * 3), g.row_bounds, g.col_bounds, g.row_step, f.dy, f.dx,
+        pack_model_input(frame.reshape(f.frame_h, f.frame_w * 3), g.row_bounds, g.col_bounds, g.step, f.dy, f.dx,
                          g.acc_frame, slot.x, slot.luma)
         np.copyto(slot.matte, g.matte)
 
@@ -582,7 +585,14 @@ class DepthEstimator(Stage):
         if g.edge_fresh:
             np.copyto(g.edge, matte)
             g.edge_fresh = False
-        widen_layers(g.person, g.background, g.xi, g.xf, g.wide_background, g.wide_diff)
+        if g.fit.sx == 0 and g.fit.sw == g.fit.frame_w:
+            # the frame spans the grid's width: cv2's bilinear samples exactly where _sampling
+            # does, and is faster than the general kernel
+            np.subtract(g.person, g.background, out=g.diff)
+            cv2.resize(g.background, (g.fit.frame_w, g.fit.nh), dst=g.wide_background, interpolation=cv2.INTER_LINEAR)
+            cv2.resize(g.diff, (g.fit.frame_w, g.fit.nh), dst=g.wide_diff, interpolation=cv2.INTER_LINEAR)
+        else:
+            widen_layers(g.person, g.background, g.xi, g.xf, g.wide_background, g.wide_diff)
         compose_layers(matte, g.wide_background, g.wide_diff, g.yi, g.yf, np.float32(1.0 - cfg.edge_smoothing),
                        np.float32(cfg.edge_follow), g.edge, g.out)
 

@@ -25,13 +25,13 @@ FRAME_MS = 33
 
 # -- NumPy references ----------------------------------------------------------------------------
 
-def ref_box(src: np.ndarray, rb: np.ndarray, cb: np.ndarray, row_step: int = 1) -> np.ndarray:
+def ref_box(src: np.ndarray, rb: np.ndarray, cb: np.ndarray, step: int = 1) -> np.ndarray:
     out = np.zeros((len(rb) - 1, len(cb) - 1) + src.shape[2:], np.float64)
     for i in range(len(rb) - 1):
         for j in range(len(cb) - 1):
             y1 = max(rb[i + 1], rb[i] + 1)
             x1 = max(cb[j + 1], cb[j] + 1)
-            box = src[rb[i]:y1:row_step, cb[j]:x1]
+            box = src[rb[i]:y1:step, cb[j]:x1:step]
             out[i, j] = box.reshape(-1, *src.shape[2:]).astype(np.float64).mean(axis=0)
     return out
 
@@ -108,15 +108,6 @@ def test_pack_model_input_matches_box_average(rng, h, w, nh, nw, step):
     np.testing.assert_allclose(x[0, 2, 3:3 + nh, 5:5 + nw], ref[..., 0], atol=1e-3)
     np.testing.assert_allclose(luma, ref @ np.array([0.114, 0.587, 0.299]), atol=1e-3)
     assert (x[0, :, :3] == -1).all() and (x[0, :, :, :5] == -1).all(), "padding must be left alone"
-
-
-@pytest.mark.parametrize("step", [1, 2])
-def test_box_downsample_matches_reference(rng, step):
-    src = rng.random((41, 67), dtype=np.float32)
-    rb, cb = _bounds(2, 37, 9), _bounds(3, 61, 13)
-    out = np.zeros((9, 13), np.float32)
-    k.box_downsample(src, rb, cb, step, np.zeros((9, 67), np.float32), out)
-    np.testing.assert_allclose(out, ref_box(src, rb, cb, step), atol=1e-5)
 
 
 def test_motion_adaptive_update_matches_reference(rng):
@@ -237,6 +228,18 @@ def test_fit_never_squashes(w, h):
     cr = compute_fit(h, w, DepthFit.CROP)
     assert (cr.nh, cr.nw) == (MODEL_H, MODEL_W)
     assert abs(cr.sw / cr.sh - MODEL_W / MODEL_H) < 0.02 and cr.sw <= w and cr.sh <= h
+
+
+def test_cv2_widening_samples_where_the_kernel_does(rng):
+    """The letterbox path widens the layers with cv2.resize: it must match widen_layers."""
+    person = rng.random((13, 23), dtype=np.float32)
+    background = rng.random((13, 23), dtype=np.float32)
+    xi, xf = _sampling(101, 0, 101, 23)
+    wide_b, wide_d = np.zeros((13, 101), np.float32), np.zeros((13, 101), np.float32)
+    k.widen_layers(person, background, xi, xf, wide_b, wide_d)
+    np.testing.assert_allclose(cv2.resize(background, (101, 13), interpolation=cv2.INTER_LINEAR), wide_b, atol=1e-5)
+    np.testing.assert_allclose(cv2.resize(person - background, (101, 13), interpolation=cv2.INTER_LINEAR), wide_d,
+                               atol=1e-5)
 
 
 def test_sampling_hits_cell_centres():
