@@ -395,6 +395,7 @@ class DepthEstimator(Stage):
         super().__init__()
         self.config = config
         self._backend = backend
+        self._own_backend = backend is None
         self.available = True
         if backend is None and config.enabled:
             try:
@@ -412,6 +413,35 @@ class DepthEstimator(Stage):
         self._range = RangeStabiliser(config.range_smoothing, config.range_deadband)
         self._plane = OneEuroFilter(config.person_min_cutoff_hz, config.person_beta)
         self.reset()
+
+    def configure(self, config: DepthConfig) -> None:
+        """Take new knobs while running, keeping the temporal state where it still means something.
+
+        (``enabled``, ``backend`` and ``model_path`` changes rebuild the stage in the pipeline.)
+        """
+        old, self.config = self.config, config
+        self._range.rate = 1.0 - config.range_smoothing
+        self._range.deadband = config.range_deadband
+        self._plane.min_cutoff = config.person_min_cutoff_hz
+        self._plane.beta = config.person_beta
+        if config.threads != old.threads and self._own_backend and self._backend is not None:
+            self._stop_async()
+            self._backend.close()
+            self._backend = open_backend(config)
+        if config.fit != old.fit:
+            self._grid = None  # new geometry on the next frame (and a fresh state)
+        if config.range_low_percentile != old.range_low_percentile or \
+                config.range_high_percentile != old.range_high_percentile or config.headroom != old.headroom:
+            self._range.reset()
+        if config.asynchronous and self._async is None and self.uses_model:
+            self._async = _AsyncInference(self._backend)
+        elif not config.asynchronous:
+            self._stop_async()
+
+    def _stop_async(self) -> None:
+        if self._async is not None:
+            self._async.close()
+            self._async = None
 
     # -- public state, for the focus tracker, tools and tests ------------------------------
     @property
@@ -597,9 +627,7 @@ class DepthEstimator(Stage):
                        np.float32(cfg.edge_follow), g.edge, g.out)
 
     def _release(self) -> None:
-        if self._async is not None:
-            self._async.close()
-            self._async = None
+        self._stop_async()
         if self._backend is not None:
             self._backend.close()
             self._backend = None

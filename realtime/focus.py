@@ -179,6 +179,7 @@ class FocusTracker(Stage):
         self.config = config
         self.override: FocusOverride = None  # set by click-to-focus / --focus
         self._face_backend = face_backend
+        self._own_face_backend = face_backend is None
         self._face_failed = False
         self._filter = OneEuroFilter(config.min_cutoff_hz, config.beta)
         self._small: np.ndarray | None = None
@@ -191,6 +192,17 @@ class FocusTracker(Stage):
         self._face: Box | None = None      # tracked face, normalised
         self._face_ts: int | None = None   # when it was last seen
         self.source = "none"               # what the last value came from: face|person|point|fixed|default
+
+    def configure(self, config: FocusConfig) -> None:
+        """Take new knobs while running; the focus value keeps gliding from where it is."""
+        old, self.config = self.config, config
+        self._filter.min_cutoff = config.min_cutoff_hz
+        self._filter.beta = config.beta
+        if config.face_min_confidence != old.face_min_confidence and self._own_face_backend:
+            if self._face_backend is not None:
+                self._face_backend.close()
+            self._face_backend = None  # reopened with the new threshold when next needed
+            self._face_failed = False
 
     @property
     def face(self) -> Box | None:

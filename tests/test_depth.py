@@ -602,3 +602,21 @@ def test_unknown_backend_file_is_a_model_error(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelError):
         open_backend(DepthConfig(model_path=str(bad)))
+
+
+def test_configure_while_running_keeps_state_and_switches_async():
+    frames = _static_clip(2.0, 6)
+    matte = np.zeros(frames[0].shape[:2], np.float32)
+    with DepthEstimator(DepthConfig()) as dep:
+        for i in range(3):
+            dep.process(frames[i], i * FRAME_MS + 1, matte)
+        before = dep.range
+        dep.configure(DepthConfig(asynchronous=True, range_deadband=0.1))
+        assert THREAD_NAME in [t.name for t in threading.enumerate()]
+        assert dep.range == before and dep._range.deadband == 0.1
+        d = dep.process(frames[3], 4 * FRAME_MS + 1, matte)
+        assert np.isfinite(d).all()
+        dep.configure(DepthConfig(fit=DepthFit.CROP))
+        assert THREAD_NAME not in [t.name for t in threading.enumerate() if t.is_alive()]
+        d = dep.process(frames[4], 5 * FRAME_MS + 1, matte)
+        assert d.shape == frames[0].shape[:2] and dep._grid.fit.nw == MODEL_W

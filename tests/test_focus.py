@@ -206,3 +206,14 @@ def test_a_failing_face_detector_falls_back_to_the_person(face_frame, caplog):
                 foc.process(face_frame, i * FRAME_MS, matte, disp)
             assert foc.source == "person"
     assert len([r for r in caplog.records if "face detector failed" in r.getMessage()]) == 1
+
+
+def test_configure_keeps_the_focus_gliding(face_frame):
+    h, w = face_frame.shape[:2]
+    matte = np.ones((h, w), np.float32)
+    with FocusTracker(FocusConfig()) as foc:
+        foc.process(face_frame, 1, matte, np.full((h, w), 0.5, np.float32))
+        foc.configure(FocusConfig(min_cutoff_hz=0.1, beta=0.0, face_min_confidence=0.6))
+        v = foc.process(face_frame, 34, matte, np.full((h, w), 0.9, np.float32))
+        assert 0.5 < v < 0.6  # slower filter, same state: no jump
+        assert foc.source == "face"  # the detector came back with the new threshold
