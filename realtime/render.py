@@ -46,13 +46,22 @@ def coc_from_disparity(disparity: np.ndarray, focus: float, aperture_px: float, 
                        *, out: np.ndarray | None = None) -> np.ndarray:
     """Signed CoC in pixels: ``aperture_px * (focus - disparity)`` clamped to +/- ``max_coc_px``.
 
-    Negative = nearer than the focus plane, positive = behind it.
+    Negative = nearer than the focus plane, positive = behind it. A NaN focus or aperture gives
+    NaN, which the renderer treats as in focus.
     """
+    if not isinstance(disparity, np.ndarray) or disparity.ndim != 2:
+        raise FrameShapeError(f"disparity must be an (H, W) array, got "
+                              f"{getattr(disparity, 'shape', type(disparity).__name__)}")
+    check_disparity(disparity, disparity.shape)
     if out is None:
         out = np.empty(disparity.shape, np.float32)
-    np.subtract(np.float32(focus), disparity, out=out)
-    out *= np.float32(aperture_px)
-    np.clip(out, -max_coc_px, max_coc_px, out=out)
+    else:
+        check_plane(out, disparity.shape, "out")
+    limit = max(float(max_coc_px), 0.0) if max_coc_px == max_coc_px else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.subtract(np.float32(focus), disparity, out=out)
+        out *= np.float32(aperture_px)
+    np.clip(out, -limit, limit, out=out)
     return out
 
 

@@ -289,6 +289,11 @@ def test_coc_from_disparity_sign_scale_and_clamp():
     assert coc.dtype == np.float32
     out = np.empty_like(coc)
     assert coc_from_disparity(disp, 0.5, 10.0, 24.0, out=out) is out
+    with pytest.raises(FrameTypeError):
+        coc_from_disparity(disp.astype(np.float64), 0.5, 10.0, 24.0)
+    with pytest.raises(FrameShapeError):
+        coc_from_disparity(disp[0], 0.5, 10.0, 24.0)
+    assert np.isnan(coc_from_disparity(disp, float("nan"), 10.0, 24.0)).all()
 
 
 def test_render_bokeh_checks_inputs_and_writes_into_out():
