@@ -78,6 +78,7 @@ class Lens:
         self._key: tuple | None = None
         self._bufs: dict = {}
         self._rects: dict[int, np.ndarray] = {}
+        self._rows = np.zeros(0, np.int32)
 
     # -- public ------------------------------------------------------------------------------
     def render(self, frame_bgr: np.ndarray, coc_px: np.ndarray, matte: np.ndarray | None = None,
@@ -97,7 +98,11 @@ class Lens:
         m = np.ascontiguousarray(matte) if matte is not None else coc
         tol = np.float32(self.config.subject_near_px * h / REFERENCE_HEIGHT)
         if coc_limit is None:
-            lim = max(float(coc.max()), -float(coc.min()))
+            if self._rows.shape[0] != h:
+                self._rows = np.zeros(h, np.int32)
+            bokeh.abs_max_bits(coc, self._rows)
+            top = int(self._rows.max())
+            lim = MAX_COC_PX if top >= 0x7F800000 else float(np.int32(top).view(np.float32))
         else:
             lim = float(coc_limit)
         if not lim <= MAX_COC_PX:  # inf or NaN somewhere: clamp, never index with it

@@ -523,6 +523,20 @@ def bilinear_taps(n: int, layer_n: int, s: int) -> np.ndarray:
     return np.stack([i0, w], axis=1).astype(np.float32)
 
 
+@kernel(parallel=True)
+def abs_max_bits(a, out):
+    """Per-row largest ``|a|`` as float32 bits (``out`` (h,) int32): an integer max reduction,
+    which vectorises where a float one does not. Bits above 0x7f800000 mean a NaN."""
+    h = a.shape[0]
+    mask = np.int32(0x7FFFFFFF)
+    for y in prange(h):
+        bits = a[y].view(np.int32)
+        m = np.int32(0)
+        for x in range(bits.shape[0]):
+            m = max(m, bits[x] & mask)
+        out[y] = m
+
+
 def threads() -> int:
     """Rows of per-thread scratch buffers (every thread Numba may start)."""
     import numba
@@ -557,6 +571,7 @@ def _warm() -> None:
                np.zeros((threads(), wl), np.float32), luts.encode, col)
     rad = np.zeros((hl, wl), np.float32)
     gather_near(p, rad, wt, shape_areas(wt), 5, pad, scratch, near)
+    abs_max_bits(coc, np.zeros(h, np.int32))
     out = np.empty_like(frame)
     finish(frame, alpha, np.zeros((h + 1, w + 1, 3), np.uint8), luts.decode, luts.encode, near, True,
            bilinear_taps(h, hl, s), bilinear_taps(w, wl, s), np.zeros((threads(), 4), np.float32), out)

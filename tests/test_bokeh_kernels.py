@@ -404,3 +404,17 @@ def test_bilinear_taps_align_pixel_centres():
     t1 = bokeh.bilinear_taps(7, 7, 1)
     np.testing.assert_array_equal(t1[:, 0], np.arange(7))
     np.testing.assert_array_equal(t1[:, 1], 0.0)
+
+
+def test_abs_max_bits_matches_numpy_and_flags_nan():
+    rng = np.random.default_rng(RNG_SEED)
+    a = rng.uniform(-30, 20, (13, 29)).astype(np.float32)
+    a[3, 7] = -np.inf
+    a[5, 2] = np.nan
+    out = np.zeros(13, np.int32)
+    bokeh.abs_max_bits(a, out)
+    got = out.view(np.float32)
+    expect = np.nanmax(np.abs(a), axis=1)
+    rows = [y for y in range(13) if y != 5]
+    np.testing.assert_array_equal(got[rows], expect[rows])
+    assert out[5] > 0x7F800000  # NaN shows as bits above infinity

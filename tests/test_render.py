@@ -367,3 +367,23 @@ def test_real_frame_keeps_the_subject_and_blurs_the_room(data_dir, model_dir):
     textured_room = (matte <= 0.001) & (coc >= 8) & (detail(frame) > 3)
     assert textured_room.mean() > 0.005
     assert detail(out)[textured_room].mean() < 0.4 * detail(frame)[textured_room].mean()
+
+
+def test_warmup_compiles_every_signature_the_renderer_uses():
+    """No first-frame stall: after shaders.warmup() rendering compiles nothing new."""
+    import shaders
+    from shaders import bokeh
+
+    shaders.warmup()
+    kernels = [bokeh.split_layers, bokeh.row_prefix, bokeh.gather_far, bokeh.gather_near,
+               bokeh.finish, bokeh.abs_max_bits]
+    before = [len(k.signatures) for k in kernels]
+    rng = np.random.default_rng(10)
+    for h, w in (HD, (41, 57)):
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        coc = rng.uniform(-20, 24, (h, w)).astype(np.float32)
+        render_bokeh(frame, coc, rng.random((h, w), dtype=np.float32))
+        render_bokeh(frame, coc)
+        with Renderer(RenderConfig()) as r:
+            r.process(frame, 1, np.zeros((h, w), np.float32), rng.random((h, w), dtype=np.float32), 0.5)
+    assert [len(k.signatures) for k in kernels] == before
