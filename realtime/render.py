@@ -138,9 +138,13 @@ class Lens:
         bokeh.gather_far(b["prefix"], b["rw"], b["fw"], b["box_rw"], b["box_fw"], shrink, rmax,
                          b["need"], wt, d_max, b["pad"], b["scratch"], b["rad_rows"],
                          self.luts.encode, b["far"])
+        bg = b["bg"]
         if s == 2:
-            cv2.resize(b["far"], b["bg_full"].shape[1::-1], dst=b["bg_full"],
-                       interpolation=cv2.INTER_LINEAR)
+            # even sizes: the far field goes straight into the output, the finish only touches
+            # what is not all far
+            direct = b["bg_full"].shape == out.shape and not np.may_share_memory(out, frame_bgr)
+            bg = out if direct else b["bg_full"]
+            cv2.resize(b["far"], bg.shape[1::-1], dst=bg, interpolation=cv2.INTER_LINEAR)
         rn = float(b["rnear"].max())
         near_on = rn > 0.0
         if near_on:
@@ -154,7 +158,7 @@ class Lens:
             bokeh.row_prefix(b["near_src"], b["pad"], b["prefix"])
             bokeh.gather_near(b["prefix"], b["rad_near"], wt, areas, d_max, b["pad"], b["scratch"],
                               b["near"])
-        bokeh.finish(frame_bgr, b["alpha"], b["bg"], self.luts.decode, self.luts.encode, b["near"],
+        bokeh.finish(frame_bgr, b["alpha"], bg, self.luts.decode, self.luts.encode, b["near"],
                      near_on, b["tap_y"], b["tap_x"], b["finish_scratch"], out)
 
     # -- buffers -----------------------------------------------------------------------------

@@ -448,7 +448,8 @@ def finish(frame, alpha, bg, dec, enc, near, near_on, tap_y, tap_x, scratch, out
     ``alpha``, the near layer (layer res, premultiplied) over both; blends in linear light.
 
     Runs of all-sharp or all-far pixels are copied byte for byte. ``bg`` may be larger than the
-    frame (only its top-left part is read). ``tap_y`` / ``tap_x`` (n, 2) float32: first layer
+    frame (only its top-left part is read) or be ``out`` itself (the far field already in
+    place: its all-far runs are left alone). ``tap_y`` / ``tap_x`` (n, 2) float32: first layer
     row/column and weight of the next one (see :func:`bilinear_taps`); only used for the near
     layer. ``scratch`` (threads, 4) float32.
     """
@@ -466,6 +467,7 @@ def finish(frame, alpha, bg, dec, enc, near, near_on, tap_y, tap_x, scratch, out
         bgr = bg[y].reshape(3 * bg.shape[1])
         ar = alpha[y]
         o = out[y].reshape(3 * wid)
+        in_place = bg.ctypes.data == out.ctypes.data
         row_near = False
         if near_on:
             for xl in range(wl):
@@ -480,6 +482,9 @@ def finish(frame, alpha, bg, dec, enc, near, near_on, tap_y, tap_x, scratch, out
                     e = x + 1
                     while e < wid and ar[e] == a8:
                         e += 1
+                    if a8 == 0 and in_place:
+                        x = e
+                        continue
                     src = fr if a8 == 255 else bgr
                     seg_in = src[3 * x:3 * e]
                     seg_out = o[3 * x:3 * e]

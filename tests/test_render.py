@@ -313,6 +313,21 @@ def test_render_bokeh_checks_inputs_and_writes_into_out():
     assert render_bokeh(frame, coc, out=out) is out
 
 
+@pytest.mark.parametrize("shape", [SMALL, HD, (721, 1279)])
+def test_render_in_place_and_into_out_agree(shape):
+    rng = np.random.default_rng(11)
+    h, w = shape
+    frame = cv2.resize(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), (w, h))
+    coc = rng.uniform(-3, 20, (h, w)).astype(np.float32)
+    matte = (rng.random((h, w)) < 0.3).astype(np.float32)
+    expect = render_bokeh(frame, coc, matte)
+    out = np.full_like(frame, 7)
+    assert np.array_equal(render_bokeh(frame, coc, matte, out=out), expect)
+    inplace = frame.copy()
+    render_bokeh(inplace, coc, matte, out=inplace)
+    assert np.array_equal(inplace, expect)
+
+
 def test_nan_and_huge_coc_do_not_crash():
     rng = np.random.default_rng(8)
     frame = rng.integers(0, 256, (33, 47, 3), dtype=np.uint8)
