@@ -34,7 +34,7 @@ from .color import encode_bits
 from .jit import inline, kernel, register_warmup
 
 EPS_WEIGHT = 1e-4   # far weight floor: a disk of only sharp pixels still normalises
-RUN = 128   # longest run of pixels gathered together (accumulators stay in L1)
+RUN = 512   # longest run of pixels gathered together (accumulators stay in L1)
 
 
 def shape_table(kmax: int, blades: int = 0) -> np.ndarray:
