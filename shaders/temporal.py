@@ -122,28 +122,25 @@ def _ramp(v, lo, inv_span):
 
 
 @kernel(parallel=True)
-def motion_weight(cur, prev, shift, lo, inv_span, tmp, out):
+def motion_weight(cur, prev, shift, lo, inv_span, ramp, vmax, out):
     """Per tile: the ramp of ``|cur - prev - shift|`` (levels) from ``lo`` to ``lo + 1/inv_span``,
-    then the maximum over the 3x3 tile neighbourhood. ``tmp`` is scratch of the same shape."""
+    then the maximum over the 3x3 tile neighbourhood, written once per pixel column:
+    ``out[ty, x]`` (shape tiles high x pixels wide) holds the weight of the tile over column
+    ``x``, so the full-resolution pass reads it contiguously. ``ramp`` and ``vmax`` are tile-grid
+    scratch."""
     h, w = cur.shape
+    width = out.shape[1]
     for y in prange(h):
         for x in range(w):
-            tmp[y, x] = _ramp(abs(cur[y, x] - prev[y, x] - shift), lo, inv_span)
+            ramp[y, x] = _ramp(abs(cur[y, x] - prev[y, x] - shift), lo, inv_span)
     for y in prange(h):
         ya = max(y - 1, 0)
         yb = min(y + 2, h)
         for x in range(w):
-            m = max(tmp[ya, x], tmp[yb - 1, x])
-            m = max(m, tmp[y, x])
-            out[y, x] = m
-        # the horizontal half of the dilation runs on the row just written (separable max)
-        left = out[y, 0]
-        for x in range(w - 1):
-            here = out[y, x]
-            out[y, x] = max(max(left, here), out[y, x + 1])
-            left = here
-        if w > 1:
-            out[y, w - 1] = max(left, out[y, w - 1])
+            vmax[y, x] = max(max(ramp[ya, x], ramp[yb - 1, x]), ramp[y, x])
+        for x in range(width):
+            t = x >> TILE_SHIFT
+            out[y, x] = max(max(vmax[y, max(t - 1, 0)], vmax[y, t]), vmax[y, min(t + 1, w - 1)])
 
 
 @kernel(parallel=True)
@@ -151,7 +148,8 @@ def stabilise(matte, disp, motion, k_matte, k_disp, m_lo, m_inv, d_lo, d_inv, d_
               state_m, state_d, side, out_m, out_d):
     """One stabiliser step for every pixel (all scalars float32).
 
-    ``motion`` holds per-tile follow weights in [0, 1]. The matte's follow weight ``f`` is the
+    ``motion`` holds the tiles' follow weights in [0, 1] per tile row and pixel column (see
+    :func:`motion_weight`). The matte's follow weight ``f`` is the
     larger of its tile's motion and the ramp of ``|matte - state_m|`` (from ``m_lo``, slope
     ``m_inv``); the disparity's is the larger of ``f`` (a moved person moves its depth too) and
     the ramp of ``|disp - state_d - d_shift|`` (``d_lo``, ``d_inv``). Each state moves toward
@@ -166,12 +164,12 @@ def stabilise(matte, disp, motion, k_matte, k_disp, m_lo, m_inv, d_lo, d_inv, d_
     """
     h, w = matte.shape
     for y in prange(h):
-        ty = y >> TILE_SHIFT
+        moved = motion[y >> TILE_SHIFT]
         for x in range(w):
             m = matte[y, x]
             sm = state_m[y, x]
             em = m - sm
-            f = max(motion[ty, x >> TILE_SHIFT], _ramp(abs(em), m_lo, m_inv))
+            f = max(moved[x], _ramp(abs(em), m_lo, m_inv))
             d = disp[y, x]
             sd = state_d[y, x] + d_shift
             ed = d - sd
@@ -198,8 +196,8 @@ def _warm() -> None:
     lum = np.empty(tiles_shape(5, 7), np.float32)
     tile_luma(frame, np.empty((lum.shape[0], 21), np.uint16), lum)
     luma_histogram(lum, 1, np.empty(8, np.int32))
-    wgt = np.empty_like(lum)
-    motion_weight(lum, lum, f32(0.0), f32(1.0), f32(1.0), np.empty_like(lum), wgt)
+    wgt = np.empty((lum.shape[0], 7), np.float32)
+    motion_weight(lum, lum, f32(0.0), f32(1.0), f32(1.0), np.empty_like(lum), np.empty_like(lum), wgt)
     m = np.zeros((5, 7), np.float32)
     difference_histogram(m, m, 2, f32(-1.0), f32(4.0), np.empty(8, np.int32))
     stabilise(m, m, wgt, f32(0.1), f32(0.1), f32(0.2), f32(4.0), f32(0.2), f32(4.0), f32(0.0), f32(0.1),

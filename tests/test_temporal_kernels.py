@@ -29,18 +29,20 @@ def ref_ramp(v: np.ndarray, lo: float, inv: float) -> np.ndarray:
     return np.clip((v - lo) * inv, 0.0, 1.0)
 
 
-def ref_motion_weight(cur, prev, shift, lo, inv) -> np.ndarray:
+def ref_motion_weight(cur, prev, shift, lo, inv, width) -> np.ndarray:
+    """Tile weights dilated over 3x3 tiles, repeated over each tile's pixel columns."""
     r = ref_ramp(np.abs(cur.astype(np.float64) - prev - shift), lo, inv)
     padded = np.pad(r, 1, constant_values=0.0)
     h, w = r.shape
-    return np.max([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
+    tiles = np.max([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
+    return np.repeat(tiles, k.TILE, axis=1)[:, :width]
 
 
 def ref_stabilise(matte, disp, motion, km, kd, m_lo, m_inv, d_lo, d_inv, d_shift, band, sm, sd, side):
     """Returns (state_m, state_d, side, out_m, out_d, margin) after one step, in float64; margin =
     distance of the new matte state from the side threshold it was compared with."""
     h, w = matte.shape
-    mot = np.repeat(np.repeat(motion, k.TILE, 0), k.TILE, 1)[:h, :w].astype(np.float64)
+    mot = np.repeat(motion, k.TILE, 0)[:h].astype(np.float64)
     m, d = matte.astype(np.float64), disp.astype(np.float64)
     sm = sm.astype(np.float64)
     sd = sd.astype(np.float64) + d_shift
@@ -117,18 +119,20 @@ def test_histogram_median_finds_the_shared_offset():
     assert histogram_median(still, lo, width) == pytest.approx(0.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("shape", [(13, 17), (24, 40), (7, 5)])
-def test_motion_weight_matches_reference(shape):
+@pytest.mark.parametrize("shape,width", [((13, 17), 67), ((24, 40), 160), ((7, 5), 18), ((3, 1), 2)])
+def test_motion_weight_matches_reference(shape, width):
     rng = np.random.default_rng(5)
     cur = (rng.random(shape) * 255).astype(np.float32)
     prev = cur + rng.normal(0, 3, shape).astype(np.float32)
-    prev[2:4, 3:6] += 40  # a moving patch
-    out = np.empty(shape, np.float32)
-    k.motion_weight(cur, prev, F32(1.5), F32(4.0), F32(0.25), np.empty(shape, np.float32), out)
-    ref = ref_motion_weight(cur, prev, 1.5, 4.0, 0.25)
+    prev[1:3, 0:2] += 40  # a moving patch
+    out = np.empty((shape[0], width), np.float32)
+    k.motion_weight(cur, prev, F32(1.5), F32(4.0), F32(0.25), np.empty(shape, np.float32),
+                    np.empty(shape, np.float32), out)
+    ref = ref_motion_weight(cur, prev, 1.5, 4.0, 0.25, width)
     np.testing.assert_allclose(out, ref, atol=1e-5)
     assert out.min() >= 0 and out.max() <= 1
-    assert np.all(out[1:5, 2:7] == 1.0)  # the moving patch and its one-tile rim follow at once
+    # the moving patch and its one-tile rim follow at once
+    assert np.all(out[0:4, 0:min(3 * k.TILE, width)] == 1.0)
 
 
 def _stabilise_inputs(shape, seed):
@@ -138,7 +142,7 @@ def _stabilise_inputs(shape, seed):
     matte[rng.random(shape) < 0.3] = 0.0
     matte[rng.random(shape) < 0.3] = 1.0
     disp = rng.random(shape, dtype=np.float32)
-    motion = rng.random(k.tiles_shape(h, w), dtype=np.float32)
+    motion = np.repeat(rng.random(k.tiles_shape(h, w), dtype=np.float32), k.TILE, axis=1)[:, :w].copy()
     motion[motion < 0.6] = 0.0
     state_m = np.clip(matte + rng.normal(0, 0.2, shape), 0, 1).astype(np.float32)
     state_d = np.clip(disp + rng.normal(0, 0.1, shape), 0, 1).astype(np.float32)
@@ -188,7 +192,7 @@ def test_stabilise_holds_the_side_inside_the_dead_band():
     matte[2:] = 0.55
     side = np.zeros(shape, np.uint8)
     side[:2] = 1
-    still = np.zeros(k.tiles_shape(*shape), np.float32)
+    still = np.zeros((k.tiles_shape(*shape)[0], shape[1]), np.float32)
     out_m = np.empty(shape, np.float32)
     out_d = np.empty(shape, np.float32)
     sm, sd = state.copy(), state.copy()
@@ -212,7 +216,7 @@ def test_stabilise_snaps_instead_of_sinking_into_subnormals():
     sm = np.full(shape, 0.2, np.float32)
     sd = np.zeros(shape, np.float32)
     side = np.zeros(shape, np.uint8)
-    still = np.zeros(k.tiles_shape(*shape), np.float32)
+    still = np.zeros((k.tiles_shape(*shape)[0], shape[1]), np.float32)
     out_m, out_d = np.empty_like(sm), np.empty_like(sm)
     for _ in range(400):
         k.stabilise(matte, sd, still, F32(0.1), F32(0.1), F32(0.9), F32(1.0), F32(0.9), F32(1.0),
