@@ -28,10 +28,12 @@ from .stage import Stage
 
 REFERENCE_HEIGHT = 720  # lengths in presets are given for a 720-pixel-high frame
 
-# Render the layers at full resolution while the gather work (pixels x disk rows) stays below
-# what the half-resolution path costs at 720p with the default 24 px: small frames and small
-# blurs get the exact full-resolution lens, large ones the fast half-resolution one.
-FULL_RES_WORK = (1280 * 720 // 4) * (2 * 12 + 1)
+# Render the layers at full resolution while the gather work stays below what the
+# half-resolution path costs at 720p with the default 24 px: small frames (and small blurs on
+# mid-sized ones) get the exact full-resolution lens, large ones the fast half-resolution one.
+# Work = layer pixels x (radius + a fixed cost per pixel worth about 10 disk-row pairs, measured).
+GATHER_FIXED = 10
+FULL_RES_WORK = (1280 * 720 // 4) * (12 + GATHER_FIXED)
 
 # Half-resolution layers: the 2x2 block sums and the bilinear upsampling widen a disk by about
 # two full-res pixels; the gather radius is shrunk by as much (in layer pixels) so that a disk
@@ -108,7 +110,7 @@ class Lens:
         if not lim <= MAX_COC_PX:  # inf or NaN somewhere: clamp, never index with it
             lim = MAX_COC_PX
         lim = max(lim, 0.0)
-        if not self.config.half_res_far or h * w * (2 * lim + 1) <= FULL_RES_WORK:
+        if not self.config.half_res_far or h * w * (lim + GATHER_FIXED) <= FULL_RES_WORK:
             s = 1
         else:
             s = 2
