@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 MODEL_W, MODEL_H = 320, 192
 THREAD_NAME = "portrait-cam-depth"
 FALLBACK_PERSON_DISPARITY = 1.0  # no-depth mode: the person is the nearest thing, at the focus plane
-_SAMPLE_STRIDE = 2               # percentiles on every 2nd row and column of the model grid
+_SAMPLE_STRIDE = 3               # percentiles on every 3rd row and column of the model grid (~6k samples)
 _MIN_SAMPLE_FRACTION = 0.05      # fewer background samples than this: use the whole frame
 
 
@@ -181,37 +181,40 @@ class _Grid:
         self.mapped = np.zeros((nh, nw), np.float32)
         self.union = np.zeros((nh, nw), np.float32)
         self.inter = np.zeros((nh, nw), np.float32)
-        self.w_bg = np.zeros((nh, nw), np.float32)
-        self.w_person = np.zeros((nh, nw), np.float32)
-        self.background = np.zeros((nh, nw), np.float32)
-        self.person_fill = np.zeros((nh, nw), np.float32)
+        # fill weights and filled layers: [0] background, [1] person (one push-pull pass for both)
+        self.weights = np.zeros((2, nh, nw), np.float32)
+        self.w_bg, self.w_person = self.weights[0], self.weights[1]
+        self.filled = np.zeros((2, nh, nw), np.float32)
+        self.background, self.person_fill = self.filled[0], self.filled[1]
+        self.defaults = np.zeros(2, np.float32)
         self.person = np.zeros((nh, nw), np.float32)
         self.diff = np.zeros((nh, nw), np.float32)
         n = ((nh + _SAMPLE_STRIDE - 1) // _SAMPLE_STRIDE) * ((nw + _SAMPLE_STRIDE - 1) // _SAMPLE_STRIDE)
         self.samples = np.empty(n, np.float32)
         self.count = np.zeros(1, np.int64)
         self.ones = np.ones((nh, nw), np.float32)
-        self.fill = PushPull((nh, nw))
+        self.fill = PushPull((nh, nw), 2)
         self.out = np.empty((fit.frame_h, fit.frame_w), np.float32)
 
 
 class PushPull:
     """Scratch pyramid for :func:`shaders.depth.pushpull_fill` (allocated once per grid size)."""
 
-    def __init__(self, shape: tuple[int, int]) -> None:
+    def __init__(self, shape: tuple[int, int], channels: int) -> None:
         shapes = [shape]
         while shapes[-1][0] > 2 or shapes[-1][1] > 2:
             h, w = shapes[-1]
             shapes.append(((h + 1) // 2, (w + 1) // 2))
-        self._vws = tuple(np.zeros(s, np.float32) for s in shapes)
-        self._ws = tuple(np.zeros(s, np.float32) for s in shapes)
-        self._fills = tuple(np.zeros(s, np.float32) for s in shapes)
+        self._vws = tuple(np.zeros((channels, *s), np.float32) for s in shapes)
+        self._ws = tuple(np.zeros((channels, *s), np.float32) for s in shapes)
+        self._fills = tuple(np.zeros((channels, *s), np.float32) for s in shapes)
 
-    def fill(self, values: np.ndarray, weights: np.ndarray, default: float, out: np.ndarray) -> None:
-        """``out``: ``values`` where ``weights`` ~ 1, smoothly filled from the nearest weighted values elsewhere."""
+    def fill(self, values: np.ndarray, weights: np.ndarray, defaults: np.ndarray, out: np.ndarray) -> None:
+        """``out[c]``: ``values`` where ``weights[c]`` ~ 1, smoothly filled from the nearest
+        weighted values elsewhere (``defaults[c]`` where no weight is anywhere)."""
         from shaders.depth import pushpull_fill
 
-        pushpull_fill(values, weights, np.float32(default), self._vws, self._ws, self._fills, out)
+        pushpull_fill(values, weights, defaults, self._vws, self._ws, self._fills, out)
 
 
 # -- temporal pieces --------------------------------------------------------------------------
@@ -593,19 +596,21 @@ class DepthEstimator(Stage):
         kq = _rank(cfg.person_prior_percentile, n_bg)
         bg.partition(kq)
         prior = float(bg[kq])
-        g.fill.fill(g.mapped, g.w_bg, prior, g.background)
 
         gather_samples(g.mapped, g.w_person, np.float32(0.5), _SAMPLE_STRIDE, g.samples, g.count)
         n_p = int(g.count[0])
+        own = prior
         if n_p >= 4:
             pm = g.samples[:n_p]
             km = n_p // 2
             pm.partition(km)
             own = float(pm[km])
+        g.defaults[0], g.defaults[1] = prior, own
+        g.fill.fill(g.mapped, g.weights, g.defaults, g.filled)
+        if n_p >= 4:
             target = min(1.0, max(own, prior + cfg.person_margin))
             plane = self._plane(target, ts)
             self._person_plane = plane
-            g.fill.fill(g.mapped, g.w_person, own, g.person_fill)
             person_layer(g.person_fill, np.float32(plane - own), np.float32(max(0.0, plane - cfg.person_relief)),
                          np.float32(min(1.0, plane + cfg.person_relief)), g.person)
         else:

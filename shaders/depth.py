@@ -180,45 +180,54 @@ def _pull(vw, w, coarse, out):
                 out[i, j] = c
 
 
-@kernel
-def pushpull_fill(values, weights, default, vws, ws, fills, out):
-    """Hole filling by normalised convolution on a pyramid (push: average down, pull: fill up).
-
-    ``out`` is ``values`` where ``weights`` is ~1 and, elsewhere, a smooth continuation of the
-    nearest weighted values (any hole size; ``default`` only when no weight is anywhere).
-    ``vws``, ``ws``, ``fills`` are tuples of per-level scratch planes, level 0 at full size and
-    each next one half the size (rounded up), down to at most 2x2.
-    """
-    n = len(ws)
-    h, w = values.shape
-    vw0 = vws[0]
-    w0 = ws[0]
-    for i in range(h):
-        for j in range(w):
-            w0[i, j] = weights[i, j]
-            vw0[i, j] = values[i, j] * weights[i, j]
-    for k in range(1, n):
-        _push(vws[k - 1], ws[k - 1], vws[k], ws[k])
-    last_w = ws[n - 1]
-    last_vw = vws[n - 1]
+@inline
+def _pull_top(vw, w, default, out):
+    """The coarsest level: its own values where confident, else the overall weighted mean."""
+    h, wd = w.shape
     sw = np.float32(0.0)
     sv = np.float32(0.0)
-    for i in range(last_w.shape[0]):
-        for j in range(last_w.shape[1]):
-            sw += last_w[i, j]
-            sv += last_vw[i, j]
-    top = fills[n - 1]
-    g = sv / sw if sw > np.float32(1e-9) else default
-    for i in range(top.shape[0]):
-        for j in range(top.shape[1]):
-            top[i, j] = g
-    # the coarsest level is filled with the overall mean, then each finer one from the coarser
-    _pull(last_vw, last_w, fills[n - 1][0:1, 0:1], top)
-    for k in range(n - 2, -1, -1):
-        _pull(vws[k], ws[k], fills[k + 1], fills[k])
     for i in range(h):
-        for j in range(w):
-            out[i, j] = fills[0][i, j]
+        for j in range(wd):
+            sw += w[i, j]
+            sv += vw[i, j]
+    g = sv / sw if sw > np.float32(1e-9) else default
+    for i in range(h):
+        for j in range(wd):
+            ww = w[i, j]
+            a = min(ww * np.float32(4.0), np.float32(1.0))
+            v = vw[i, j] / ww if ww > np.float32(1e-12) else g
+            out[i, j] = a * v + (np.float32(1.0) - a) * g
+
+
+@kernel
+def pushpull_fill(values, weights, defaults, vws, ws, fills, out):
+    """Hole filling by normalised convolution on a pyramid (push: average down, pull: fill up).
+
+    ``out[c]`` is ``values`` where ``weights[c]`` is ~1 and, elsewhere, a smooth continuation of
+    the nearest weighted values (any hole size; ``defaults[c]`` only when no weight is anywhere):
+    one fill per weight plane ``c``. ``vws``, ``ws``, ``fills`` are tuples of per-level
+    ``(C, h, w)`` scratch, level 0 at full size and each next one half the size (rounded up),
+    down to at most 2x2.
+    """
+    n = len(ws)
+    nc, h, w = weights.shape
+    for c in range(nc):
+        vw0 = vws[0][c]
+        wc = weights[c]
+        for i in range(h):
+            for j in range(w):
+                vw0[i, j] = values[i, j] * wc[i, j]
+        prev_w = wc
+        for k in range(1, n):
+            _push(vws[k - 1][c], prev_w, vws[k][c], ws[k][c])
+            prev_w = ws[k][c]
+        if n == 1:
+            _pull_top(vw0, wc, defaults[c], out[c])
+            continue
+        _pull_top(vws[n - 1][c], ws[n - 1][c], defaults[c], fills[n - 1][c])
+        for k in range(n - 2, 0, -1):
+            _pull(vws[k][c], ws[k][c], fills[k + 1][c], fills[k][c])
+        _pull(vw0, wc, fills[1][c], out[c])
 
 
 @kernel
@@ -334,8 +343,9 @@ def _warm() -> None:
     buf = np.zeros(4, np.float32)
     cnt = np.zeros(1, np.int64)
     gather_samples(small, small, np.float32(0.5), 1, buf, cnt)
-    lv = (np.zeros((2, 2), np.float32), np.zeros((1, 1), np.float32))
-    pushpull_fill(small, small, np.float32(0.5), lv, lv, lv, st)
+    lv = (np.zeros((2, 2, 2), np.float32), np.zeros((2, 1, 1), np.float32))
+    pushpull_fill(small, np.zeros((2, 2, 2), np.float32), np.zeros(2, np.float32), lv, lv, lv,
+                  np.zeros((2, 2, 2), np.float32))
     layer_masks(small, small, st, st)
     layer_weights(small, small, st, st)
     person_layer(small, np.float32(0.0), np.float32(0.0), np.float32(1.0), st)

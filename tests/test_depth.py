@@ -152,9 +152,11 @@ def test_pushpull_fill_matches_reference(rng, shape):
 
     values = rng.random(shape, dtype=np.float32)
     weights = (rng.random(shape) > 0.7).astype(np.float32) * rng.random(shape, dtype=np.float32)
-    out = np.zeros(shape, np.float32)
-    PushPull(shape).fill(values, weights, 0.5, out)
-    np.testing.assert_allclose(out, ref_pushpull(values, weights, 0.5), atol=1e-4)
+    other = (rng.random(shape) > 0.4).astype(np.float32)
+    out = np.zeros((2, *shape), np.float32)
+    PushPull(shape, 2).fill(values, np.stack([weights, other]), np.array([0.5, 0.2], np.float32), out)
+    np.testing.assert_allclose(out[0], ref_pushpull(values, weights, 0.5), atol=1e-4)
+    np.testing.assert_allclose(out[1], ref_pushpull(values, other, 0.2), atol=1e-4)
 
 
 def test_pushpull_fill_keeps_valid_values_and_fills_holes_within_their_range(rng):
@@ -165,13 +167,14 @@ def test_pushpull_fill_keeps_valid_values_and_fills_holes_within_their_range(rng
     weights = np.ones((h, w), np.float32)
     weights[10:35, 20:60] = 0.0           # a big hole
     values[10:35, 20:60] = 100.0          # garbage under it must not show
-    out = np.zeros((h, w), np.float32)
-    PushPull((h, w)).fill(values, weights, 0.5, out)
+    out = np.zeros((1, h, w), np.float32)
+    pp = PushPull((h, w), 1)
+    pp.fill(values, weights[None], np.array([0.5], np.float32), out)
     valid = weights > 0
-    np.testing.assert_allclose(out[valid], values[valid], atol=1e-5)
-    assert out[~valid].min() >= values[valid].min() and out[~valid].max() <= values[valid].max()
+    np.testing.assert_allclose(out[0][valid], values[valid], atol=1e-5)
+    assert out[0][~valid].min() >= values[valid].min() and out[0][~valid].max() <= values[valid].max()
     # no weight anywhere: the default everywhere
-    PushPull((h, w)).fill(values, np.zeros((h, w), np.float32), 0.3, out)
+    pp.fill(values, np.zeros((1, h, w), np.float32), np.array([0.3], np.float32), out)
     np.testing.assert_allclose(out, 0.3, atol=1e-6)
 
 
