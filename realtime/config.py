@@ -138,8 +138,8 @@ class TemporalConfig:
                                   "model agrees with itself (0 = none; 0.95 averages over ~20 frames)")
     depth_smoothing: float = knob(0.8, 0.0, 0.99, "smoothing of the disparity where the image is still and "
                                   "the depth agrees with itself")
-    motion_threshold: float = knob(8.0, 0.5, 255.0, "change of a 4x4 tile's mean luma (levels, after the "
-                                   "frame's mean change) at which its pixels follow at once; smoothing "
+    motion_threshold: float = knob(8.0, 0.5, 255.0, "change of a 4x4 tile's mean level (0..255, after the "
+                                   "frame's global change) at which its pixels follow at once; smoothing "
                                    "fades out from half this value")
     matte_follow: float = knob(0.5, 0.01, 1.0, "change of alpha against the stabilised value at which a pixel "
                                "follows at once, whatever the image did; fades in from half this value")

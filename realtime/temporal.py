@@ -3,19 +3,19 @@
 Per pixel, the stabilised value moves toward the model's new value by a factor between a small
 static floor (``1 - smoothing``) and 1:
 
-- **still and agreeing**: where the image did not change (4x4 tile luma against the previous
-  frame, see :mod:`shaders.temporal`) and the new value is close to the stabilised one, the
+- **still and agreeing**: where the image did not change (mean level of 4x4 tiles against the
+  previous frame, see :mod:`shaders.temporal`) and the new value is close to the stabilised one, the
   floor applies: camera noise and model jitter are averaged over ~``1 / (1 - smoothing)``
   frames;
-- **moved**: where the tile's luma changed by ``motion_threshold`` levels, or the matte
+- **moved**: where the tile's level changed by ``motion_threshold``, or the matte
   (disparity) differs from its stabilised value by ``matte_follow`` (``depth_follow``), the
   pixel follows at once (factor 1): no lag, no ghost. Both ramps fade in from half their value;
 - **hysteresis**: a still pixel changes side of alpha 0.5 only when its stabilised alpha leaves
   ``0.5 +/- hysteresis``; inside the band the output is held on the side it was on.
 
-State (matte, disparity, side bits, previous tile luma and histogram) lives in buffers of its
-own; the outputs are separate buffers handed back read-only. The state is forgotten by
-:meth:`Stabiliser.reset`, and by the stage itself on a scene cut (the tile-luma histogram
+State (matte, disparity, side bits, previous tile levels and histogram) lives in buffers of
+its own; the outputs are separate buffers handed back read-only. The state is forgotten by
+:meth:`Stabiliser.reset`, and by the stage itself on a scene cut (the tile-level histogram
 changed by ``scene_cut_threshold``), a new frame size, or a gap of ``reset_after_gap_ms``.
 See ``docs/temporal.md`` for the measured effect.
 """
@@ -30,7 +30,7 @@ from .config import TemporalConfig
 from .frames import check_disparity, check_frame, check_matte, readonly
 from .stage import Stage
 
-HIST_BINS = 32  # scene-cut histogram of tile luma over 0..256
+HIST_BINS = 32  # scene-cut histogram of tile levels over 0..256
 # global-change estimates: median of a histogram of frame-to-frame differences
 # (bins centred on 0, so no change reads as exactly 0; changes beyond the ends land in the end bins)
 LUMA_SHIFT_BIN, LUMA_SHIFT_BINS = 0.25, 255                # levels, +/-32
@@ -62,13 +62,12 @@ class _Buffers:
         shape = (height, width)
         tiles = k.tiles_shape(height, width)
         self.shape = shape
-        self.state_m = np.zeros(shape, np.float32)
-        self.state_d = np.zeros(shape, np.float32)
-        self.side = np.zeros(shape, np.uint8)
+        self.state_m = np.zeros(shape, np.float32)  # alpha + 2 * side (see shaders.temporal.stabilise)
+        self.state_d = np.zeros(shape, np.uint16)   # disparity in 1/65535 steps
         self.out_m = np.zeros(shape, np.float32)
         self.out_d = np.zeros(shape, np.float32)
-        self.rows = np.zeros((tiles[0], 3 * width), np.uint16)  # tile_luma's scratch
-        self.luma = np.zeros(tiles, np.float32)       # this frame's tile luma
+        self.rows = k.scratch_rows(width)  # tile_luma's scratch
+        self.luma = np.zeros(tiles, np.float32)       # this frame's tile levels
         self.luma_prev = np.zeros(tiles, np.float32)  # the previous frame's
         self.ramp = np.zeros(tiles, np.float32)  # motion_weight's scratch
         self.vmax = np.zeros(tiles, np.float32)
@@ -96,7 +95,7 @@ class Stabiliser(Stage):
         self._primed = False
         self._prev_ts: int | None = None
         self.cuts = 0                # scene cuts detected since construction
-        self.histogram_change = 0.0  # share of the tile-luma histogram that changed, last frame
+        self.histogram_change = 0.0  # share of the tile-level histogram that changed, last frame
         self._derive()
 
     def configure(self, config: TemporalConfig) -> None:
@@ -152,18 +151,18 @@ class Stabiliser(Stage):
         if self._primed:
             # a change shared by most of the frame is exposure (luma) or the depth stage
             # re-ranging its output (disparity), not motion: take it out before comparing
-            k.difference_histogram(b.luma, b.luma_prev, TILE_SAMPLE_STEP, _f32(LUMA_SHIFT_LO), _f32(1.0 / LUMA_SHIFT_BIN),
-                                   b.luma_diffs)
+            k.difference_histogram(b.luma, b.luma_prev, _f32(1.0), TILE_SAMPLE_STEP, _f32(LUMA_SHIFT_LO),
+                                   _f32(1.0 / LUMA_SHIFT_BIN), b.luma_diffs)
             luma_shift = _f32(histogram_median(b.luma_diffs, LUMA_SHIFT_LO, LUMA_SHIFT_BIN))
-            k.difference_histogram(disparity, b.state_d, DISP_SHIFT_STEP, _f32(DISP_SHIFT_LO),
+            k.difference_histogram(disparity, b.state_d, k.DISP_STEP, DISP_SHIFT_STEP, _f32(DISP_SHIFT_LO),
                                    _f32(1.0 / DISP_SHIFT_BIN), b.disp_diffs)
             drift = histogram_median(b.disp_diffs, DISP_SHIFT_LO, DISP_SHIFT_BIN)
             disp_shift = _f32(np.sign(drift) * max(abs(drift) - DISP_DRIFT_DEADZONE, 0.0))
             k.motion_weight(b.luma, b.luma_prev, luma_shift, self._motion_lo, self._motion_inv, b.ramp, b.vmax,
                             b.motion)
             k.stabilise(matte, disparity, b.motion, self._k_matte, self._k_disp, self._m_lo, self._m_inv,
-                        self._d_lo, self._d_inv, disp_shift, self._band, b.state_m, b.state_d, b.side,
-                        b.out_m, b.out_d)
+                        self._d_lo, self._d_inv, disp_shift, self._band, b.state_m, b.state_d, b.out_m,
+                        b.out_d)
         else:
             self._start(matte, disparity)
         b.swap()
@@ -172,10 +171,6 @@ class Stabiliser(Stage):
     def _start(self, matte: np.ndarray, disparity: np.ndarray) -> None:
         """First frame of a history: the state is the input, the side is which half it is on."""
         b = self._buf
-        np.copyto(b.state_m, matte)
-        np.copyto(b.state_d, disparity)
-        np.greater_equal(matte, np.float32(0.5), out=b.side, casting="unsafe")
-        np.copyto(b.out_m, matte)
-        np.copyto(b.out_d, disparity)
+        k.restart(matte, disparity, b.state_m, b.state_d, b.out_m, b.out_d)
         self.histogram_change = 0.0
         self._primed = True

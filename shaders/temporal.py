@@ -13,7 +13,8 @@ Three small passes and one full-resolution pass per frame:
    to the previous frame less the frame's global change (exposure drift is not motion), ramped
    to [0, 1] and dilated by one tile so pixels at a tile border see moving neighbours;
 4. :func:`stabilise` - per pixel, one fused read-modify-write of the matte and disparity
-   states: blend factor between the static floor and 1, hysteresis around alpha 0.5, outputs.
+   states: blend factor between the static floor and 1, hysteresis around alpha 0.5, outputs
+   (:func:`restart` starts a history from one frame).
 
 Everything is float32 (parameters are passed as float32 so nothing widens to float64), and the
 per-pixel pass is branch-free so its rows vectorise.
@@ -21,6 +22,7 @@ per-pixel pass is branch-free so its rows vectorise.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -34,9 +36,22 @@ _ONE = np.float32(1.0)
 _HALF = np.float32(0.5)
 # the largest float32 below 0.5: a background-side pixel held in the dead band stays < 0.5
 _BELOW_HALF = np.nextafter(np.float32(0.5), np.float32(0.0))
-# a state this close to its input snaps to it: an exponential approach would otherwise sink
-# into subnormal floats on a perfectly still input and make every later pass ~10x slower
-_SNAP = np.float32(1e-6)
+# a matte state this close to its input snaps to it: an exponential approach would otherwise
+# sink into subnormal floats on a perfectly still input and make every later pass ~10x slower
+# (and 1e-5 is well above the 2.4e-7 resolution of the state stored as alpha + 2)
+_SNAP = np.float32(1e-5)
+# the matte state carries the pixel's side of 0.5 as +2 (values 0..1 background, 2..3 person)
+_SIDE = np.float32(2.0)
+_SIDE_TEST = np.float32(1.5)
+# the disparity state is uint16 in steps of 1/65535 (the average it holds needs no more)
+_DISP_Q = np.float32(65535.0)
+_DISP_STEP = np.float32(1.0 / 65535.0)
+DISP_STEP = _DISP_STEP
+
+
+def scratch_rows(width: int) -> np.ndarray:
+    """The scratch :func:`tile_luma` needs for frames ``width`` pixels wide."""
+    return np.empty((numba.config.NUMBA_NUM_THREADS, 3 * width), np.uint16)
 
 
 def tiles_shape(height: int, width: int) -> tuple[int, int]:
@@ -47,15 +62,16 @@ def tiles_shape(height: int, width: int) -> tuple[int, int]:
 @kernel(parallel=True)
 def tile_luma(frame, rows, out):
     """``out[ty, tx]`` = mean of the three channels (levels) over the frame's ``TILE x TILE``
-    tile; edge tiles average the pixels they have. ``rows`` is ``(tiles high, 3 * width)``
-    uint16 scratch: the column sums of each tile row, so the loop over bytes vectorises."""
+    tile; edge tiles average the pixels they have. ``rows`` is ``(threads, 3 * width)`` uint16
+    scratch (one row per Numba thread, so it stays in cache): the column sums of a tile row,
+    so the loop over bytes vectorises."""
     h, w = frame.shape[0], frame.shape[1]
     th, tw = out.shape
     flat = frame.reshape(h, w * 3)
     for ty in prange(th):
         y0 = ty << TILE_SHIFT
         y1 = min(y0 + TILE, h)
-        acc = rows[ty]
+        acc = rows[numba.get_thread_id()]
         r0 = flat[y0]
         if y1 - y0 == TILE:
             r1 = flat[y0 + 1]
@@ -101,17 +117,18 @@ def luma_histogram(luma, step, out):
 
 
 @kernel
-def difference_histogram(a, b, step, lo, inv_bin, out):
-    """``out[i]`` = how many of ``a - b``, sampled every ``step`` rows and columns, fall in bin
-    ``i`` (bin width ``1 / inv_bin`` from ``lo``; values outside land in the end bins). Its
-    median is a robust global offset: a moving minority of the frame does not pull it."""
+def difference_histogram(a, b, b_scale, step, lo, inv_bin, out):
+    """``out[i]`` = how many of ``a - b * b_scale``, sampled every ``step`` rows and columns, fall
+    in bin ``i`` (bin width ``1 / inv_bin`` from ``lo``; values outside land in the end bins).
+    Its median is a robust global offset: a moving minority of the frame does not pull it.
+    (``b_scale`` reads a quantised state such as the uint16 disparity.)"""
     nb = out.shape[0]
     for i in range(nb):
         out[i] = 0
     h, w = a.shape
     for y in range(0, h, step):
         for x in range(0, w, step):
-            i = int((a[y, x] - b[y, x] - lo) * inv_bin)
+            i = int((a[y, x] - np.float32(b[y, x]) * b_scale - lo) * inv_bin)
             out[min(max(i, 0), nb - 1)] += 1
 
 
@@ -143,50 +160,75 @@ def motion_weight(cur, prev, shift, lo, inv_span, ramp, vmax, out):
             out[y, x] = max(max(vmax[y, max(t - 1, 0)], vmax[y, t]), vmax[y, min(t + 1, w - 1)])
 
 
+@inline
+def _side_out(sm, now):
+    """The matte handed out: the state, held on its side's half of 0.5 inside the dead band."""
+    lo = min(sm, _BELOW_HALF)
+    return lo + now * (max(sm, _HALF) - lo)
+
+
+@kernel(parallel=True)
+def restart(matte, disp, state_m, state_d, out_m, out_d):
+    """First frame of a history: the state is the input (encoded as :func:`stabilise` keeps it),
+    the side is the half of 0.5 the input is on, and the outputs are the inputs."""
+    h, w = matte.shape
+    for y in prange(h):
+        for x in range(w):
+            m = matte[y, x]
+            state_m[y, x] = m + _SIDE * np.float32(m >= _HALF)
+            d = min(max(disp[y, x], _ZERO), _ONE)
+            state_d[y, x] = np.uint16(np.int32(d * _DISP_Q + _HALF))
+            out_m[y, x] = m
+            out_d[y, x] = disp[y, x]
+
+
 @kernel(parallel=True)
 def stabilise(matte, disp, motion, k_matte, k_disp, m_lo, m_inv, d_lo, d_inv, d_shift, band,
-              state_m, state_d, side, out_m, out_d):
+              state_m, state_d, out_m, out_d):
     """One stabiliser step for every pixel (all scalars float32).
 
     ``motion`` holds the tiles' follow weights in [0, 1] per tile row and pixel column (see
-    :func:`motion_weight`). The matte's follow weight ``f`` is the
-    larger of its tile's motion and the ramp of ``|matte - state_m|`` (from ``m_lo``, slope
-    ``m_inv``); the disparity's is the larger of ``f`` (a moved person moves its depth too) and
-    the ramp of ``|disp - state_d - d_shift|`` (``d_lo``, ``d_inv``). Each state moves toward
-    its input by ``k + (1 - k) * weight`` with ``k`` the plane's static floor, so a still,
-    agreeing pixel averages over ~1/k frames and a changed one follows at once. ``d_shift``, the
-    disparity's global change this frame (the depth stage re-ranging its output), is applied
-    to the disparity state at once: only local jitter is smoothed, global drift is not lagged.
+    :func:`motion_weight`). The matte's follow weight ``f`` is the larger of its tile's motion
+    and the ramp of ``|matte - s_m|`` (from ``m_lo``, slope ``m_inv``); the disparity's is the
+    larger of ``f`` (a moved person moves its depth too) and the ramp of ``|disp - s_d -
+    d_shift|`` (``d_lo``, ``d_inv``). Each state moves toward its input by ``k + (1 - k) *
+    weight`` with ``k`` the plane's static floor, so a still, agreeing pixel averages over ~1/k
+    frames and a changed one follows at once. ``d_shift``, the disparity's global change this
+    frame (the depth stage re-ranging its output), is applied to the disparity state at once:
+    only local jitter is smoothed, global drift is not lagged.
 
-    Hysteresis: ``side`` (uint8, 1 = person) flips only when the matte state leaves the dead
+    Hysteresis: the side of 0.5 a pixel is on flips only when its matte state leaves the dead
     band ``0.5 +/- band * (1 - f)``; inside it the output is held on the side's half of 0.5.
     The state itself is never held, so the hold cannot bias the average.
+
+    State layout (compact: this pass is bound by memory traffic): ``state_m`` float32 holds
+    ``s_m + 2 * side`` (side 1 = person), ``state_d`` uint16 holds ``s_d`` in 1/65535 steps.
     """
     h, w = matte.shape
     for y in prange(h):
         moved = motion[y >> TILE_SHIFT]
         for x in range(w):
+            stored = state_m[y, x]
+            was = np.float32(stored >= _SIDE_TEST)
+            sm = stored - _SIDE * was
             m = matte[y, x]
-            sm = state_m[y, x]
             em = m - sm
             f = max(moved[x], _ramp(abs(em), m_lo, m_inv))
             d = disp[y, x]
-            sd = state_d[y, x] + d_shift
+            sd = np.float32(np.int32(state_d[y, x])) * _DISP_STEP + d_shift
             ed = d - sd
             fd = max(f, _ramp(abs(ed), d_lo, d_inv))
             sm = m if abs(em) < _SNAP else sm + (k_matte + (_ONE - k_matte) * f) * em
-            sd = d if abs(ed) < _SNAP else sd + (k_disp + (_ONE - k_disp) * fd) * ed
-            state_m[y, x] = sm
-            state_d[y, x] = sd
-            out_d[y, x] = sd
+            sd = sd + (k_disp + (_ONE - k_disp) * fd) * ed
             # the threshold sits band above 0.5 on the background side, band below on the
             # person side; written as arithmetic (no branches) so the loop vectorises
             b = band * (_ONE - f)
-            was = np.float32(side[y, x])
             now = np.float32(sm >= _HALF + b - (b + b) * was)
-            side[y, x] = np.uint8(now)
-            lo = min(sm, _BELOW_HALF)
-            out_m[y, x] = lo + now * (max(sm, _HALF) - lo)
+            state_m[y, x] = sm + _SIDE * now
+            out_m[y, x] = _side_out(sm, now)
+            q = np.int32(min(max(sd, _ZERO), _ONE) * _DISP_Q + _HALF)
+            state_d[y, x] = np.uint16(q)
+            out_d[y, x] = np.float32(q) * _DISP_STEP
 
 
 @register_warmup
@@ -194,11 +236,15 @@ def _warm() -> None:
     f32 = np.float32
     frame = np.zeros((5, 7, 3), np.uint8)
     lum = np.empty(tiles_shape(5, 7), np.float32)
-    tile_luma(frame, np.empty((lum.shape[0], 21), np.uint16), lum)
+    tile_luma(frame, scratch_rows(7), lum)
     luma_histogram(lum, 1, np.empty(8, np.int32))
     wgt = np.empty((lum.shape[0], 7), np.float32)
     motion_weight(lum, lum, f32(0.0), f32(1.0), f32(1.0), np.empty_like(lum), np.empty_like(lum), wgt)
     m = np.zeros((5, 7), np.float32)
-    difference_histogram(m, m, 2, f32(-1.0), f32(4.0), np.empty(8, np.int32))
+    difference_histogram(m, m, f32(1.0), 2, f32(-1.0), f32(4.0), np.empty(8, np.int32))
+    difference_histogram(m, np.zeros((5, 7), np.uint16), _DISP_STEP, 2, f32(-1.0), f32(4.0),
+                         np.empty(8, np.int32))
+    sm, sd = np.empty_like(m), np.empty((5, 7), np.uint16)
+    restart(m, m, sm, sd, np.empty_like(m), np.empty_like(m))
     stabilise(m, m, wgt, f32(0.1), f32(0.1), f32(0.2), f32(4.0), f32(0.2), f32(4.0), f32(0.0), f32(0.1),
-              m.copy(), m.copy(), np.zeros((5, 7), np.uint8), np.empty_like(m), np.empty_like(m))
+              sm, sd, np.empty_like(m), np.empty_like(m))

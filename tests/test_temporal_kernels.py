@@ -38,18 +38,32 @@ def ref_motion_weight(cur, prev, shift, lo, inv, width) -> np.ndarray:
     return np.repeat(tiles, k.TILE, axis=1)[:, :width]
 
 
-def ref_stabilise(matte, disp, motion, km, kd, m_lo, m_inv, d_lo, d_inv, d_shift, band, sm, sd, side):
-    """Returns (state_m, state_d, side, out_m, out_d, margin) after one step, in float64; margin =
-    distance of the new matte state from the side threshold it was compared with."""
+def encode(alpha: np.ndarray, side: np.ndarray, disp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The kernels' state layout: matte state = alpha + 2 * side, disparity state uint16 steps."""
+    state_m = (alpha.astype(np.float64) + 2.0 * side).astype(np.float32)
+    state_d = np.rint(np.clip(disp.astype(np.float64), 0, 1) * 65535).astype(np.uint16)
+    return state_m, state_d
+
+
+def decode(state_m: np.ndarray, state_d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(alpha, side, disparity) in float64 from the kernels' state layout."""
+    side = (state_m >= 1.5).astype(np.uint8)
+    return state_m.astype(np.float64) - 2.0 * side, side, state_d.astype(np.float64) / 65535
+
+
+def ref_stabilise(matte, disp, motion, km, kd, m_lo, m_inv, d_lo, d_inv, d_shift, band, state_m, state_d):
+    """Returns (alpha state, disparity state, side, out_m, out_d, margin) after one step, in
+    float64 and unquantised; margin = distance of the new alpha state from the side threshold
+    it was compared with."""
     h, w = matte.shape
     mot = np.repeat(motion, k.TILE, 0)[:h].astype(np.float64)
     m, d = matte.astype(np.float64), disp.astype(np.float64)
-    sm = sm.astype(np.float64)
-    sd = sd.astype(np.float64) + d_shift
+    sm, side, sd = decode(state_m, state_d)
+    sd = sd + d_shift
     f = np.maximum(mot, ref_ramp(np.abs(m - sm), m_lo, m_inv))
     fd = np.maximum(f, ref_ramp(np.abs(d - sd), d_lo, d_inv))
-    new_m = np.where(np.abs(m - sm) < 1e-6, m, sm + (km + (1 - km) * f) * (m - sm))
-    new_d = np.where(np.abs(d - sd) < 1e-6, d, sd + (kd + (1 - kd) * fd) * (d - sd))
+    new_m = np.where(np.abs(m - sm) < 1e-5, m, sm + (km + (1 - km) * f) * (m - sm))
+    new_d = np.clip(sd + (kd + (1 - kd) * fd) * (d - sd), 0, 1)
     b = band * (1 - f)
     threshold = np.where(side != 0, 0.5 - b, 0.5 + b)
     now = new_m >= threshold
@@ -65,14 +79,14 @@ def test_tile_luma_matches_reference(shape):
     frame = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     th, tw = k.tiles_shape(*shape)
     out = np.empty((th, tw), np.float32)
-    k.tile_luma(frame, np.empty((th, 3 * shape[1]), np.uint16), out)
+    k.tile_luma(frame, k.scratch_rows(shape[1]), out)
     np.testing.assert_allclose(out, ref_tile_luma(frame), rtol=0, atol=1e-3)
 
 
 def test_tile_luma_extremes_do_not_overflow():
     frame = np.full((9, 11, 3), 255, np.uint8)
     out = np.empty(k.tiles_shape(9, 11), np.float32)
-    k.tile_luma(frame, np.empty((out.shape[0], 33), np.uint16), out)
+    k.tile_luma(frame, k.scratch_rows(11), out)
     assert np.all(out == 255.0)
 
 
@@ -95,7 +109,7 @@ def test_difference_histogram_matches_reference(step):
     b = rng.random((29, 41), dtype=np.float32)
     lo, inv = F32(-0.5), F32(20.0)
     out = np.empty(20, np.int32)
-    k.difference_histogram(a, b, step, lo, inv, out)
+    k.difference_histogram(a, b, F32(1.0), step, lo, inv, out)
     diff = (a[::step, ::step].astype(np.float64) - b[::step, ::step]) - lo
     idx = np.clip(np.trunc(diff * inv), 0, 19).astype(np.int64)
     ref = np.bincount(idx.ravel(), minlength=20)
@@ -112,11 +126,15 @@ def test_histogram_median_finds_the_shared_offset():
     width = 1.0 / 4096
     lo = -255.5 * width
     counts = np.empty(511, np.int32)
-    k.difference_histogram(a, b, 1, F32(lo), F32(1 / width), counts)
+    k.difference_histogram(a, b, F32(1.0), 1, F32(lo), F32(1 / width), counts)
     assert abs(histogram_median(counts, lo, width) - 0.03) < 0.002
     still = np.zeros(511, np.int32)
-    k.difference_histogram(a, a, 1, F32(lo), F32(1 / width), still)
+    k.difference_histogram(a, a, F32(1.0), 1, F32(lo), F32(1 / width), still)
     assert histogram_median(still, lo, width) == pytest.approx(0.0, abs=1e-12)
+    # against a quantised uint16 state, read through its scale
+    q = np.rint(np.clip(b, 0, 1) * 65535).astype(np.uint16)
+    k.difference_histogram(a, q, k.DISP_STEP, 1, F32(lo), F32(1 / width), counts)
+    assert abs(histogram_median(counts, lo, width) - 0.03) < 0.002
 
 
 @pytest.mark.parametrize("shape,width", [((13, 17), 67), ((24, 40), 160), ((7, 5), 18), ((3, 1), 2)])
@@ -144,81 +162,99 @@ def _stabilise_inputs(shape, seed):
     disp = rng.random(shape, dtype=np.float32)
     motion = np.repeat(rng.random(k.tiles_shape(h, w), dtype=np.float32), k.TILE, axis=1)[:, :w].copy()
     motion[motion < 0.6] = 0.0
-    state_m = np.clip(matte + rng.normal(0, 0.2, shape), 0, 1).astype(np.float32)
-    state_d = np.clip(disp + rng.normal(0, 0.1, shape), 0, 1).astype(np.float32)
+    alpha = np.clip(matte + rng.normal(0, 0.2, shape), 0, 1).astype(np.float32)
     side = (rng.random(shape) < 0.5).astype(np.uint8)
-    return matte, disp, motion, state_m, state_d, side
+    state_m, state_d = encode(alpha, side, disp + rng.normal(0, 0.1, shape))
+    return matte, disp, motion, state_m, state_d
+
+
+def _still(shape):
+    return np.zeros((k.tiles_shape(*shape)[0], shape[1]), np.float32)
+
+
+def _step(matte, disp, motion, state_m, state_d, out_m, out_d, smoothing=0.1, band=0.1):
+    k.stabilise(matte, disp, motion, F32(smoothing), F32(smoothing), F32(0.25), F32(4.0), F32(0.15),
+                F32(6.0), F32(0.0), F32(band), state_m, state_d, out_m, out_d)
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (6, 9), (41, 3)])
+def test_restart_matches_reference(shape):
+    matte, disp, _, _, _ = _stabilise_inputs(shape, 8)
+    state_m = np.empty(shape, np.float32)
+    state_d = np.empty(shape, np.uint16)
+    out_m, out_d = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    k.restart(matte, disp, state_m, state_d, out_m, out_d)
+    ref_m, ref_d = encode(matte, (matte >= 0.5).astype(np.uint8), disp)
+    np.testing.assert_array_equal(state_m, ref_m)
+    assert np.abs(state_d.astype(np.int64) - ref_d).max() <= 1
+    assert np.array_equal(out_m, matte) and np.array_equal(out_d, disp)
 
 
 @pytest.mark.parametrize("shape", [(37, 53), (6, 9), (41, 3)])
 @pytest.mark.parametrize("d_shift", [0.0, 0.05])
 def test_stabilise_matches_reference(shape, d_shift):
-    matte, disp, motion, sm, sd, side = _stabilise_inputs(shape, 6)
+    matte, disp, motion, sm, sd = _stabilise_inputs(shape, 6)
     params = (F32(0.1), F32(0.2), F32(0.25), F32(4.0), F32(0.15), F32(1 / 0.15), F32(d_shift), F32(0.1))
-    ref = ref_stabilise(matte, disp, motion, *[float(p) for p in params], sm, sd, side)
+    ref = ref_stabilise(matte, disp, motion, *[float(p) for p in params], sm, sd)
     out_m = np.empty(shape, np.float32)
     out_d = np.empty(shape, np.float32)
-    side_k = side.copy()
-    k.stabilise(matte, disp, motion, *params, sm, sd, side_k, out_m, out_d)
-    np.testing.assert_allclose(sm, ref[0], atol=1e-5)
-    np.testing.assert_allclose(sd, ref[1], atol=1e-5)
+    k.stabilise(matte, disp, motion, *params, sm, sd, out_m, out_d)
+    alpha, side, sdisp = decode(sm, sd)
+    np.testing.assert_allclose(alpha, ref[0], atol=1e-5)
+    np.testing.assert_allclose(sdisp, ref[1], atol=1e-5)  # within one uint16 step
     # a state within rounding of its side threshold may fall either way
     decided = ref[5] > 1e-4
     assert decided.mean() > 0.99
-    np.testing.assert_array_equal(side_k[decided], ref[2][decided])
+    np.testing.assert_array_equal(side[decided], ref[2][decided])
     np.testing.assert_allclose(out_m[decided], ref[3][decided], atol=1e-5)
-    np.testing.assert_array_equal(out_d, sd)  # the disparity output is the state's value ...
-    assert not np.shares_memory(out_d, sd)    # ... in a buffer of its own
+    np.testing.assert_allclose(out_d, ref[4], atol=1e-5)
+    np.testing.assert_allclose(out_d, sdisp, atol=1e-7)  # the disparity output is the state's value
     assert np.all(out_m >= 0) and np.all(out_m <= 1)
 
 
 def test_stabilise_follows_at_once_where_the_tile_moved():
-    matte, disp, motion, sm, sd, side = _stabilise_inputs((20, 24), 7)
+    matte, disp, motion, sm, sd = _stabilise_inputs((20, 24), 7)
     motion[:] = 1.0
     out_m = np.empty_like(matte)
     out_d = np.empty_like(disp)
-    k.stabilise(matte, disp, motion, F32(0.1), F32(0.1), F32(0.25), F32(4.0), F32(0.15), F32(6.0),
-                F32(0.0), F32(0.1), sm, sd, side, out_m, out_d)
+    _step(matte, disp, motion, sm, sd, out_m, out_d)
     np.testing.assert_allclose(out_m, matte, atol=1e-6)
-    np.testing.assert_allclose(out_d, disp, atol=1e-6)
-    np.testing.assert_array_equal(side, (matte >= 0.5).astype(np.uint8))
+    np.testing.assert_allclose(out_d, disp, atol=1e-5)
+    np.testing.assert_array_equal(decode(sm, sd)[1], (matte >= 0.5).astype(np.uint8))
 
 
 def test_stabilise_holds_the_side_inside_the_dead_band():
     shape = (4, 8)
-    state = np.full(shape, 0.5, np.float32)
+    half = np.full(shape, 0.5, np.float32)
     # person side, small dips below 0.5 are held at 0.5; background side, small rises held below 0.5
     matte = np.full(shape, 0.45, np.float32)
     matte[2:] = 0.55
     side = np.zeros(shape, np.uint8)
     side[:2] = 1
-    still = np.zeros((k.tiles_shape(*shape)[0], shape[1]), np.float32)
+    sm, sd = encode(half, side, half)
     out_m = np.empty(shape, np.float32)
     out_d = np.empty(shape, np.float32)
-    sm, sd = state.copy(), state.copy()
     for _ in range(30):  # the state converges to the input, the side must not change
-        k.stabilise(matte, state, still, F32(0.1), F32(0.1), F32(0.25), F32(4.0), F32(0.15), F32(6.0),
-                    F32(0.0), F32(0.1), sm, sd, side, out_m, out_d)
-    np.testing.assert_allclose(sm, matte, atol=0.01)  # the hold never biases the state
+        _step(matte, half, _still(shape), sm, sd, out_m, out_d)
+    alpha, side, _ = decode(sm, sd)
+    np.testing.assert_allclose(alpha, matte, atol=0.01)  # the hold never biases the state
     assert np.all(out_m[:2] == 0.5) and np.all(side[:2] == 1)
     assert np.all(out_m[2:] < 0.5) and np.all(side[2:] == 0)
     # leaving the band flips the side and passes the value through
     matte[:] = 0.3
     for _ in range(60):
-        k.stabilise(matte, state, still, F32(0.1), F32(0.1), F32(0.25), F32(4.0), F32(0.15), F32(6.0),
-                    F32(0.0), F32(0.1), sm, sd, side, out_m, out_d)
-    assert np.all(side == 0) and np.allclose(out_m, 0.3, atol=0.01)
+        _step(matte, half, _still(shape), sm, sd, out_m, out_d)
+    assert np.all(decode(sm, sd)[1] == 0) and np.allclose(out_m, 0.3, atol=0.01)
 
 
 def test_stabilise_snaps_instead_of_sinking_into_subnormals():
     shape = (3, 5)
     matte = np.full(shape, 0.7, np.float32)
-    sm = np.full(shape, 0.2, np.float32)
-    sd = np.zeros(shape, np.float32)
-    side = np.zeros(shape, np.uint8)
-    still = np.zeros((k.tiles_shape(*shape)[0], shape[1]), np.float32)
-    out_m, out_d = np.empty_like(sm), np.empty_like(sm)
+    zero = np.zeros(shape, np.float32)
+    sm, sd = encode(np.full(shape, 0.2, np.float32), np.zeros(shape, np.uint8), zero)
+    out_m, out_d = np.empty_like(zero), np.empty_like(zero)
     for _ in range(400):
-        k.stabilise(matte, sd, still, F32(0.1), F32(0.1), F32(0.9), F32(1.0), F32(0.9), F32(1.0),
-                    F32(0.0), F32(0.1), sm, sd, side, out_m, out_d)
-    assert np.all(sm == matte)  # exactly: the tail of the approach snapped
+        k.stabilise(matte, zero, _still(shape), F32(0.1), F32(0.1), F32(0.9), F32(1.0), F32(0.9), F32(1.0),
+                    F32(0.0), F32(0.1), sm, sd, out_m, out_d)
+    assert np.all(out_m == matte)  # exactly: the tail of the approach snapped
+    np.testing.assert_allclose(decode(sm, sd)[0], matte, atol=3e-7)  # stored as alpha + 2
