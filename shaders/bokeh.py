@@ -284,11 +284,28 @@ def far_radius_row(rw, fw, box_rw, box_fw, shrink, rmax, y, out):
 # -- 3. gather --------------------------------------------------------------------------------
 
 @inline
+def _row_pair(y, d, k, wt, d_max, h):
+    """Prefix rows and half-widths of disk rows y - d and y + d, shapes k and k + 1. Rows outside
+    the image and empty shape rows read row ``h`` of the prefix buffer, which is all zeros."""
+    ya = y - d
+    yb = y + d if d > 0 else h  # the centre row once
+    wia = wt[k, d_max - d]
+    wib = wt[k, d_max + d]
+    woa = wt[k + 1, d_max - d]
+    wob = wt[k + 1, d_max + d]
+    ria = ya if ya >= 0 and wia >= 0 else h
+    rib = yb if yb < h and wib >= 0 else h
+    roa = ya if ya >= 0 and woa >= 0 else h
+    rob = yb if yb < h and wob >= 0 else h
+    return ria, rib, roa, rob, max(wia, 0), max(wib, 0), max(woa, 0), max(wob, 0)
+
+
+@inline
 def _accumulate_run(p, y, x0, n, k, wt, d_max, pad, acc_in, acc_out):
     """Sums of shape k (``acc_in``) and shape k+1 (``acc_out``) for pixels x0..x0+n-1 of row y,
-    4 channels interleaved. Rows outside the image (and empty shape rows) read the all-zero
-    last row of ``p``, so they are left out (clipped disk) without a branch in the inner loop;
-    rows y-d and y+d share one pass over the accumulators."""
+    4 channels interleaved; rows outside the image are left out (clipped disk). Each pass over
+    the accumulators takes four disk rows (y -/+ d, y -/+ (d + 1)) of both shapes: 16 prefix
+    differences per element, no branch in the inner loop."""
     h = p.shape[0] - 1
     m = 4 * n
     zero = np.float32(0.0)
@@ -296,34 +313,29 @@ def _accumulate_run(p, y, x0, n, k, wt, d_max, pad, acc_in, acc_out):
         acc_in[j] = zero
         acc_out[j] = zero
     base = 4 * (pad + x0)
-    for d in range(0, k + 2):
-        ya = y - d
-        yb = y + d
-        wia = wt[k, d_max - d]
-        wib = wt[k, d_max + d]
-        woa = wt[k + 1, d_max - d]
-        wob = wt[k + 1, d_max + d]
-        if d == 0:
-            yb = h  # the centre row once
-        ria = ya if ya >= 0 and wia >= 0 else h
-        roa = ya if ya >= 0 and woa >= 0 else h
-        rib = yb if yb < h and wib >= 0 else h
-        rob = yb if yb < h and wob >= 0 else h
-        wia = max(wia, 0)
-        wib = max(wib, 0)
-        woa = max(woa, 0)
-        wob = max(wob, 0)
+    for d in range(0, k + 2, 2):
+        # d + 1 may be beyond the shapes: its rows are then empty (the zero row)
+        ria, rib, roa, rob, wia, wib, woa, wob = _row_pair(y, d, k, wt, d_max, h)
+        sia, sib, soa, sob, xia, xib, xoa, xob = _row_pair(y, d + 1, k, wt, d_max, h)
         ia1 = p[ria, base + 4 * (wia + 1):base + 4 * (wia + 1) + m]
         ia0 = p[ria, base - 4 * wia:base - 4 * wia + m]
         ib1 = p[rib, base + 4 * (wib + 1):base + 4 * (wib + 1) + m]
         ib0 = p[rib, base - 4 * wib:base - 4 * wib + m]
+        ja1 = p[sia, base + 4 * (xia + 1):base + 4 * (xia + 1) + m]
+        ja0 = p[sia, base - 4 * xia:base - 4 * xia + m]
+        jb1 = p[sib, base + 4 * (xib + 1):base + 4 * (xib + 1) + m]
+        jb0 = p[sib, base - 4 * xib:base - 4 * xib + m]
         oa1 = p[roa, base + 4 * (woa + 1):base + 4 * (woa + 1) + m]
         oa0 = p[roa, base - 4 * woa:base - 4 * woa + m]
         ob1 = p[rob, base + 4 * (wob + 1):base + 4 * (wob + 1) + m]
         ob0 = p[rob, base - 4 * wob:base - 4 * wob + m]
+        pa1 = p[soa, base + 4 * (xoa + 1):base + 4 * (xoa + 1) + m]
+        pa0 = p[soa, base - 4 * xoa:base - 4 * xoa + m]
+        pb1 = p[sob, base + 4 * (xob + 1):base + 4 * (xob + 1) + m]
+        pb0 = p[sob, base - 4 * xob:base - 4 * xob + m]
         for j in range(m):
-            acc_in[j] += (ia1[j] - ia0[j]) + (ib1[j] - ib0[j])
-            acc_out[j] += (oa1[j] - oa0[j]) + (ob1[j] - ob0[j])
+            acc_in[j] += ((ia1[j] - ia0[j]) + (ib1[j] - ib0[j])) + ((ja1[j] - ja0[j]) + (jb1[j] - jb0[j]))
+            acc_out[j] += ((oa1[j] - oa0[j]) + (ob1[j] - ob0[j])) + ((pa1[j] - pa0[j]) + (pb1[j] - pb0[j]))
 
 
 @kernel(parallel=True)
