@@ -62,8 +62,8 @@ class _Buffers:
         shape = (height, width)
         tiles = k.tiles_shape(height, width)
         self.shape = shape
-        self.state_m = np.zeros(shape, np.float32)  # alpha + 2 * side (see shaders.temporal.stabilise)
-        self.state_d = np.zeros(shape, np.uint16)   # disparity in 1/65535 steps
+        self.state_m = np.zeros(shape, np.uint16)  # alpha and side bit (see shaders.temporal.stabilise)
+        self.state_d = np.zeros(shape, np.uint16)  # disparity in 1/65535 steps
         self.out_m = np.zeros(shape, np.float32)
         self.out_d = np.zeros(shape, np.float32)
         self.rows = k.scratch_rows(width)  # tile_luma's scratch

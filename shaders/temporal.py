@@ -36,14 +36,11 @@ _ONE = np.float32(1.0)
 _HALF = np.float32(0.5)
 # the largest float32 below 0.5: a background-side pixel held in the dead band stays < 0.5
 _BELOW_HALF = np.nextafter(np.float32(0.5), np.float32(0.0))
-# a matte state this close to its input snaps to it: an exponential approach would otherwise
-# sink into subnormal floats on a perfectly still input and make every later pass ~10x slower
-# (and 1e-5 is well above the 2.4e-7 resolution of the state stored as alpha + 2)
-_SNAP = np.float32(1e-5)
-# the matte state carries the pixel's side of 0.5 as +2 (values 0..1 background, 2..3 person)
-_SIDE = np.float32(2.0)
-_SIDE_TEST = np.float32(1.5)
-# the disparity state is uint16 in steps of 1/65535 (the average it holds needs no more)
+# the states are uint16: the averages they hold need no more than 1/32767 (alpha, with the
+# side bit) and 1/65535 (disparity), and the full-resolution pass is bound by memory traffic.
+# Being integers they also cannot sink into subnormal floats on a perfectly still input.
+_MATTE_Q = np.float32(32767.0)
+_MATTE_STEP = np.float32(1.0 / 32767.0)
 _DISP_Q = np.float32(65535.0)
 _DISP_STEP = np.float32(1.0 / 65535.0)
 DISP_STEP = _DISP_STEP
@@ -160,13 +157,6 @@ def motion_weight(cur, prev, shift, lo, inv_span, ramp, vmax, out):
             out[y, x] = max(max(vmax[y, max(t - 1, 0)], vmax[y, t]), vmax[y, min(t + 1, w - 1)])
 
 
-@inline
-def _side_out(sm, now):
-    """The matte handed out: the state, held on its side's half of 0.5 inside the dead band."""
-    lo = min(sm, _BELOW_HALF)
-    return lo + now * (max(sm, _HALF) - lo)
-
-
 @kernel(parallel=True)
 def restart(matte, disp, state_m, state_d, out_m, out_d):
     """First frame of a history: the state is the input (encoded as :func:`stabilise` keeps it),
@@ -175,11 +165,22 @@ def restart(matte, disp, state_m, state_d, out_m, out_d):
     for y in prange(h):
         for x in range(w):
             m = matte[y, x]
-            state_m[y, x] = m + _SIDE * np.float32(m >= _HALF)
-            d = min(max(disp[y, x], _ZERO), _ONE)
-            state_d[y, x] = np.uint16(np.int32(d * _DISP_Q + _HALF))
+            state_m[y, x] = _encode_matte(m, np.float32(m >= _HALF))
+            state_d[y, x] = _encode_disp(disp[y, x])
             out_m[y, x] = m
             out_d[y, x] = disp[y, x]
+
+
+@inline
+def _encode_matte(alpha, side):
+    """uint16: alpha in 1/32767 steps in bits 15..1, the side of 0.5 (1 = person) in bit 0."""
+    q = np.int32(min(max(alpha, _ZERO), _ONE) * _MATTE_Q + _HALF)
+    return np.uint16((q << 1) | np.int32(side))
+
+
+@inline
+def _encode_disp(d):
+    return np.uint16(np.int32(min(max(d, _ZERO), _ONE) * _DISP_Q + _HALF))
 
 
 @kernel(parallel=True)
@@ -201,16 +202,17 @@ def stabilise(matte, disp, motion, k_matte, k_disp, m_lo, m_inv, d_lo, d_inv, d_
     band ``0.5 +/- band * (1 - f)``; inside it the output is held on the side's half of 0.5.
     The state itself is never held, so the hold cannot bias the average.
 
-    State layout (compact: this pass is bound by memory traffic): ``state_m`` float32 holds
-    ``s_m + 2 * side`` (side 1 = person), ``state_d`` uint16 holds ``s_d`` in 1/65535 steps.
+    State layout (compact: this pass is bound by memory traffic): ``state_m`` uint16 holds
+    alpha in 1/32767 steps and the side in bit 0, ``state_d`` uint16 the disparity in 1/65535
+    steps. The outputs are the unrounded new values.
     """
     h, w = matte.shape
     for y in prange(h):
         moved = motion[y >> TILE_SHIFT]
         for x in range(w):
-            stored = state_m[y, x]
-            was = np.float32(stored >= _SIDE_TEST)
-            sm = stored - _SIDE * was
+            qm = np.int32(state_m[y, x])
+            was = np.float32(qm & 1)
+            sm = np.float32(qm >> 1) * _MATTE_STEP
             m = matte[y, x]
             em = m - sm
             f = max(moved[x], _ramp(abs(em), m_lo, m_inv))
@@ -218,17 +220,17 @@ def stabilise(matte, disp, motion, k_matte, k_disp, m_lo, m_inv, d_lo, d_inv, d_
             sd = np.float32(np.int32(state_d[y, x])) * _DISP_STEP + d_shift
             ed = d - sd
             fd = max(f, _ramp(abs(ed), d_lo, d_inv))
-            sm = m if abs(em) < _SNAP else sm + (k_matte + (_ONE - k_matte) * f) * em
-            sd = sd + (k_disp + (_ONE - k_disp) * fd) * ed
+            sm = sm + (k_matte + (_ONE - k_matte) * f) * em
+            sd = min(max(sd + (k_disp + (_ONE - k_disp) * fd) * ed, _ZERO), _ONE)
             # the threshold sits band above 0.5 on the background side, band below on the
             # person side; written as arithmetic (no branches) so the loop vectorises
             b = band * (_ONE - f)
             now = np.float32(sm >= _HALF + b - (b + b) * was)
-            state_m[y, x] = sm + _SIDE * now
-            out_m[y, x] = _side_out(sm, now)
-            q = np.int32(min(max(sd, _ZERO), _ONE) * _DISP_Q + _HALF)
-            state_d[y, x] = np.uint16(q)
-            out_d[y, x] = np.float32(q) * _DISP_STEP
+            state_m[y, x] = _encode_matte(sm, now)
+            lo = min(sm, _BELOW_HALF)
+            out_m[y, x] = lo + now * (max(sm, _HALF) - lo)
+            state_d[y, x] = _encode_disp(sd)
+            out_d[y, x] = sd
 
 
 @register_warmup
@@ -244,7 +246,7 @@ def _warm() -> None:
     difference_histogram(m, m, f32(1.0), 2, f32(-1.0), f32(4.0), np.empty(8, np.int32))
     difference_histogram(m, np.zeros((5, 7), np.uint16), _DISP_STEP, 2, f32(-1.0), f32(4.0),
                          np.empty(8, np.int32))
-    sm, sd = np.empty_like(m), np.empty((5, 7), np.uint16)
+    sm, sd = np.empty((5, 7), np.uint16), np.empty((5, 7), np.uint16)
     restart(m, m, sm, sd, np.empty_like(m), np.empty_like(m))
     stabilise(m, m, wgt, f32(0.1), f32(0.1), f32(0.2), f32(4.0), f32(0.2), f32(4.0), f32(0.0), f32(0.1),
               sm, sd, np.empty_like(m), np.empty_like(m))
