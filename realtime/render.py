@@ -137,9 +137,19 @@ class Lens:
         cv2.boxFilter(b["fw"], -1, ksize, dst=b["box_fw"], borderType=cv2.BORDER_REPLICATE)
         # upsampling reads the neighbours of every layer pixel that shows
         cv2.dilate(b["need0"], _K3, dst=b["need"])
+        # the near field: every pixel it can reach gathers with the largest near CoC around it
+        rn = float(b["rnear"].max())
+        near_on = rn > 0.0
+        if near_on:
+            kn = min(int(math.ceil(rn)), kmax)
+            if kn not in self._rects:
+                self._rects[kn] = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * kn + 1, 2 * kn + 1))
+            cv2.dilate(b["rnear"], self._rects[kn], dst=b["rad_near"], borderType=cv2.BORDER_REPLICATE)
+            np.subtract(b["rad_near"], shrink, out=b["rad_near"])
+            np.clip(b["rad_near"], 0.0, rmax, out=b["rad_near"])
         bokeh.gather_far(b["prefix"], b["rw"], b["fw"], b["box_rw"], b["box_fw"], shrink, rmax,
-                         b["need"], wt, d_max, b["pad"], b["scratch"], b["rad_rows"],
-                         self.luts.encode, b["far"])
+                         b["rad_near"], near_on, b["need"], wt, d_max, b["pad"], b["scratch"],
+                         b["rad_rows"], self.luts.encode, b["far"])
         bg = b["bg"]
         if s == 2:
             # even sizes: the far field goes straight into the output, the finish only touches
@@ -147,16 +157,7 @@ class Lens:
             direct = b["bg_full"].shape == out.shape and not np.may_share_memory(out, frame_bgr)
             bg = out if direct else b["bg_full"]
             cv2.resize(b["far"], bg.shape[1::-1], dst=bg, interpolation=cv2.INTER_LINEAR)
-        rn = float(b["rnear"].max())
-        near_on = rn > 0.0
         if near_on:
-            # every pixel the near field can reach gathers with the largest near CoC around it
-            kn = min(int(math.ceil(rn)), kmax)
-            if kn not in self._rects:
-                self._rects[kn] = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * kn + 1, 2 * kn + 1))
-            cv2.dilate(b["rnear"], self._rects[kn], dst=b["rad_near"], borderType=cv2.BORDER_REPLICATE)
-            np.subtract(b["rad_near"], shrink, out=b["rad_near"])
-            np.clip(b["rad_near"], 0.0, rmax, out=b["rad_near"])
             bokeh.row_prefix(b["near_src"], b["pad"], b["prefix"])
             bokeh.gather_near(b["prefix"], b["rad_near"], wt, areas, d_max, b["pad"], b["scratch"],
                               b["near"])

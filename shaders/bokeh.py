@@ -34,6 +34,7 @@ from .color import encode_bits
 from .jit import inline, kernel, register_warmup
 
 EPS_WEIGHT = 1e-4   # far weight floor: a disk of only sharp pixels still normalises
+EPS_NEAR = 1e-7     # ... and a much smaller one for pixels in front of the focus plane
 RUN = 512   # longest run of pixels gathered together (accumulators stay in L1)
 
 
@@ -88,7 +89,7 @@ def split_layers(frame, coc, matte, has_matte, s, lut, tol, lim, pad, scratch,
     full-res sharp alpha.
 
     The far layer (sums of far weight * colour and of far weight, the weight floored at
-    EPS_WEIGHT) is written directly as its row prefix sums ``out_prefix`` (layout of
+    EPS_WEIGHT, or EPS_NEAR for near pixels) is written directly as its row prefix sums ``out_prefix`` (layout of
     :func:`row_prefix`; its last row is left alone). ``out_near`` (h, w, 4): block means of
     near coverage * colour and of coverage. ``out_rw``: block mean of far weight * CoC / s;
     ``out_fw``: block mean far weight; ``out_rnear``: largest near CoC / s; ``out_need``: 1
@@ -100,6 +101,7 @@ def split_layers(frame, coc, matte, has_matte, s, lut, tol, lim, pad, scratch,
     hh, wh = out_fw.shape
     inv_s = np.float32(1.0) / np.float32(s)
     eps = np.float32(EPS_WEIGHT)
+    eps_near = np.float32(EPS_NEAR)
     one = np.float32(1.0)
     zero = np.float32(0.0)
     half = np.float32(0.5)
@@ -154,8 +156,10 @@ def split_layers(frame, coc, matte, has_matte, s, lut, tol, lim, pad, scratch,
                 keep = one - min(m + m, one)
                 w = keep * keep * min(max(p - half, zero), one)
                 pc[x] = w * p
-                wv[x] = w + eps
                 a_n = min(max(n - m * tol - half, zero), one)
+                # the floor: sharp pixels stand in for the far field where there is none (what is
+                # seen around and behind a near object in front of the subject), near ones hardly
+                wv[x] = w + eps * (one - a_n) + eps_near
                 av[x] = a_n
                 cv[x] = n
                 near_sum += a_n
@@ -266,10 +270,12 @@ def row_prefix(src, pad, out):
 
 
 @inline
-def far_radius_row(rw, fw, box_rw, box_fw, shrink, rmax, y, out):
+def far_radius_row(rw, fw, box_rw, box_fw, shrink, rmax, rad_near, near_on, y, out):
     """Gather radius of row y of the far layer: the block's own far CoC where it is far field,
     filled in from the neighbourhood's far CoC where it is not (behind the subject), minus
-    ``shrink``, clamped to [0, rmax] (NaN -> 0: a radius becomes a table index)."""
+    ``shrink``, clamped to [0, rmax] (NaN -> 0: a radius becomes a table index). Where the near
+    field reaches (``near_on``), at least its radius ``rad_near``: what shows through a blurred
+    near object is the scene around it at that scale."""
     zero = np.float32(0.0)
     for x in range(rw.shape[1]):
         fill = zero
@@ -278,6 +284,8 @@ def far_radius_row(rw, fw, box_rw, box_fw, shrink, rmax, y, out):
         r = rw[y, x] + (np.float32(1.0) - fw[y, x]) * fill - shrink
         if not r > zero:
             r = zero
+        if near_on:
+            r = max(r, rad_near[y, x])
         out[x] = min(r, rmax)
 
 
@@ -339,8 +347,8 @@ def _accumulate_run(p, y, x0, n, k, wt, d_max, pad, acc_in, acc_out):
 
 
 @kernel(parallel=True)
-def gather_far(p, rw, fw, box_rw, box_fw, shrink, rmax, need, wt, d_max, pad, scratch, rad_rows,
-               enc, out):
+def gather_far(p, rw, fw, box_rw, box_fw, shrink, rmax, rad_near, near_on, need, wt, d_max, pad,
+               scratch, rad_rows, enc, out):
     """Far colour, encoded: shape-weighted sum of far weight * colour over the sum of weight,
     with the per-pixel radius of :func:`far_radius_row` (layer pixels, 0 <= rad < kmax + 1).
 
@@ -357,7 +365,7 @@ def gather_far(p, rw, fw, box_rw, box_fw, shrink, rmax, need, wt, d_max, pad, sc
         vals = sc[2]
         bits = vals.view(np.int32)
         rad = rad_rows[tid]
-        far_radius_row(rw, fw, box_rw, box_fw, shrink, rmax, y, rad)
+        far_radius_row(rw, fw, box_rw, box_fw, shrink, rmax, rad_near, near_on, y, rad)
         orow = out[y].reshape(3 * w)
         x = 0
         while x < w:
@@ -584,9 +592,9 @@ def _warm() -> None:
     row_prefix(near, pad, p)
     scratch = np.zeros((threads(), 3, 4 * RUN), np.float32)
     col = np.zeros((hl, wl, 3), np.uint8)
-    gather_far(p, rw, fw, rw, fw, np.float32(0), np.float32(2.9), need, wt, 5, pad, scratch,
-               np.zeros((threads(), wl), np.float32), luts.encode, col)
     rad = np.zeros((hl, wl), np.float32)
+    gather_far(p, rw, fw, rw, fw, np.float32(0), np.float32(2.9), rad, True, need, wt, 5, pad, scratch,
+               np.zeros((threads(), wl), np.float32), luts.encode, col)
     gather_near(p, rad, wt, shape_areas(wt), 5, pad, scratch, near)
     abs_max_bits(coc, np.zeros(h, np.int32))
     out = np.empty_like(frame)

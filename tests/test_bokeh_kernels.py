@@ -137,7 +137,7 @@ def ref_split(frame, coc, matte, s, lut, tol, lim):
     for yh in range(hl):
         for xh in range(wl):
             sl = (slice(yh * s, yh * s + s), slice(xh * s, xh * s + s))
-            wf = w_far[sl] + bokeh.EPS_WEIGHT
+            wf = w_far[sl] + bokeh.EPS_WEIGHT * (1 - a_near[sl]) + bokeh.EPS_NEAR
             far[yh, xh, :3] = (wf[..., None] * lin[sl]).sum((0, 1))
             far[yh, xh, 3] = wf.sum()
             cnt = wf.size
@@ -236,12 +236,16 @@ def test_far_radius_row_fills_behind_the_subject_and_clamps():
     box_fw = rng.uniform(0, 1, (h, w)).astype(np.float32)
     box_fw[0, :3] = 0.0
     rw[1, 1] = np.nan
-    out = np.empty((h, w), np.float32)
-    for y in range(h):
-        bokeh.far_radius_row(rw, fw, box_rw, box_fw, np.float32(1.0), np.float32(7.5), y, out[y])
+    rad_near = np.where(rng.random((h, w)) < 0.3, rng.uniform(0, 9, (h, w)), 0.0).astype(np.float32)
     fill = np.where(box_fw > 1e-6, box_rw / np.where(box_fw > 0, box_fw, 1), 0.0)
     expect = np.clip(np.nan_to_num(rw + (1 - fw) * fill - 1.0, nan=0.0), 0.0, 7.5)
-    np.testing.assert_allclose(out, expect, rtol=1e-5, atol=1e-5)
+    for near_on in (False, True):
+        out = np.empty((h, w), np.float32)
+        for y in range(h):
+            bokeh.far_radius_row(rw, fw, box_rw, box_fw, np.float32(1.0), np.float32(7.5), rad_near,
+                                 near_on, y, out[y])
+        np.testing.assert_allclose(out, np.minimum(np.maximum(expect, rad_near), 7.5) if near_on else expect,
+                                   rtol=1e-5, atol=1e-5)
 
 
 # -- gather -----------------------------------------------------------------------------------
@@ -291,8 +295,8 @@ def test_gather_far_matches_reference(blades):
     # radius planes that make far_radius_row hand back ``rad`` itself (all far field)
     ones, zeros = np.ones((h, w), np.float32), np.zeros((h, w), np.float32)
     bokeh.gather_far(_prefix(src, pad), rad, ones, zeros, zeros, np.float32(0), np.float32(kmax + 1 - 1e-3),
-                     need, wt, kmax + 2, pad, scratch, np.zeros((bokeh.threads(), w), np.float32),
-                     luts.encode, out)
+                     zeros, False, need, wt, kmax + 2, pad, scratch,
+                     np.zeros((bokeh.threads(), w), np.float32), luts.encode, out)
     for y in range(h):
         for x in range(w):
             if not need[y, x]:

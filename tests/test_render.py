@@ -239,6 +239,28 @@ def test_near_field_spreads_beyond_its_silhouette(shape):
     assert np.array_equal(out[far_away], frame[far_away])
 
 
+@pytest.mark.parametrize("shape", [(121, 151), HD])
+def test_near_object_in_front_of_the_subject_has_a_soft_edge_on_both_sides(shape):
+    """A hand close to the lens in front of the sharp subject: its blurred rim is see-through
+    inside the silhouette too (the subject shows through), not a hard inner edge."""
+    h, w = shape
+    frame = np.full((h, w, 3), 40, np.uint8)  # the subject's dark jacket, in focus
+    yy, xx = np.mgrid[0:h, 0:w]
+    obj = np.hypot(yy - h / 2, xx - w / 2) < min(h, w) / 5
+    frame[obj] = 200
+    r = 10.0 * h / 121 if h < 720 else 16.0
+    coc = np.where(obj, -r, 0.0).astype(np.float32)
+    matte = np.ones((h, w), np.float32)
+    out = render_bokeh(frame, coc, matte)[..., 1].astype(float)
+    inside = cv2.distanceTransform(obj.astype(np.uint8), cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform((~obj).astype(np.uint8), cv2.DIST_L2, 5)
+    just_in = (inside >= 1) & (inside <= 2)
+    just_out = (outside >= 1) & (outside <= 2)
+    assert 60 < out[just_in].mean() < 175   # mixed with the jacket behind, not the object's 200
+    assert 50 < out[just_out].mean() < 160  # and the object's blur covers the jacket outside
+    assert out[inside >= r + 3].min() >= 195  # the core is the object
+
+
 def test_subject_in_front_of_the_focus_plane_blurs_but_slightly_nearer_stays_sharp():
     h, w = HD  # subject_near_px is 3 px at 720p
     rng = np.random.default_rng(5)
