@@ -9,9 +9,9 @@ highlight-boosted) light, at a layer scale ``s`` of 1 (full resolution) or 2 (ha
    *near* layer premultiplied by its coverage (pixels in front of the focus plane).
 2. :func:`row_prefix`: per-row prefix sums of a 4-channel layer, padded with the row's end
    values so a clipped chord is a plain difference (the split writes the far layer's directly).
-3. :func:`gather_far` (radius per row from :func:`far_radius_row`) / :func:`gather_near`: for each layer pixel, the
-   sum over a disk (or polygon) of per-pixel radius, one prefix difference per disk row: cost
-   linear in the radius. A fractional radius ``K + t`` blends the shapes of radius K and K+1
+3. :func:`gather_far` (radius per row from :func:`far_radius_row`) / :func:`gather_near`: for
+   each layer pixel, the sum over a disk (or polygon) of per-pixel radius, one prefix difference
+   per disk row: cost linear in the radius. A fractional radius ``K + t`` blends the shapes of radius K and K+1
    (both come from the same row loop), so the blur grows smoothly. Consecutive pixels with the
    same ``K`` are done as one run so the row loop runs over contiguous memory (vectorised). The
    far colour is normalised and encoded to sRGB at layer resolution (the renderer upsamples it
