@@ -69,8 +69,7 @@ class _Buffers:
         self.rows = k.scratch_rows(width)  # tile_luma's scratch
         self.luma = np.zeros(tiles, np.float32)       # this frame's tile levels
         self.luma_prev = np.zeros(tiles, np.float32)  # the previous frame's
-        self.ramp = np.zeros(tiles, np.float32)  # motion_weight's scratch
-        self.vmax = np.zeros(tiles, np.float32)
+        self.vmax = np.zeros(tiles, np.float32)  # motion_weight's scratch
         self.motion = np.zeros((tiles[0], width), np.float32)  # per tile row and pixel column
         self.hist = np.zeros(HIST_BINS, np.int32)
         self.hist_prev = np.zeros(HIST_BINS, np.int32)
@@ -158,8 +157,7 @@ class Stabiliser(Stage):
                                    _f32(1.0 / DISP_SHIFT_BIN), b.disp_diffs)
             drift = histogram_median(b.disp_diffs, DISP_SHIFT_LO, DISP_SHIFT_BIN)
             disp_shift = _f32(np.sign(drift) * max(abs(drift) - DISP_DRIFT_DEADZONE, 0.0))
-            k.motion_weight(b.luma, b.luma_prev, luma_shift, self._motion_lo, self._motion_inv, b.ramp, b.vmax,
-                            b.motion)
+            k.motion_weight(b.luma, b.luma_prev, luma_shift, self._motion_lo, self._motion_inv, b.vmax, b.motion)
             k.stabilise(matte, disparity, b.motion, self._k_matte, self._k_disp, self._m_lo, self._m_inv,
                         self._d_lo, self._d_inv, disp_shift, self._band, b.state_m, b.state_d, b.out_m,
                         b.out_d)

@@ -136,22 +136,22 @@ def _ramp(v, lo, inv_span):
 
 
 @kernel(parallel=True)
-def motion_weight(cur, prev, shift, lo, inv_span, ramp, vmax, out):
+def motion_weight(cur, prev, shift, lo, inv_span, vmax, out):
     """Per tile: the ramp of ``|cur - prev - shift|`` (levels) from ``lo`` to ``lo + 1/inv_span``,
     then the maximum over the 3x3 tile neighbourhood, written once per pixel column:
     ``out[ty, x]`` (shape tiles high x pixels wide) holds the weight of the tile over column
-    ``x``, so the full-resolution pass reads it contiguously. ``ramp`` and ``vmax`` are tile-grid
-    scratch."""
+    ``x``, so the full-resolution pass reads it contiguously. ``vmax`` is tile-grid scratch.
+    One parallel region (the grid is small: a second one costs more than it saves); each tile's
+    ramp is recomputed for the three rows that need it instead of being stored."""
     h, w = cur.shape
     width = out.shape[1]
     for y in prange(h):
-        for x in range(w):
-            ramp[y, x] = _ramp(abs(cur[y, x] - prev[y, x] - shift), lo, inv_span)
-    for y in prange(h):
         ya = max(y - 1, 0)
-        yb = min(y + 2, h)
+        yb = min(y + 1, h - 1)
         for x in range(w):
-            vmax[y, x] = max(max(ramp[ya, x], ramp[yb - 1, x]), ramp[y, x])
+            d = max(max(abs(cur[ya, x] - prev[ya, x] - shift), abs(cur[yb, x] - prev[yb, x] - shift)),
+                    abs(cur[y, x] - prev[y, x] - shift))
+            vmax[y, x] = _ramp(d, lo, inv_span)
         for x in range(width):
             t = x >> TILE_SHIFT
             out[y, x] = max(max(vmax[y, max(t - 1, 0)], vmax[y, t]), vmax[y, min(t + 1, w - 1)])
@@ -241,7 +241,7 @@ def _warm() -> None:
     tile_luma(frame, scratch_rows(7), lum)
     luma_histogram(lum, 1, np.empty(8, np.int32))
     wgt = np.empty((lum.shape[0], 7), np.float32)
-    motion_weight(lum, lum, f32(0.0), f32(1.0), f32(1.0), np.empty_like(lum), np.empty_like(lum), wgt)
+    motion_weight(lum, lum, f32(0.0), f32(1.0), f32(1.0), np.empty_like(lum), wgt)
     m = np.zeros((5, 7), np.float32)
     difference_histogram(m, m, f32(1.0), 2, f32(-1.0), f32(4.0), np.empty(8, np.int32))
     difference_histogram(m, np.zeros((5, 7), np.uint16), _DISP_STEP, 2, f32(-1.0), f32(4.0),

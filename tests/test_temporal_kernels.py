@@ -146,8 +146,7 @@ def test_motion_weight_matches_reference(shape, width):
     prev = cur + rng.normal(0, 3, shape).astype(np.float32)
     prev[1:3, 0:2] += 40  # a moving patch
     out = np.empty((shape[0], width), np.float32)
-    k.motion_weight(cur, prev, F32(1.5), F32(4.0), F32(0.25), np.empty(shape, np.float32),
-                    np.empty(shape, np.float32), out)
+    k.motion_weight(cur, prev, F32(1.5), F32(4.0), F32(0.25), np.empty(shape, np.float32), out)
     ref = ref_motion_weight(cur, prev, 1.5, 4.0, 0.25, width)
     np.testing.assert_allclose(out, ref, atol=1e-5)
     assert out.min() >= 0 and out.max() <= 1
