@@ -15,12 +15,15 @@ SHAPES = [(37, 53), (5, 7), (40, 64), (1, 9)]
 # ---- slow references -----------------------------------------------------------------------
 
 def ref_tile_luma(frame: np.ndarray) -> np.ndarray:
+    """Mean of rows 1 and 3 of each full-height tile, of all rows of a tile cut by the bottom."""
     h, w = frame.shape[:2]
     th, tw = k.tiles_shape(h, w)
     out = np.empty((th, tw), np.float64)
     for ty in range(th):
         for tx in range(tw):
             tile = frame[ty * k.TILE:(ty + 1) * k.TILE, tx * k.TILE:(tx + 1) * k.TILE]
+            if tile.shape[0] == k.TILE:
+                tile = tile[1::2]
             out[ty, tx] = tile.astype(np.float64).mean()
     return out
 
