@@ -144,8 +144,8 @@ def motion_weight(cur, prev, shift, lo, inv_span, vmax, out):
     then the maximum over the 3x3 tile neighbourhood, written once per pixel column:
     ``out[ty, x]`` (shape tiles high x pixels wide) holds the weight of the tile over column
     ``x``, so the full-resolution pass reads it contiguously. ``vmax`` is tile-grid scratch.
-    One parallel region (the grid is small: a second one costs more than it saves); each tile's
-    ramp is recomputed for the three rows that need it instead of being stored."""
+    One parallel region (a second one for a separate ramp pass cost more than it saved); each
+    tile's ramp is recomputed for the three rows that need it instead of being stored."""
     h, w = cur.shape
     width = out.shape[1]
     for y in prange(h):
