@@ -93,10 +93,16 @@ class DepthConfig:
     enabled: bool = knob(True, doc="run the monocular depth model; off = uniform background blur")
     backend: DepthBackend = knob(DepthBackend.ONNXRUNTIME, doc="inference engine for the depth model")
     model_path: str = knob("", doc="explicit model file; empty = the model store")
-    threads: int = knob(2, 1, 16, "onnxruntime intra-op threads for the depth model")
+    threads: int = knob(0, 0, 16, "onnxruntime intra-op threads for the depth model (0 = 2 when synchronous, "
+                        "1 in its own thread, leaving the other core to the rest of the pipeline)")
+    spin: bool = knob(False, doc="let onnxruntime's threads spin-wait between runs (a little faster on an idle "
+                      "machine, much slower when other threads compete for the cores)")
     fit: DepthFit = knob(DepthFit.LETTERBOX, doc="how a frame is fitted to the model's 320x192 input")
     every_n_frames: int = knob(1, 1, 30, "run the depth model on every n-th frame, reuse the last result between")
-    asynchronous: bool = knob(False, doc="run the depth model in its own thread (newest result wins)")
+    asynchronous: bool = knob(True, doc="run the depth model in its own thread (newest result wins, depth one frame "
+                              "behind the matte); false = in the caller's thread, every frame in order")
+    async_max_lag: int = knob(1, 1, 30, "in its own thread, the depth is at most this many model runs behind "
+                              "(the caller waits rather than use older depth)")
     range_low_percentile: float = knob(2.0, 0.0, 49.0, "robust far end of the background's model output")
     range_high_percentile: float = knob(98.0, 51.0, 100.0, "robust near end of the background's model output")
     range_smoothing: float = knob(0.9, 0.0, 0.999, "smoothing of the range while it moves to a new value (0 = jump)")

@@ -62,13 +62,16 @@ class DepthBackend(Protocol):
 class OnnxDepth:
     """onnxruntime on the CPU (the default: measured faster than cv2.dnn, see docs/depth.md)."""
 
-    def __init__(self, path: str, threads: int = 2) -> None:
+    def __init__(self, path: str, threads: int = 2, spin: bool = False) -> None:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        # spinning workers win ~0.5 ms alone but lose several when segmentation, Numba and
+        # OpenCV threads want the same two cores (measured in docs/depth.md)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for bad files
@@ -99,11 +102,18 @@ class OpenCVDepth:
         self._net = None
 
 
+def model_threads(cfg: DepthConfig) -> int:
+    """onnxruntime threads: as configured, or 2 in the caller's thread and 1 in its own."""
+    if cfg.threads:
+        return cfg.threads
+    return 1 if cfg.asynchronous else 2
+
+
 def open_backend(cfg: DepthConfig) -> DepthBackend:
     path = models.resolve("tcmonodepth_small", cfg.model_path or None)
     if cfg.backend is DepthBackendKind.OPENCV:
         return OpenCVDepth(str(path))
-    return OnnxDepth(str(path), threads=cfg.threads)
+    return OnnxDepth(str(path), threads=model_threads(cfg), spin=cfg.spin)
 
 
 # -- geometry ---------------------------------------------------------------------------------
@@ -177,7 +187,6 @@ class _Grid:
         self.edge = np.zeros((fit.frame_h, fit.frame_w), np.float32)  # smoothed matte at the edges
         self.edge_fresh = True
         self.luma = np.zeros((nh, nw), np.float32)
-        self.matte = np.zeros((nh, nw), np.float32)
         self.mapped = np.zeros((nh, nw), np.float32)
         self.union = np.zeros((nh, nw), np.float32)
         self.inter = np.zeros((nh, nw), np.float32)
@@ -271,6 +280,8 @@ class _Slot:
         self.luma = np.zeros((fit.nh, fit.nw), np.float32)
         self.matte = np.zeros((fit.nh, fit.nw), np.float32)  # low-resolution matte of that frame
         self.raw = np.zeros((fit.nh, fit.nw), np.float32)    # model output on the content grid
+        self.generation = 0
+        self.seq = 0
 
 
 def _content(out: object, fit: Fit, dst: np.ndarray) -> None:
@@ -305,6 +316,8 @@ class _AsyncInference:
         self._error: BaseException | None = None
         self._stop = False
         self._busy = False
+        self._generation = 0  # bumped by discard(): results of older submissions are dropped
+        self._seq = 0         # submissions so far
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
@@ -328,22 +341,38 @@ class _AsyncInference:
                 self._free.append(slot)
                 self._cond.notify_all()
 
-    def submit(self, slot: _Slot) -> None:
-        """Queue a filled slot, replacing any input not yet started."""
+    def submit(self, slot: _Slot) -> int:
+        """Queue a filled slot, replacing any input not yet started; returns its sequence number."""
         with self._cond:
             self._raise_error()
             if self._pending is not None:
                 self._free.append(self._pending)
+            self._seq += 1
+            slot.generation = self._generation
+            slot.seq = self._seq
             self._pending = slot
             self._cond.notify_all()
+            return self._seq
 
-    def take(self, wait: bool) -> _Slot | None:
+    def discard(self) -> None:
+        """Forget queued and finished work (a new stream): nothing submitted before comes out."""
+        with self._cond:
+            self._generation += 1
+            for s in (self._pending, self._result):
+                if s is not None and s.fit == self._fit:
+                    self._free.append(s)
+            self._pending = self._result = None
+            self._cond.notify_all()
+
+    def take(self, min_seq: int | None = None) -> _Slot | None:
         """The newest finished result (once; give it back with :meth:`release`), or None.
 
-        ``wait`` blocks until there is one.
+        With ``min_seq``, blocks until a result of that submission or a later one is there
+        (submissions replaced before they started count as done by any later result).
         """
         with self._cond:
-            while wait and self._result is None and self._error is None and not self._stop:
+            while min_seq is not None and (self._result is None or self._result.seq < min_seq) \
+                    and self._error is None and not self._stop:
                 self._cond.wait(0.5)
             self._raise_error()
             r, self._result = self._result, None
@@ -373,10 +402,12 @@ class _AsyncInference:
                 return
             with self._cond:
                 self._busy = False
-                if slot.fit == self._fit:
+                if slot.fit == self._fit and slot.generation == self._generation:
                     if self._result is not None:
                         self._free.append(self._result)
                     self._result = slot
+                elif slot.fit == self._fit:
+                    self._free.append(slot)
                 self._cond.notify_all()
 
     def close(self) -> None:
@@ -427,7 +458,8 @@ class DepthEstimator(Stage):
         self._range.deadband = config.range_deadband
         self._plane.min_cutoff = config.person_min_cutoff_hz
         self._plane.beta = config.person_beta
-        if config.threads != old.threads and self._own_backend and self._backend is not None:
+        if (model_threads(config), config.spin) != (model_threads(old), old.spin) and self._own_backend \
+                and self._backend is not None:
             self._stop_async()
             self._backend.close()
             self._backend = open_backend(config)
@@ -469,10 +501,14 @@ class DepthEstimator(Stage):
         self._plane.reset()
         if self._grid is not None:
             self._grid.edge_fresh = True
+        if getattr(self, "_async", None) is not None:
+            self._async.discard()
         self._state: np.ndarray | None = None      # temporally filtered model output (nh, nw)
         self._ref_luma: np.ndarray | None = None   # luma the state currently corresponds to
         self._src_matte: np.ndarray | None = None  # low-res matte of the frame the state came from
         self._frame_no = 0
+        self._submitted = 0  # asynchronous: sequence number of the last submission
+        self._applied = 0    # ... and of the last result folded in
         self._person_plane: float | None = None
         self._lo_hi = (0.0, 1.0)
 
@@ -494,10 +530,7 @@ class DepthEstimator(Stage):
             return readonly(self._fallback_out)
 
         g = self._ensure_grid(h, w)
-        # the matte at model resolution only weighs what the layers are filled from: a bilinear
-        # sample (2x2 pixels per cell at 720p) is enough and ~5x cheaper than a box average
-        cv2.resize(matte[g.crop], (g.fit.nw, g.fit.nh), dst=g.matte, interpolation=cv2.INTER_LINEAR)
-        self._update_model(frame, g)
+        self._update_model(frame, matte, g)
         self._fuse(matte, g, ts)
         return readonly(g.out)
 
@@ -510,31 +543,38 @@ class DepthEstimator(Stage):
             self._range.reset()
         return self._grid
 
-    def _pack(self, frame: np.ndarray, g: _Grid, slot: _Slot) -> None:
+    def _pack(self, frame: np.ndarray, matte: np.ndarray, g: _Grid, slot: _Slot) -> None:
         """The model's input for ``frame`` (and its luma and low-res matte) into ``slot``."""
         from shaders.depth import pack_model_input
 
         f = g.fit
         pack_model_input(frame.reshape(f.frame_h, f.frame_w * 3), g.row_bounds, g.col_bounds, g.step, f.dy, f.dx,
                          g.acc_frame, slot.x, slot.luma)
-        np.copyto(slot.matte, g.matte)
+        # the matte at model resolution only says where the model saw the person: a bilinear
+        # sample (2x2 pixels per cell at 720p) is enough and ~5x cheaper than a box average
+        cv2.resize(matte[g.crop], (f.nw, f.nh), dst=slot.matte, interpolation=cv2.INTER_LINEAR)
 
-    def _update_model(self, frame: np.ndarray, g: _Grid) -> None:
+    def _update_model(self, frame: np.ndarray, matte: np.ndarray, g: _Grid) -> None:
         """Run (or collect) the model when due and fold a new result into the filtered state."""
         due = self._frame_no % self.config.every_n_frames == 0 or self._state is None
         self._frame_no += 1
         if self._async is not None:
             if due:
                 slot = self._async.slot(g.fit)
-                self._pack(frame, g, slot)
-                self._async.submit(slot)
-            result = self._async.take(wait=self._state is None)
+                self._pack(frame, matte, g, slot)
+                self._submitted = self._async.submit(slot)
+            # newest result wins, but never more than ``async_max_lag`` runs behind: in a camera
+            # loop the model keeps up and this never waits; a caller faster than the model (a
+            # file, a benchmark) is held back rather than fed ever older depth
+            need = self._submitted - self.config.async_max_lag if self._state is not None else self._submitted
+            result = self._async.take(min_seq=need if need > self._applied else None)
             if result is not None:
+                self._applied = result.seq
                 self._fold(result, g)
                 self._async.release(result)
         elif due:
             slot = g.slot
-            self._pack(frame, g, slot)
+            self._pack(frame, matte, g, slot)
             try:
                 out = self._backend.infer(slot.x)
             except Exception as e:
@@ -571,7 +611,7 @@ class DepthEstimator(Stage):
 
     def _fuse(self, matte: np.ndarray, g: _Grid, ts: int) -> None:
         """Background and person layers at model resolution, then the full-resolution blend."""
-        from shaders.depth import (compose_layers, gather_samples, layer_masks, layer_weights, map_range, person_layer,
+        from shaders.depth import (compose_layers, gather_samples, layer_weights, map_range, person_layer,
                                    widen_layers)
 
         cfg = self.config
@@ -579,12 +619,11 @@ class DepthEstimator(Stage):
         scale = (1.0 - cfg.headroom) / max(hi - lo, 1e-6)
         map_range(self._state, np.float32(lo), np.float32(scale), np.float32(1.0 - cfg.headroom), g.mapped)
 
-        # background: everything the person does not cover now or did in the model's frame,
-        # kept clear of the person's edge (the model's own edges are soft); person: its interior,
-        # covered now and in the model's frame, away from the edge
-        layer_masks(g.matte, self._src_matte, g.union, g.inter)
-        cv2.dilate(g.union, _CLEARANCE, dst=g.union)
-        cv2.erode(g.inter, _CLEARANCE, dst=g.inter)
+        # the layers are read where the model saw them, in the frame it ran on (the current matte
+        # only cuts them apart, at full resolution): background clear of the person's edge (the
+        # model's own edges are soft), the person's interior away from it
+        cv2.dilate(self._src_matte, _CLEARANCE, dst=g.union)
+        cv2.erode(self._src_matte, _CLEARANCE, dst=g.inter)
         layer_weights(g.union, g.inter, g.w_bg, g.w_person)
 
         gather_samples(g.mapped, g.w_bg, np.float32(0.5), _SAMPLE_STRIDE, g.samples, g.count)

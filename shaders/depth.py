@@ -231,18 +231,6 @@ def pushpull_fill(values, weights, defaults, vws, ws, fills, out):
 
 
 @kernel
-def layer_masks(matte, src_matte, union, inter):
-    """Where either matte has the person (``union``) and where both have it (``inter``)."""
-    h, w = matte.shape
-    for i in range(h):
-        for j in range(w):
-            a = matte[i, j]
-            b = src_matte[i, j]
-            union[i, j] = max(a, b)
-            inter[i, j] = min(a, b)
-
-
-@kernel
 def layer_weights(union_grown, inter_shrunk, w_background, w_person):
     """Fill weights: background well clear of any person, person well inside it."""
     h, w = union_grown.shape
@@ -346,7 +334,6 @@ def _warm() -> None:
     lv = (np.zeros((2, 2, 2), np.float32), np.zeros((2, 1, 1), np.float32))
     pushpull_fill(small, np.zeros((2, 2, 2), np.float32), np.zeros(2, np.float32), lv, lv, lv,
                   np.zeros((2, 2, 2), np.float32))
-    layer_masks(small, small, st, st)
     layer_weights(small, small, st, st)
     person_layer(small, np.float32(0.0), np.float32(0.0), np.float32(1.0), st)
     m = np.zeros((3, 5), np.float32)

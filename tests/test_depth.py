@@ -181,9 +181,7 @@ def test_pushpull_fill_keeps_valid_values_and_fills_holes_within_their_range(rng
 def test_layer_weights_and_person_layer_match_reference(rng):
     a, b = rng.random((9, 14), dtype=np.float32), rng.random((9, 14), dtype=np.float32)
     u, i = np.zeros_like(a), np.zeros_like(a)
-    k.layer_masks(a, b, u, i)
-    np.testing.assert_array_equal(u, np.maximum(a, b))
-    np.testing.assert_array_equal(i, np.minimum(a, b))
+    u, i = np.maximum(a, b), np.minimum(a, b)
     wb, wp = np.zeros_like(a), np.zeros_like(a)
     k.layer_weights(u, i, wb, wp)
     np.testing.assert_allclose(wb, (1 - u) ** 2, atol=1e-6)
@@ -306,10 +304,11 @@ def people():
     return out
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
 @pytest.mark.parametrize("name", ["breakdance", "dance-twirl"])
-def test_person_is_nearer_than_background_with_the_real_matte(people, name):
+def test_person_is_nearer_than_background_with_the_real_matte(people, name, asynchronous):
     frames, masks, mattes = people[name]
-    with DepthEstimator(DepthConfig()) as dep:
+    with DepthEstimator(DepthConfig(asynchronous=asynchronous)) as dep:
         disp = [dep.process(f, i * FRAME_MS + 1, m).copy() for i, (f, m) in enumerate(zip(frames, mattes))]
     for d in disp:
         assert d.dtype == np.float32 and d.shape == frames[0].shape[:2]
@@ -507,7 +506,7 @@ def test_opencv_and_onnxruntime_agree():
 def test_every_n_frames_reuses_the_last_result_without_popping():
     frames = _static_clip(2.0, 12)
     backend = _CountingModel()
-    with DepthEstimator(DepthConfig(every_n_frames=3), backend=backend) as dep:
+    with DepthEstimator(DepthConfig(every_n_frames=3, asynchronous=False), backend=backend) as dep:
         prev = None
         for i, f in enumerate(frames):
             d = dep.process(f, i * FRAME_MS + 1, np.zeros(f.shape[:2], np.float32))
@@ -538,6 +537,21 @@ class _CountingModel:
         self.inner.close()
 
 
+def test_reset_forgets_work_in_flight():
+    """After reset() (a new stream), nothing computed for the old stream comes out."""
+    room = cv2.resize(cv2.imread(str(DATA / "depth" / "nyuv2" / "rgb_00000.jpg")), (640, 360))
+    person = talking_frame(0, size=(640, 360))
+    matte = np.zeros((360, 640), np.float32)
+    with DepthEstimator(DepthConfig(asynchronous=False)) as sync:
+        ref = sync.process(room, 1, matte).copy()
+    with DepthEstimator(DepthConfig(asynchronous=True)) as dep:
+        for i in range(5):
+            dep.process(person, i * FRAME_MS + 1, matte)
+        dep.reset()
+        d = dep.process(room, 1, matte)
+        assert np.mean(np.abs(d - ref)) < 0.01
+
+
 def test_asynchronous_mode_runs_in_its_own_thread_and_joins_on_close():
     frames = _static_clip(2.0, 10)
     matte = np.zeros(frames[0].shape[:2], np.float32)
@@ -546,7 +560,7 @@ def test_asynchronous_mode_runs_in_its_own_thread_and_joins_on_close():
         assert THREAD_NAME in names
         outs = [dep.process(f, i * FRAME_MS + 1, matte).copy() for i, f in enumerate(frames)]
     assert THREAD_NAME not in [t.name for t in threading.enumerate() if t.is_alive()]
-    with DepthEstimator(DepthConfig()) as sync:
+    with DepthEstimator(DepthConfig(asynchronous=False)) as sync:
         ref = [sync.process(f, i * FRAME_MS + 1, matte).copy() for i, f in enumerate(frames)]
     assert np.mean(np.abs(outs[-1] - ref[-1])) < 0.02
     for a, b in zip(outs[1:], outs[:-1]):
@@ -610,7 +624,7 @@ def test_unknown_backend_file_is_a_model_error(tmp_path):
 def test_configure_while_running_keeps_state_and_switches_async():
     frames = _static_clip(2.0, 6)
     matte = np.zeros(frames[0].shape[:2], np.float32)
-    with DepthEstimator(DepthConfig()) as dep:
+    with DepthEstimator(DepthConfig(asynchronous=False)) as dep:
         for i in range(3):
             dep.process(frames[i], i * FRAME_MS + 1, matte)
         before = dep.range
@@ -619,7 +633,7 @@ def test_configure_while_running_keeps_state_and_switches_async():
         assert dep.range == before and dep._range.deadband == 0.1
         d = dep.process(frames[3], 4 * FRAME_MS + 1, matte)
         assert np.isfinite(d).all()
-        dep.configure(DepthConfig(fit=DepthFit.CROP))
+        dep.configure(DepthConfig(fit=DepthFit.CROP, asynchronous=False))
         assert THREAD_NAME not in [t.name for t in threading.enumerate() if t.is_alive()]
         d = dep.process(frames[4], 5 * FRAME_MS + 1, matte)
         assert d.shape == frames[0].shape[:2] and dep._grid.fit.nw == MODEL_W

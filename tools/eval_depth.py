@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="portrait")
     ap.add_argument("--fit", choices=[m.value for m in DepthFit], default=None)
+    ap.add_argument("--synchronous", action="store_true", help="run the model in the caller's thread")
     ap.add_argument("--people", nargs="*", type=Path, default=[], help="extra sequences with frames/ and masks/")
     ap.add_argument("--no-pipeline", action="store_true", help="skip the whole-pipeline columns")
     ap.add_argument("--only", choices=["ordering", "nyu", "flicker"], default=None)
@@ -210,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     preset = load_preset(args.preset)
     if args.fit:
         preset = preset.replace({"depth": {"fit": args.fit}})
+    if args.synchronous:
+        preset = preset.replace({"depth": {"asynchronous": False}})
     pipe = not args.no_pipeline
-    print(f"preset {preset.name}, fit {preset.depth.fit.value}, backend {preset.depth.backend.value}\n")
+    mode = "asynchronous" if preset.depth.asynchronous else "synchronous"
+    print(f"preset {preset.name}, fit {preset.depth.fit.value}, backend {preset.depth.backend.value}, {mode}\n")
     if args.only in (None, "ordering"):
         seqs = [DATA / "people" / n for n in ("breakdance", "dance-twirl")] + list(args.people)
         print("Person nearer than background (median disparity in GT person > in GT background), share of frames:\n")
