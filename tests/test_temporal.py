@@ -159,6 +159,19 @@ def test_configure_takes_new_knobs_while_running(small_frame):
     assert np.array_equal(om, m0)
 
 
+@pytest.mark.parametrize("size", [(2, 2), (3, 5), (5, 3), (7, 13)])
+def test_tiny_and_odd_frames(size):
+    h, w = size
+    rng = np.random.default_rng(h * 100 + w)
+    st = Stabiliser(PRESET.temporal)
+    for i in range(4):
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        m, d = rng.random((h, w), dtype=np.float32), rng.random((h, w), dtype=np.float32)
+        om, od = st.process(frame, i * FRAME_MS, m, d)
+        assert om.shape == od.shape == (h, w)
+        assert np.all((om >= 0) & (om <= 1)) and np.all((od >= 0) & (od <= 1))
+
+
 def test_knobs_are_checked_at_load():
     with pytest.raises(ConfigError, match="temporal.hysteresis"):
         PRESET.replace({"temporal": {"hysteresis": 0.6}})
