@@ -245,11 +245,14 @@ def _warm() -> None:
     luma_histogram(lum, 1, np.empty(8, np.int32))
     wgt = np.empty((lum.shape[0], 7), np.float32)
     motion_weight(lum, lum, f32(0.0), f32(1.0), f32(1.0), np.empty_like(lum), wgt)
+    difference_histogram(lum, lum, f32(1.0), 2, f32(-1.0), f32(4.0), np.empty(8, np.int32))
+    # the pipeline hands the matte and the disparity on read-only: Numba compiles those apart
     m = np.zeros((5, 7), np.float32)
-    difference_histogram(m, m, f32(1.0), 2, f32(-1.0), f32(4.0), np.empty(8, np.int32))
+    m.flags.writeable = False
     difference_histogram(m, np.zeros((5, 7), np.uint16), _DISP_STEP, 2, f32(-1.0), f32(4.0),
                          np.empty(8, np.int32))
     sm, sd = np.empty((5, 7), np.uint16), np.empty((5, 7), np.uint16)
-    restart(m, m, sm, sd, np.empty_like(m), np.empty_like(m))
+    out_m, out_d = np.empty((5, 7), np.float32), np.empty((5, 7), np.float32)
+    restart(m, m, sm, sd, out_m, out_d)
     stabilise(m, m, wgt, f32(0.1), f32(0.1), f32(0.2), f32(4.0), f32(0.2), f32(4.0), f32(0.0), f32(0.1),
-              sm, sd, np.empty_like(m), np.empty_like(m))
+              sm, sd, out_m, out_d)

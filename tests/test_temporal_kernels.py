@@ -265,3 +265,23 @@ def test_stabilise_converges_on_a_still_input_within_a_state_step():
     np.testing.assert_allclose(out_m, matte, atol=0.5 / 32767 / 0.1 + 1e-6)
     np.testing.assert_allclose(out_d, disp, atol=0.5 / 65535 / 0.1 + 1e-6)
     assert np.all(decode(sm, sd)[1] == 1)
+
+
+def test_warmup_compiles_what_the_pipeline_calls():
+    """The pipeline hands the matte and the disparity on read-only; Numba compiles read-only
+    arrays apart, so the warm-up must cover them or the first camera frame stalls."""
+    import shaders
+    from realtime.config import TemporalConfig
+    from realtime.frames import readonly
+    from realtime.temporal import Stabiliser
+
+    shaders.warmup()
+    kernels = (k.tile_luma, k.luma_histogram, k.difference_histogram, k.motion_weight, k.restart, k.stabilise)
+    before = [set(fn.signatures) for fn in kernels]
+    rng = np.random.default_rng(9)
+    st = Stabiliser(TemporalConfig())
+    for i in range(3):
+        frame = rng.integers(0, 256, (9, 14, 3), dtype=np.uint8)
+        st.process(frame, i, readonly(rng.random((9, 14), dtype=np.float32)),
+                   readonly(rng.random((9, 14), dtype=np.float32)))
+    assert [set(fn.signatures) for fn in kernels] == before

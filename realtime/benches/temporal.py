@@ -13,6 +13,7 @@ import numpy as np
 
 from ..config import load_preset
 from ..depth import DepthEstimator
+from ..frames import readonly
 from ..segmentation import Segmenter
 from ..temporal import Stabiliser
 from . import Measurement, interleaved
@@ -27,7 +28,7 @@ def _inputs(frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         for i, f in enumerate(frames):
             m = seg.process(f, i * FRAME_MS)
             d = depth.process(f, i * FRAME_MS, m)
-            out.append((m.copy(), d.copy()))
+            out.append((readonly(m.copy()), readonly(d.copy())))  # read-only, as the pipeline hands them on
     return out
 
 
