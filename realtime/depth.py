@@ -1,6 +1,7 @@
 """Monocular depth: TCMonoDepth small, turned into a stable disparity fused with the person matte.
 
-Per model result (every frame, every n-th frame, or from the worker thread):
+Per model result (by default from a worker thread fed every frame, at most one run behind;
+or in the caller's thread, every frame or every n-th):
 
 1. the frame is box-averaged into the model's 320x192 input (letterboxed by default: the whole
    frame is seen, nothing is squashed);
@@ -11,13 +12,14 @@ Per model result (every frame, every n-th frame, or from the worker thread):
 
 Per frame (always, with the current matte):
 
-4. the disparity is split into two low-resolution layers: the background, filled under the
-   person from the background around it, and the person, filled from the person's interior
-   (no background values leak in at the edges), moved to the person's plane (its own median,
-   but at least ``person_margin`` nearer than the background prior: people in a webcam are in
-   front of most of the room) and bounded to ``person_relief`` around it;
-5. both layers are upsampled bilinearly and blended by the full-resolution matte in one
-   pass, so the disparity edge is exactly the matte's edge.
+4. the disparity is split into two low-resolution layers, read where the model saw the person
+   (the matte of the frame it ran on): the background, filled under the person from the
+   background around it, and the person, filled from the person's interior (no background
+   values leak in at the edges), moved to the person's plane (its own median, but at least
+   ``person_margin`` nearer than the background prior: people in a webcam are in front of
+   most of the room) and bounded to ``person_relief`` around it;
+5. both layers are upsampled bilinearly and blended by the current full-resolution matte in
+   one pass, so the disparity edge is exactly the matte's edge.
 
 Without the model (``blur-only`` preset, or the model cannot be loaded, said once in the log)
 the person gets disparity 1 and the background a constant: a uniform lens blur.

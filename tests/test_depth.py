@@ -458,7 +458,8 @@ def test_fused_disparity_has_no_holes_inside_and_no_halo_outside():
     # the background just outside the edge looks like the background a little further out (no halo)
     person = (matte > 0.01).astype(np.uint8)
     ring_near = (cv2.dilate(person, np.ones((9, 9), np.uint8)) > 0) & (matte <= 0.01)
-    ring_far = (cv2.dilate(person, np.ones((41, 41), np.uint8)) > 0) & ~(cv2.dilate(person, np.ones((31, 31), np.uint8)) > 0)
+    ring_far = (cv2.dilate(person, np.ones((41, 41), np.uint8)) > 0) & \
+        ~(cv2.dilate(person, np.ones((31, 31), np.uint8)) > 0)
     assert abs(float(np.median(d[ring_near])) - float(np.median(d[ring_far]))) < 0.1
 
 

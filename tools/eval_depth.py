@@ -16,7 +16,6 @@ the order of two medians does not depend on any monotonic mapping), "depth stage
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -106,7 +105,8 @@ def nyu_samples() -> list[tuple[str, np.ndarray, np.ndarray]]:
     root = DATA / "depth" / "nyuv2"
     out = []
     for p in sorted(root.glob("rgb_*.jpg")):
-        depth = cv2.imread(str(root / p.name.replace("rgb_", "sync_depth_").replace(".jpg", ".png")), cv2.IMREAD_UNCHANGED)
+        depth_file = root / p.name.replace("rgb_", "sync_depth_").replace(".jpg", ".png")
+        depth = cv2.imread(str(depth_file), cv2.IMREAD_UNCHANGED)
         out.append((p.stem, cv2.imread(str(p), cv2.IMREAD_COLOR), depth.astype(np.float32) / 1000.0))
     rgb = np.load(root / "fastdepth_rgb.npy")
     bgr = cv2.cvtColor(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         for sigma in (2.0, 4.0):
             print(f"Static clip (talking/1.mp4 frame 0 at 1280x720, noise sigma {sigma:g}, 40 frames, "
                   "10 warm-up): mean |disparity change| per frame, focus total movement:\n")
-            print(table(["what", "mean change", "max change", "focus moved"], eval_flicker(preset, sigma, with_pipeline=pipe)))
+            rows = eval_flicker(preset, sigma, with_pipeline=pipe)
+            print(table(["what", "mean change", "max change", "focus moved"], rows))
             print()
     return 0
 
