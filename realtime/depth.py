@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -443,7 +444,7 @@ class DepthEstimator(Stage):
             log.info("depth disabled by the preset: uniform background blur behind the person")
         self._async: _AsyncInference | None = None
         if self.uses_model and config.asynchronous:
-            self._async = _AsyncInference(self._backend)
+            self._start_async()
         self._grid: _Grid | None = None
         self._fallback_out: np.ndarray | None = None
         self._range = RangeStabiliser(config.range_smoothing, config.range_deadband)
@@ -471,12 +472,18 @@ class DepthEstimator(Stage):
                 config.range_high_percentile != old.range_high_percentile or config.headroom != old.headroom:
             self._range.reset()
         if config.asynchronous and self._async is None and self.uses_model:
-            self._async = _AsyncInference(self._backend)
+            self._start_async()
         elif not config.asynchronous:
             self._stop_async()
 
+    def _start_async(self) -> None:
+        self._async = _AsyncInference(self._backend)
+        # a stage dropped without close() must not leave its thread waiting forever
+        self._async_finalizer = weakref.finalize(self, self._async.close)
+
     def _stop_async(self) -> None:
         if self._async is not None:
+            self._async_finalizer.detach()
             self._async.close()
             self._async = None
 

@@ -538,6 +538,16 @@ class _CountingModel:
         self.inner.close()
 
 
+def test_a_dropped_stage_does_not_leave_its_thread_behind():
+    import gc
+
+    dep = DepthEstimator(DepthConfig(asynchronous=True))
+    assert THREAD_NAME in [t.name for t in threading.enumerate()]
+    del dep
+    gc.collect()
+    assert THREAD_NAME not in [t.name for t in threading.enumerate() if t.is_alive()]
+
+
 def test_reset_forgets_work_in_flight():
     """After reset() (a new stream), nothing computed for the old stream comes out."""
     room = cv2.resize(cv2.imread(str(DATA / "depth" / "nyuv2" / "rgb_00000.jpg")), (640, 360))

@@ -41,9 +41,9 @@ BUDGET_MS = 8.0
 
 
 def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
-    from shaders import depth as depth_kernels
+    import shaders
 
-    depth_kernels._warm()
+    shaders.warmup()
     preset = load_preset("portrait")
     h, w = frames[0].shape[:2]
     n = len(frames)
