@@ -189,6 +189,7 @@ class _Grid:
         self.crop = (slice(fit.sy, fit.sy + fit.sh), slice(fit.sx, fit.sx + fit.sw))
         self.edge = np.zeros((fit.frame_h, fit.frame_w), np.float32)  # smoothed matte at the edges
         self.edge_fresh = True
+        self.layers_ready = False  # the low-resolution layers hold a result (see DepthEstimator._fuse)
         self.luma = np.zeros((nh, nw), np.float32)
         self.mapped = np.zeros((nh, nw), np.float32)
         self.union = np.zeros((nh, nw), np.float32)
@@ -457,6 +458,7 @@ class DepthEstimator(Stage):
         (``enabled``, ``backend`` and ``model_path`` changes rebuild the stage in the pipeline.)
         """
         old, self.config = self.config, config
+        self._folded = True  # rebuild the layers with the new knobs on the next frame
         self._range.rate = 1.0 - config.range_smoothing
         self._range.deadband = config.range_deadband
         self._plane.min_cutoff = config.person_min_cutoff_hz
@@ -520,6 +522,7 @@ class DepthEstimator(Stage):
         self._applied = 0    # ... and of the last result folded in
         self._person_plane: float | None = None
         self._lo_hi = (0.0, 1.0)
+        self._folded = False  # a model result came in since the layers were last built
 
     # -- per frame -------------------------------------------------------------------------
     def process(self, frame: np.ndarray, timestamp_ms: int, matte: np.ndarray) -> np.ndarray:
@@ -617,13 +620,20 @@ class DepthEstimator(Stage):
         lo, hi = self._range.update(float(s[_rank(cfg.range_low_percentile, n)]),
                                     float(s[_rank(cfg.range_high_percentile, n)]))
         self._lo_hi = (lo, hi)
+        self._folded = True
 
     def _fuse(self, matte: np.ndarray, g: _Grid, ts: int) -> None:
         """Background and person layers at model resolution, then the full-resolution blend."""
-        from shaders.depth import (compose_layers, gather_samples, layer_weights, map_range, person_layer,
-                                   widen_layers)
+        from shaders.depth import gather_samples, layer_weights, map_range, person_layer, widen_layers
 
         cfg = self.config
+        if g.layers_ready and not self._folded:
+            # no new model result since the last frame: the layers are as they were, only the
+            # current matte cuts them apart again
+            self._compose(matte, g)
+            return
+        self._folded = False
+        g.layers_ready = True
         lo, hi = self._lo_hi
         scale = (1.0 - cfg.headroom) / max(hi - lo, 1e-6)
         map_range(self._state, np.float32(lo), np.float32(scale), np.float32(1.0 - cfg.headroom), g.mapped)
@@ -665,9 +675,6 @@ class DepthEstimator(Stage):
             # nobody (or only slivers): whatever the matte marks takes the background's values
             self._person_plane = None
             np.copyto(g.person, g.background)
-        if g.edge_fresh:
-            np.copyto(g.edge, matte)
-            g.edge_fresh = False
         if g.fit.sx == 0 and g.fit.sw == g.fit.frame_w:
             # the frame spans the grid's width: cv2's bilinear samples exactly where _sampling
             # does, and is faster than the general kernel
@@ -676,6 +683,15 @@ class DepthEstimator(Stage):
             cv2.resize(g.diff, (g.fit.frame_w, g.fit.nh), dst=g.wide_diff, interpolation=cv2.INTER_LINEAR)
         else:
             widen_layers(g.person, g.background, g.xi, g.xf, g.wide_background, g.wide_diff)
+        self._compose(matte, g)
+
+    def _compose(self, matte: np.ndarray, g: _Grid) -> None:
+        from shaders.depth import compose_layers
+
+        cfg = self.config
+        if g.edge_fresh:
+            np.copyto(g.edge, matte)
+            g.edge_fresh = False
         compose_layers(matte, g.wide_background, g.wide_diff, g.yi, g.yf, np.float32(1.0 - cfg.edge_smoothing),
                        np.float32(cfg.edge_follow), g.edge, g.out)
 

@@ -648,3 +648,20 @@ def test_configure_while_running_keeps_state_and_switches_async():
         assert THREAD_NAME not in [t.name for t in threading.enumerate() if t.is_alive()]
         d = dep.process(frames[4], 5 * FRAME_MS + 1, matte)
         assert d.shape == frames[0].shape[:2] and dep._grid.fit.nw == MODEL_W
+
+
+def test_between_model_runs_the_edges_follow_the_current_matte():
+    frame = talking_frame(0, size=(640, 360))
+    a = np.zeros((360, 640), np.float32)
+    a[60:, 200:420] = 1.0
+    b = np.roll(a, 80, axis=1)  # the person moved right; the model has not run since
+    backend = _CountingModel()
+    with DepthEstimator(DepthConfig(every_n_frames=5, asynchronous=False), backend=backend) as dep:
+        dep.process(frame, 1, a)
+        d = dep.process(frame, 34, b).copy()
+        plane, relief = dep.person_plane, dep.config.person_relief
+    assert backend.calls == 1
+    moved_in = (b == 1) & (a == 0)
+    moved_out = (a == 1) & (b == 0)
+    assert d[moved_in].min() >= plane - relief - 1e-3          # the person's layer where the person is now
+    assert np.median(d[moved_out]) < plane - relief - 0.05     # the background where it was
