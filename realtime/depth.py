@@ -214,10 +214,18 @@ class PushPull:
     """Scratch pyramid for :func:`shaders.depth.pushpull_fill` (allocated once per grid size)."""
 
     def __init__(self, shape: tuple[int, int], channels: int) -> None:
+        from shaders.depth import PUSHPULL_LEVELS
+
         shapes = [shape]
         while shapes[-1][0] > 2 or shapes[-1][1] > 2:
             h, w = shapes[-1]
             shapes.append(((h + 1) // 2, (w + 1) // 2))
+        if len(shapes) > PUSHPULL_LEVELS:
+            raise ValueError(f"a {shape[1]}x{shape[0]} grid needs {len(shapes)} pyramid levels, "
+                             f"at most {PUSHPULL_LEVELS} are compiled")
+        self._levels = len(shapes)
+        # unused levels are 1x1 so every grid size shares one compiled signature
+        shapes += [(1, 1)] * (PUSHPULL_LEVELS - len(shapes))
         self._vws = tuple(np.zeros((channels, *s), np.float32) for s in shapes)
         self._ws = tuple(np.zeros((channels, *s), np.float32) for s in shapes)
         self._fills = tuple(np.zeros((channels, *s), np.float32) for s in shapes)
@@ -227,7 +235,7 @@ class PushPull:
         weighted values elsewhere (``defaults[c]`` where no weight is anywhere)."""
         from shaders.depth import pushpull_fill
 
-        pushpull_fill(values, weights, defaults, self._vws, self._ws, self._fills, out)
+        pushpull_fill(values, weights, defaults, self._levels, self._vws, self._ws, self._fills, out)
 
 
 # -- temporal pieces --------------------------------------------------------------------------

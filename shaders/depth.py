@@ -199,17 +199,20 @@ def _pull_top(vw, w, default, out):
             out[i, j] = a * v + (np.float32(1.0) - a) * g
 
 
+PUSHPULL_LEVELS = 12  # scratch tuples always have this many levels (one compiled signature)
+
+
 @kernel
-def pushpull_fill(values, weights, defaults, vws, ws, fills, out):
+def pushpull_fill(values, weights, defaults, n, vws, ws, fills, out):
     """Hole filling by normalised convolution on a pyramid (push: average down, pull: fill up).
 
     ``out[c]`` is ``values`` where ``weights[c]`` is ~1 and, elsewhere, a smooth continuation of
     the nearest weighted values (any hole size; ``defaults[c]`` only when no weight is anywhere):
-    one fill per weight plane ``c``. ``vws``, ``ws``, ``fills`` are tuples of per-level
-    ``(C, h, w)`` scratch, level 0 at full size and each next one half the size (rounded up),
-    down to at most 2x2.
+    one fill per weight plane ``c``. ``vws``, ``ws``, ``fills`` are tuples of
+    ``PUSHPULL_LEVELS`` per-level ``(C, h, w)`` scratch planes of which the first ``n`` are
+    used: level 0 at full size and each next one half the size (rounded up), down to at most
+    2x2.
     """
-    n = len(ws)
     nc, h, w = weights.shape
     for c in range(nc):
         vw0 = vws[0][c]
@@ -331,8 +334,9 @@ def _warm() -> None:
     buf = np.zeros(4, np.float32)
     cnt = np.zeros(1, np.int64)
     gather_samples(small, small, np.float32(0.5), 1, buf, cnt)
-    lv = (np.zeros((2, 2, 2), np.float32), np.zeros((2, 1, 1), np.float32))
-    pushpull_fill(small, np.zeros((2, 2, 2), np.float32), np.zeros(2, np.float32), lv, lv, lv,
+    lv = (np.zeros((2, 2, 2), np.float32),) + tuple(np.zeros((2, 1, 1), np.float32)
+                                                     for _ in range(PUSHPULL_LEVELS - 1))
+    pushpull_fill(small, np.zeros((2, 2, 2), np.float32), np.zeros(2, np.float32), 1, lv, lv, lv,
                   np.zeros((2, 2, 2), np.float32))
     layer_weights(small, small, st, st)
     person_layer(small, np.float32(0.0), np.float32(0.0), np.float32(1.0), st)
@@ -341,6 +345,13 @@ def _warm() -> None:
     xi = np.zeros(5, np.int64)
     wide_b, wide_d = np.zeros((2, 5), np.float32), np.zeros((2, 5), np.float32)
     widen_layers(small, small, xi, np.zeros(5, np.float32), wide_b, wide_d)
-    compose_layers(m, wide_b, wide_d, yi, np.zeros(3, np.float32), np.float32(0.3), np.float32(0.25),
-                   np.zeros_like(m), np.empty_like(m))
-    compose_constant(m, np.float32(1.0), np.float32(0.25), np.empty_like(m))
+    # the pipeline hands stages read-only views (frames and mattes): compile those signatures too
+    frozen_frame = frame.copy()
+    frozen_frame.flags.writeable = False
+    frozen = m.copy()
+    frozen.flags.writeable = False
+    pack_model_input(frozen_frame, rb, cb, 2, 1, 1, np.zeros((2, 8 * 3), np.int32), x, small)
+    for mm in (m, frozen):
+        compose_layers(mm, wide_b, wide_d, yi, np.zeros(3, np.float32), np.float32(0.3), np.float32(0.25),
+                       np.zeros_like(m), np.empty_like(m))
+        compose_constant(mm, np.float32(1.0), np.float32(0.25), np.empty_like(m))
