@@ -101,6 +101,8 @@ class DepthConfig:
     every_n_frames: int = knob(1, 1, 30, "run the depth model on every n-th frame, reuse the last result between")
     asynchronous: bool = knob(True, doc="run the depth model in its own thread (newest result wins, depth one frame "
                               "behind the matte); false = in the caller's thread, every frame in order")
+    overlap: bool = knob(True, doc="with asynchronous: start the model on each frame before segmentation, on the "
+                         "second core, and use that same frame's depth (no lag, both cores busy)")
     async_max_lag: int = knob(1, 1, 30, "in its own thread, the depth is at most this many model runs behind "
                               "(the caller waits rather than use older depth)")
     range_low_percentile: float = knob(2.0, 0.0, 49.0, "robust far end of the background's model output")

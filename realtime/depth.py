@@ -294,6 +294,7 @@ class _Slot:
         self.raw = np.zeros((fit.nh, fit.nw), np.float32)    # model output on the content grid
         self.generation = 0
         self.seq = 0
+        self.matte_pending = False  # prefetched before the frame's matte was known
 
 
 def _content(out: object, fit: Fit, dst: np.ndarray) -> None:
@@ -392,7 +393,7 @@ class _AsyncInference:
 
     def _raise_error(self) -> None:
         if self._error is not None:
-            e = self._error
+            e, self._error = self._error, None
             raise StageError(f"depth model failed in its thread: {e}") from e
 
     def _run(self) -> None:
@@ -406,12 +407,14 @@ class _AsyncInference:
                 self._busy = True
             try:
                 _content(self._backend.infer(slot.x), slot.fit, slot.raw)
-            except BaseException as e:  # handed to the caller's thread, which raises it
+            except BaseException as e:  # handed to the caller's thread, which raises it once
                 with self._cond:
                     self._error = e
                     self._busy = False
+                    if slot.fit == self._fit:
+                        self._free.append(slot)
                     self._cond.notify_all()
-                return
+                continue  # keep serving: the stage recovers when the model works again
             with self._cond:
                 self._busy = False
                 if slot.fit == self._fit and slot.generation == self._generation:
@@ -526,6 +529,7 @@ class DepthEstimator(Stage):
         self._ref_luma: np.ndarray | None = None   # luma the state currently corresponds to
         self._src_matte: np.ndarray | None = None  # low-res matte of the frame the state came from
         self._frame_no = 0
+        self._prefetched = None  # its work was just discarded: never wait for it
         self._submitted = 0  # asynchronous: sequence number of the last submission
         self._applied = 0    # ... and of the last result folded in
         self._person_plane: float | None = None
@@ -563,32 +567,68 @@ class DepthEstimator(Stage):
             self._range.reset()
         return self._grid
 
-    def _pack(self, frame: np.ndarray, matte: np.ndarray, g: _Grid, slot: _Slot) -> None:
-        """The model's input for ``frame`` (and its luma and low-res matte) into ``slot``."""
+    def _pack(self, frame: np.ndarray, matte: np.ndarray | None, g: _Grid, slot: _Slot) -> None:
+        """The model's input for ``frame`` (and its luma and low-res matte) into ``slot``
+        (without a matte yet when prefetching: it is filled in when the result is taken)."""
         from shaders.depth import pack_model_input
 
         f = g.fit
         pack_model_input(frame.reshape(f.frame_h, f.frame_w * 3), g.row_bounds, g.col_bounds, g.step, f.dy, f.dx,
                          g.acc_frame, slot.x, slot.luma)
+        slot.matte_pending = matte is None
+        if matte is None:
+            return
         # the matte at model resolution only says where the model saw the person: a bilinear
         # sample (2x2 pixels per cell at 720p) is enough and ~5x cheaper than a box average
         cv2.resize(matte[g.crop], (f.nw, f.nh), dst=slot.matte, interpolation=cv2.INTER_LINEAR)
+
+    def prefetch(self, frame: np.ndarray) -> bool:
+        """Start the model on ``frame`` now, in its thread, so it runs while the caller segments
+        the same frame; :meth:`process` on that frame then waits for exactly this result.
+
+        Does nothing (returns False) unless ``asynchronous`` and ``overlap`` are on and the
+        model is due on this frame.
+        """
+        self._prefetched = None
+        if self._async is None or not self.config.overlap or self._closed:
+            return False
+        check_frame(frame)
+        h, w = frame.shape[:2]
+        if self._frame_no % self.config.every_n_frames != 0 and self._state is not None:
+            return False
+        g = self._ensure_grid(h, w)
+        slot = self._async.slot(g.fit)
+        self._pack(frame, None, g, slot)
+        self._prefetched = (frame, self._async.submit(slot))
+        return True
+
+    _prefetched: tuple[np.ndarray, int] | None = None
 
     def _update_model(self, frame: np.ndarray, matte: np.ndarray, g: _Grid) -> None:
         """Run (or collect) the model when due and fold a new result into the filtered state."""
         due = self._frame_no % self.config.every_n_frames == 0 or self._state is None
         self._frame_no += 1
         if self._async is not None:
-            if due:
-                slot = self._async.slot(g.fit)
-                self._pack(frame, matte, g, slot)
-                self._submitted = self._async.submit(slot)
-            # newest result wins, but never more than ``async_max_lag`` runs behind: in a camera
-            # loop the model keeps up and this never waits; a caller faster than the model (a
-            # file, a benchmark) is held back rather than fed ever older depth
-            need = self._submitted - self.config.async_max_lag if self._state is not None else self._submitted
+            pre, self._prefetched = self._prefetched, None
+            if pre is not None and pre[0] is frame:
+                # overlapped: this very frame is (being) run; wait for it, no lag at all
+                self._submitted = pre[1]
+                need: int | None = pre[1]
+            else:
+                if due:
+                    slot = self._async.slot(g.fit)
+                    self._pack(frame, matte, g, slot)
+                    self._submitted = self._async.submit(slot)
+                # newest result wins, but never more than ``async_max_lag`` runs behind: in a
+                # camera loop the model keeps up and this never waits; a caller faster than the
+                # model (a file, a benchmark) is held back rather than fed ever older depth
+                need = self._submitted - self.config.async_max_lag if self._state is not None else self._submitted
             result = self._async.take(min_seq=need if need > self._applied else None)
             if result is not None:
+                if result.matte_pending:
+                    # prefetched before the matte existed: the model saw this frame, so its matte
+                    cv2.resize(matte[g.crop], (g.fit.nw, g.fit.nh), dst=result.matte, interpolation=cv2.INTER_LINEAR)
+                    result.matte_pending = False
                 self._applied = result.seq
                 self._fold(result, g)
                 self._async.release(result)

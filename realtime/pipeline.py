@@ -209,6 +209,8 @@ class Pipeline(Stage):
         st = self._stages
 
         t0 = time.perf_counter()
+        # the depth model starts on this frame in its own thread (second core) while we segment
+        st["depth"].prefetch(frame)
         self.current_stage = "segmentation"
         matte = _checked(st["segmentation"].process(frame, ts), shape, "segmentation", "matte")
         t1 = time.perf_counter()
