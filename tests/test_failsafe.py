@@ -176,3 +176,42 @@ def test_privacy_frame_hides_detail(raw):
     assert p.shape == f.shape and p.dtype == np.uint8
     # high-frequency detail is gone: neighbouring pixels barely differ
     assert np.abs(np.diff(p.astype(np.int16), axis=1)).mean() < 0.2 * np.abs(np.diff(f.astype(np.int16), axis=1)).mean()
+
+
+class FaultyDepth:
+    """The real depth model, raising or returning NaN on calls [start, stop)."""
+
+    def __init__(self, mode: str, start: int, stop: int) -> None:
+        from realtime.depth import OnnxDepth
+        from realtime.models import resolve
+
+        self.inner = OnnxDepth(str(resolve("tcmonodepth_small")), threads=1)
+        self.mode, self.start, self.stop = mode, start, stop
+        self.calls = 0
+
+    def infer(self, x):
+        i = self.calls
+        self.calls += 1
+        out = self.inner.infer(x)
+        if self.start <= i < self.stop:
+            if self.mode == "raise":
+                raise RuntimeError("injected depth failure")
+            out = np.full_like(out, np.nan)
+        return out
+
+    def close(self):
+        self.inner.close()
+
+
+@pytest.mark.parametrize("mode", ["raise", "nan"])
+@pytest.mark.parametrize("asynchronous", [True, False])
+def test_depth_faults_fail_closed_and_recover(mode, asynchronous, raw):
+    rec = Recorder()
+    depth = FaultyDepth(mode, 4, 8)
+    preset = load_preset("portrait").replace({"depth": {"asynchronous": asynchronous}})
+    with Pipeline(preset, depth_backend=depth) as pipe, VideoFileSource(CLIP, size=SIZE) as src:
+        report = run_stream(pipe, src, [rec], max_frames=20)
+    assert len(rec.frames) == 20 and report.failed_frames >= 1
+    _never_raw(rec.frames, raw)
+    assert all(rec.ok[-6:]), rec.ok
+    assert any("depth" in k for k in report.failures), report.failures
