@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from .config import Preset, load_preset
@@ -197,6 +198,7 @@ class Pipeline(Stage):
         return t
 
     current_stage: str | None = None  # the stage running now (for stall messages)
+    single_thread_while_overlapped = True
 
     def process(self, frame: np.ndarray, timestamp_ms: int) -> Result:
         """Run every stage on one frame. A stage that returns garbage (NaN, wrong shape or
@@ -210,9 +212,19 @@ class Pipeline(Stage):
 
         t0 = time.perf_counter()
         # the depth model starts on this frame in its own thread (second core) while we segment
-        st["depth"].prefetch(frame)
+        overlapped = st["depth"].prefetch(frame)
         self.current_stage = "segmentation"
-        matte = _checked(st["segmentation"].process(frame, ts), shape, "segmentation", "matte")
+        if overlapped and self.single_thread_while_overlapped:
+            # one core is the model's now: a 2-thread kernel would wait on it for its other half
+            prev = numba.get_num_threads()
+            numba.set_num_threads(1)
+            try:
+                matte = st["segmentation"].process(frame, ts)
+            finally:
+                numba.set_num_threads(prev)
+        else:
+            matte = st["segmentation"].process(frame, ts)
+        matte = _checked(matte, shape, "segmentation", "matte")
         t1 = time.perf_counter()
         self.current_stage = "depth"
         disparity = _checked(st["depth"].process(frame, ts, matte), shape, "depth", "disparity")
