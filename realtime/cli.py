@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="live sources: step quality down when falling behind the frame rate, back up with headroom "
                         "(default on)")
     p.add_argument("--first-frame-marker", action="store_true", help=argparse.SUPPRESS)  # bench: startup time
+    p.add_argument("--debug-strip", action="store_true",
+                   help="write one picture to --output FILE.png instead of frames: input | output | matte | disparity | "
+                        "CoC of the last frame processed (a still image is processed a few times so filters settle)")
     p.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line or progress bar")
     p.add_argument("--verbose", "-v", action="store_true", help="log more")
@@ -159,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         return p
 
     preset = overrides(load_preset(args.preset))
+    if args.debug_strip:
+        return debug_strip(args, preset, overrides)
     fps = args.fps or preset.capture.fps
     outputs = list(args.output or ["virtualcam"])
     default_run = not args.output
@@ -242,6 +247,51 @@ def run(args: argparse.Namespace) -> int:
         source.close()
         if not ok:
             log.debug("run ended early")
+
+
+def debug_strip(args: argparse.Namespace, preset, overrides) -> int:
+    """``--debug-strip``: run the pipeline on the input and write one labelled strip picture."""
+    import cv2
+
+    from .debugviews import debug_strip as make_strip
+    from .errors import SinkError
+    from .pipeline import Pipeline
+    from .sources import open_source
+
+    outs = args.output or []
+    if len(outs) != 1 or not outs[0].lower().endswith((".png", ".jpg", ".jpeg")):
+        raise ConfigError("--debug-strip writes one picture: give exactly one --output FILE.png")
+    target = outs[0]
+    with open_source(args.input, size=args.size, fps=args.fps or preset.capture.fps, fourcc=preset.capture.fourcc,
+                     camera_size=(preset.capture.width, preset.capture.height)) as source:
+        preset = overrides(preset, source.size)
+        with Pipeline(preset) as pipe:
+            pipe.warmup(source.size)
+            limit = args.frames or (12 if source.total == 1 else 30)
+            last, result, ts, n = None, None, 0, 0
+            while n < limit:
+                sf = source.read(timeout=2.0)
+                if sf is None:
+                    if source.ended and last is not None and source.total == 1:
+                        sf_frame = last  # a still image: process it again so temporal filters settle
+                    elif source.ended or source.live is False:
+                        break
+                    else:
+                        continue
+                else:
+                    sf_frame = sf.frame
+                last = sf_frame
+                ts += 33
+                result = pipe.process(sf_frame, ts)
+                n += 1
+            if result is None:
+                raise ConfigError(f"--debug-strip: no frame could be read from {args.input}")
+            strip = make_strip(last, result)
+    if not cv2.imwrite(target, strip):
+        raise SinkError(f"cannot write {target} (folder missing or not writable?)")
+    if not args.quiet:
+        print(f"{PROG}: wrote {target} ({strip.shape[1]}x{strip.shape[0]}, frame {n})", file=sys.stderr)
+    return 0
 
 
 def _guarded(fn: Callable[[], int], debug: bool) -> int:

@@ -175,3 +175,23 @@ def test_sigterm_stops_cleanly_and_discards_partial_file(tmp_path):
     assert rc == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_debug_strip_writes_one_labelled_picture(tmp_path):
+    img = people_frames("dance-twirl")[10]
+    out = tmp_path / "strip.png"
+    assert main(["--input", str(img), "--output", str(out), "--debug-strip", "--quiet"]) == 0
+    strip = cv2.imread(str(out))
+    h, w = cv2.imread(str(img)).shape[:2]
+    assert strip.shape[0] == 240 and strip.shape[1] >= 5 * round(w * 240 / h)
+    # five different tiles: input, output, matte, disparity, CoC
+    tw = round(w * 240 / h)
+    tiles = [strip[20:, i * (tw + 2):i * (tw + 2) + tw].astype(np.int16) for i in range(5)]
+    for a in range(5):
+        for b in range(a + 1, 5):
+            assert np.abs(tiles[a] - tiles[b]).mean() > 2
+
+
+def test_debug_strip_needs_one_picture_output(capsys):
+    assert main(["--input", str(people_frames("dance-twirl")[0]), "--output", "out.mp4", "--debug-strip"]) == 2
+    assert "--debug-strip writes one picture" in _err(capsys)
