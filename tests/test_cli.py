@@ -195,3 +195,24 @@ def test_debug_strip_writes_one_labelled_picture(tmp_path):
 def test_debug_strip_needs_one_picture_output(capsys):
     assert main(["--input", str(people_frames("dance-twirl")[0]), "--output", "out.mp4", "--debug-strip"]) == 2
     assert "--debug-strip writes one picture" in _err(capsys)
+
+
+def test_overlay_outputs_alpha_is_the_matte(frames_dir, tmp_path):
+    rgba, mattes, mvid, mdir = tmp_path / "rgba", tmp_path / "m", tmp_path / "matte.mp4", tmp_path / "md"
+    rc = main(["--input", str(frames_dir), "--output", f"rgba:{rgba}/", "--output", f"matte:{mvid}",
+               "--output", f"matte:{mdir}/", "--save-matte", str(mattes), "--quiet"])
+    assert rc == 0
+    names = [p.stem for p in sorted(frames_dir.iterdir())]
+    assert [p.stem for p in sorted(rgba.iterdir())] == names
+    assert [p.stem for p in sorted(mdir.iterdir())] == names
+    for name in names:
+        px = cv2.imread(str(rgba / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        m = cv2.imread(str(mattes / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        assert px.shape[2] == 4 and px.dtype == np.uint8
+        assert np.array_equal(px[..., 3], m)  # alpha = the final matte
+        assert np.array_equal(cv2.imread(str(mdir / f"{name}.png"), cv2.IMREAD_UNCHANGED), m)
+        assert m.min() == 0 and m.max() >= 250  # transparent background, opaque person
+    video = _read_video(mvid)
+    assert len(video) == N
+    first = cv2.imread(str(mattes / f"{names[0]}.png"), cv2.IMREAD_UNCHANGED)
+    assert np.abs(video[0][..., 0].astype(np.int16) - first).mean() < 3  # grey video of the matte (lossy codec)
