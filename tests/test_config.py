@@ -94,3 +94,14 @@ def test_replace_validates():
 def test_every_knob_is_documented():
     rows = describe_knobs()
     assert rows and all(doc for _, _, _, doc in rows)
+
+
+def test_preset_docs_are_current():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_preset_docs.py"), "--check"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
