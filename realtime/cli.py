@@ -195,11 +195,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.focus and "," in args.focus:
             preset = overrides(preset, source.size)
-        log.info("input: %s", source.describe())
+        say = (lambda *a: None) if args.quiet else (lambda text: print(f"{PROG}: {text}", file=sys.stderr))
         for s in sinks:
             s.open(source.width, source.height, fps if source.live else (args.fps or source.fps))
             opened.append(s)
-            log.info("output: %s", s.describe())
+        say(f"input: {source.describe()}")  # for a camera: what it actually gave, next to what was asked
+        for s in opened:
+            say(f"output: {s.describe()}")
         pipeline = Pipeline(preset)
         pipeline.warmup(source.size)
         status = StatusLine(quiet=args.quiet)

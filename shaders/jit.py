@@ -46,14 +46,6 @@ def register_warmup(fn: Callable[[], None]) -> Callable[[], None]:
     return fn
 
 
-def set_threads(n: int | None = None) -> int:
-    """Numba's worker count (default: all cores, capped by NUMBA_NUM_THREADS)."""
-    n = n or int(os.environ.get("PORTRAIT_CAM_THREADS", "0")) or numba.config.NUMBA_NUM_THREADS
-    n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n)
-    return n
-
-
 def warmup() -> None:
     """Compile every registered kernel once (idempotent, thread-safe)."""
     global _warm_done
