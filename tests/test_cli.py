@@ -216,3 +216,36 @@ def test_overlay_outputs_alpha_is_the_matte(frames_dir, tmp_path):
     assert len(video) == N
     first = cv2.imread(str(mattes / f"{names[0]}.png"), cv2.IMREAD_UNCHANGED)
     assert np.abs(video[0][..., 0].astype(np.int16) - first).mean() < 3  # grey video of the matte (lossy codec)
+
+
+def test_sigterm_on_a_live_run_releases_everything(tmp_path):
+    """A live source into the virtual camera, stopped by SIGTERM: exit 0, camera reader and
+    virtual camera closed, no thread of ours left (the autouse fixture checks threads)."""
+    import threading
+
+    backend = vcam_capture.register()
+    out = tmp_path / "rec.mp4"
+    stop = threading.Event()
+
+    def terminate_once_running():
+        # once processed frames flow (not during model loading), like a user stopping a call
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            if backend.instances and sum(f.any() for f in backend.instances[-1].frames[-5:]) >= 5:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=terminate_once_running)
+    killer.start()
+    try:
+        rc = main(["--input", str(DATA / "talking" / "5.mp4"), "--live", "--size", "320x320", "--output", "virtualcam",
+                   "--vcam-backend", vcam_capture.NAME, "--vcam-format", "bgr", "--output", str(out), "--quiet"])
+    finally:
+        stop.set()
+        killer.join()
+    assert rc == 0
+    cam = backend.instances[-1]
+    assert cam.closed and len(cam.frames) > 10
+    assert out.exists() and len(_read_video(out)) >= 3  # a live recording is kept when stopped
+    assert not [t for t in threading.enumerate() if t.name.startswith("portrait-cam")]
