@@ -35,20 +35,11 @@ from .pipeline import STAGES, Pipeline
 from .sinks import NullSink
 from .sources import ArrayReader, ArraySource, IMAGE_EXTENSIONS, LiveSource, parse_size
 from .status import Stats
+from .testdata import data_dir, read_video
 
 DEFAULT_SIZES = ("640x480", "1280x720", "1920x1080")
 MICRO = ("matte", "depth", "temporal", "render")
 REPO = Path(__file__).resolve().parent.parent
-
-
-def data_dir() -> Path:
-    env = os.environ.get("REALTIME_DATA_DIR")
-    if env:
-        return Path(env)
-    for cand in (REPO.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
-        if cand.is_dir():
-            return cand
-    return REPO.parent / "shared" / "data"
 
 
 def _fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -76,7 +67,7 @@ def load_frames(size: tuple[int, int], count: int = 120, source: str | None = No
                 if img is not None:
                     raw.append(img)
         else:
-            raw = _read_video(p, count)
+            raw = read_video(p, count)
     else:
         clips = sorted((data_dir() / "talking").glob("*.mp4"))
         if not clips:
@@ -84,22 +75,10 @@ def load_frames(size: tuple[int, int], count: int = 120, source: str | None = No
                               "set REALTIME_DATA_DIR or pass --input VIDEO|DIR")
         per = max(1, count // len(clips))
         for c in clips:
-            raw += _read_video(c, per)
+            raw += read_video(c, per)
     if not raw:
         raise SourceError(f"no readable frames in {source}")
     return [_fit(f, size) for f in raw[:count]]
-
-
-def _read_video(path: Path, count: int) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while len(out) < count:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(f)
-    cap.release()
-    return out
 
 
 class Baseline:

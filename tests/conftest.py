@@ -7,29 +7,17 @@ environment already names a folder; the data folder is ``REALTIME_DATA_DIR`` or
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from realtime import testdata
 
-
-def _shared() -> Path:
-    for cand in (ROOT.parent / "shared", Path("/work/shared")):
-        if (cand / "models").is_dir():
-            return cand
-    return ROOT.parent / "shared"
-
-
-SHARED = _shared()
-if (SHARED / "models").is_dir():
-    os.environ.setdefault("REALTIME_MODEL_DIR", str(SHARED / "models"))
-DATA = Path(os.environ.get("REALTIME_DATA_DIR", SHARED / "data"))
-MODELS = Path(os.environ.get("REALTIME_MODEL_DIR", SHARED / "models"))
+ROOT = testdata.ROOT
+MODELS = testdata.use_shared_models()
+DATA = testdata.data_dir()
 PEOPLE = ("breakdance", "dance-twirl")
 
 
@@ -57,27 +45,12 @@ def people_masks(name: str) -> list[Path]:
 
 def load_sequence(name: str, limit: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Frames (BGR uint8) and ground-truth masks (float32 0/1) of a people sequence."""
-    fr = people_frames(name)[:limit]
-    ms = people_masks(name)[:limit]
-    frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in fr]
-    masks = [(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127).astype(np.float32) for p in ms]
-    return frames, masks
+    return testdata.people_sequence(name, limit)
 
 
 def talking_frame(index: int = 0, clip: str = "1.mp4", size: tuple[int, int] | None = (1280, 720)) -> np.ndarray:
     """One decoded frame of a talking-head clip, optionally resized to ``size`` (w, h)."""
-    cap = cv2.VideoCapture(str(DATA / "talking" / clip))
-    try:
-        frame = None
-        for _ in range(index + 1):
-            ok, frame = cap.read()
-            if not ok:
-                raise RuntimeError(f"cannot read frame {index} of {clip}")
-    finally:
-        cap.release()
-    if size is not None:
-        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(frame)
+    return testdata.video_frame(DATA / "talking" / clip, index, size)
 
 
 def _threads_left(before: set[int], ours_only: bool, wait: float = 2.0) -> list[threading.Thread]:

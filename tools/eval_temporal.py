@@ -26,27 +26,18 @@ exactly what the pipeline hands on without it:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from realtime import testdata  # noqa: E402
 
-def _shared() -> Path:
-    for cand in (ROOT.parent / "shared", Path("/work/shared")):
-        if (cand / "models").is_dir():
-            return cand
-    return ROOT.parent / "shared"
-
-
-SHARED = _shared()
-os.environ.setdefault("REALTIME_MODEL_DIR", str(SHARED / "models"))
-DATA = Path(os.environ.get("REALTIME_DATA_DIR", SHARED / "data"))
+testdata.use_shared_models()
+DATA = testdata.data_dir()
 FRAME_MS = 33
 SIZE = (1280, 720)
 
@@ -60,22 +51,10 @@ from realtime.temporal import Stabiliser  # noqa: E402
 
 def talking_frame(clip: str, index: int = 0, size: tuple[int, int] = SIZE) -> np.ndarray:
     """Frame ``index`` of ``talking/<clip>.mp4`` resized to ``size``."""
-    cap = cv2.VideoCapture(str(DATA / "talking" / f"{clip}.mp4"))
-    try:
-        for _ in range(index + 1):
-            ok, frame = cap.read()
-            if not ok:
-                raise SystemExit(f"cannot read frame {index} of {clip}.mp4 under {DATA / 'talking'}")
-    finally:
-        cap.release()
-    return np.ascontiguousarray(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
+    return testdata.video_frame(DATA / "talking" / f"{clip}.mp4", index, size)
 
 
-def noisy(base: np.ndarray, sigma: float, index: int, seed: int = 0) -> np.ndarray:
-    """``base`` plus Gaussian noise of ``sigma`` levels, seeded by (seed, index), rounded and clipped."""
-    rng = np.random.default_rng([seed, index])
-    noise = rng.standard_normal(base.shape, dtype=np.float32) * np.float32(sigma)
-    return np.clip(np.rint(base + noise), 0, 255).astype(np.uint8)
+noisy = testdata.noisy
 
 
 def model_outputs(preset: Preset, frames) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
@@ -120,14 +99,6 @@ def static_scene(preset: Preset, clip: str, sigma: float, n: int = 30, warmup: i
             "off_dd": flicker(disps, warmup)[1], "on_dd": flicker(od, warmup)[1]}
 
 
-def load_people(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sorted((folder / "frames").glob("*.jpg"))]
-    masks = [(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127).astype(np.float32)
-             for p in sorted((folder / "masks").glob("*.png"))]
-    n = min(len(frames), len(masks))
-    return frames[:n], masks[:n]
-
-
 def sequence_scores(mattes: list[np.ndarray], gts: list[np.ndarray]) -> tuple[float, float]:
     """(mean dtSSD over consecutive pairs, mean IoU)."""
     dt = [dtssd(mattes[i], mattes[i - 1], gts[i], gts[i - 1]) for i in range(1, len(gts))]
@@ -135,7 +106,7 @@ def sequence_scores(mattes: list[np.ndarray], gts: list[np.ndarray]) -> tuple[fl
 
 
 def moving_person(preset: Preset, folder: Path) -> dict[str, float]:
-    frames, gts = load_people(folder)
+    frames, gts = testdata.people_sequence(folder)
     frames, mattes, disps = model_outputs(preset, frames)
     om, _ = stabilised(preset, frames, mattes, disps)
     off_dt, off_iou = sequence_scores(mattes, gts)
