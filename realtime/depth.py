@@ -40,6 +40,7 @@ import numpy as np
 from . import models
 from .config import DepthBackend as DepthBackendKind
 from .config import DepthConfig, DepthFit
+from .depth_graph import FinalConv, split_final_conv
 from .errors import ModelError, SinkError, StageError
 from .focus import OneEuroFilter
 from .frames import check_disparity, check_frame, check_matte, readonly
@@ -63,9 +64,29 @@ class DepthBackend(Protocol):
 
 
 class OnnxDepth:
-    """onnxruntime on the CPU (the default: measured faster than cv2.dnn, see docs/depth.md)."""
+    """onnxruntime on the CPU (the default: measured faster than cv2.dnn, see docs/depth.md).
 
-    def __init__(self, path: str, threads: int = 2, spin: bool = False) -> None:
+    With ``split`` (the default) the model's last layer runs in :func:`shaders.depth.final_conv_up2`
+    instead of onnxruntime (see realtime/depth_graph.py: a fifth of the model's time for the
+    same output), if the file ends the way TCMonoDepth does and, checked once at load on a test
+    input, gives the same output as the whole model; otherwise the whole model runs.
+    """
+
+    def __init__(self, path: str, threads: int = 2, spin: bool = False, split: bool = True) -> None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise ModelError(f"could not read the depth model {path} ({e})") from e
+        self._sess = self._session(data, path, threads, spin)
+        self._input = self._sess.get_inputs()[0].name
+        self._tail: FinalConv | None = None
+        self.split = False  # the last layer runs outside onnxruntime
+        cut = split_final_conv(data) if split else None
+        if cut is not None:
+            self._try_split(cut, path, threads, spin)
+
+    @staticmethod
+    def _session(data: bytes, path: str, threads: int, spin: bool):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -76,13 +97,49 @@ class OnnxDepth:
         # OpenCV threads want the same two cores (measured in docs/depth.md)
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
-            self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             raise ModelError(f"onnxruntime could not load {path} ({e})") from e
-        self._input = self._sess.get_inputs()[0].name
+
+    def _try_split(self, cut: FinalConv, path: str, threads: int, spin: bool) -> None:
+        try:
+            head = self._session(cut.head, path, threads, spin)
+        except ModelError as e:
+            log.info("depth model run whole: its last layer could not be split off (%s)", e)
+            return
+        c = cut.weight.shape[0]
+        self._features_name = head.get_outputs()[0].name
+        self._conv = np.empty((MODEL_H // 2, MODEL_W // 2), np.float32)
+        self._out = np.empty((MODEL_H, MODEL_W), np.float32)
+        whole, self._sess = self._sess, head
+        self._tail = cut
+        # the same output as the whole model on a busy test input, or the whole model it is
+        x = np.random.default_rng(0).uniform(0.0, 255.0, (1, 3, MODEL_H, MODEL_W)).astype(np.float32)
+        try:
+            features = head.run(None, {self._input: x})[0]
+            ok = features.shape == (1, c, MODEL_H // 2, MODEL_W // 2)
+            if ok:
+                from shaders.depth import final_conv_up2
+
+                final_conv_up2(features[0], cut.weight, cut.bias, self._conv, self._out)
+                ref = whole.run(None, {self._input: x})[0].reshape(MODEL_H, MODEL_W)
+                ok = bool(np.abs(self._out - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max())))
+        except Exception as e:  # onnxruntime's own exception types
+            log.info("depth model run whole: its split-off last layer failed (%s)", e)
+            ok = False
+        if ok:
+            self.split = True
+        else:
+            self._sess, self._tail = whole, None
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        return self._sess.run(None, {self._input: x})[0].reshape(MODEL_H, MODEL_W)
+        if self._tail is None:
+            return self._sess.run(None, {self._input: x})[0].reshape(MODEL_H, MODEL_W)
+        from shaders.depth import final_conv_up2
+
+        features = self._sess.run(None, {self._input: x})[0]
+        final_conv_up2(features[0], self._tail.weight, self._tail.bias, self._conv, self._out)
+        return readonly(self._out)
 
     def close(self) -> None:
         self._sess = None

@@ -65,6 +65,53 @@ def pack_model_input(frame, row_bounds, col_bounds, step, dy, dx, acc, out_x, ou
             out_luma[i, j] = _LB * b + _LG * g + _LR * r
 
 
+@kernel
+def final_conv_up2(features, weight, bias, conv, out):
+    """The depth model's last layer (see realtime/depth_graph.py): ``relu(conv3x3 + bias)``, then x2.
+
+    ``features`` ``(C, h, w)``, ``weight`` ``(C, 3, 3)`` (zero padding, stride 1, like the
+    ONNX ``Conv`` it replaces), ``conv`` ``(h, w)`` scratch; ``out`` ``(2h, 2w)`` is the
+    bilinear x2 upsampling with half-pixel centres and clamped edges (ONNX ``Resize`` linear,
+    ``half_pixel``): each output pixel is 3/4 of its own cell and 1/4 of the neighbour on its
+    side, in each direction. Serial: it runs in the model's thread, next to a busy core.
+    """
+    nc, h, w = features.shape
+    for i in range(h):
+        acc = conv[i]
+        for j in range(w):
+            acc[j] = bias
+        for c in range(nc):
+            for dy in range(3):
+                ii = i + dy - 1
+                if ii < 0 or ii >= h:
+                    continue
+                r = features[c, ii]
+                w0 = weight[c, dy, 0]
+                w1 = weight[c, dy, 1]
+                w2 = weight[c, dy, 2]
+                if w == 1:
+                    acc[0] += w1 * r[0]
+                    continue
+                acc[0] += w1 * r[0] + w2 * r[1]
+                for j in range(1, w - 1):
+                    acc[j] += w0 * r[j - 1] + w1 * r[j] + w2 * r[j + 1]
+                acc[w - 1] += w0 * r[w - 2] + w1 * r[w - 1]
+        for j in range(w):
+            acc[j] = max(acc[j], np.float32(0.0))
+    near = np.float32(0.75)
+    far = np.float32(0.25)
+    for y in range(2 * h):
+        i = y >> 1
+        k = max(i - 1, 0) if (y & 1) == 0 else min(i + 1, h - 1)
+        a = conv[i]
+        b = conv[k]
+        o = out[y]
+        for x in range(2 * w):
+            j = x >> 1
+            m = max(j - 1, 0) if (x & 1) == 0 else min(j + 1, w - 1)
+            o[x] = near * (near * a[j] + far * a[m]) + far * (near * b[j] + far * b[m])
+
+
 @inline
 def _ramp(v, lo, hi):
     if v <= lo:
@@ -328,6 +375,8 @@ def _warm() -> None:
     x = np.zeros((1, 3, 4, 4), np.float32)
     small = np.zeros((2, 2), np.float32)
     pack_model_input(frame, rb, cb, 2, 1, 1, np.zeros((2, 8 * 3), np.int32), x, small)
+    final_conv_up2(np.zeros((2, 2, 3), np.float32), np.zeros((2, 3, 3), np.float32), np.float32(0.0),
+                   np.zeros((2, 3), np.float32), np.zeros((4, 6), np.float32))
     st = np.zeros((2, 2), np.float32)
     motion_adaptive_update(small, small, np.float32(0.1), np.float32(3.0), np.float32(9.0), st, st.copy())
     map_range(small, np.float32(0.0), np.float32(1.0), np.float32(0.75), st)

@@ -243,6 +243,72 @@ def test_cv2_widening_samples_where_the_kernel_does(rng):
                                atol=1e-5)
 
 
+def ref_final_conv_up2(features, weight, bias) -> np.ndarray:
+    """Zero-padded 3x3 convolution, ReLU, then ONNX ``Resize`` linear x2 with half-pixel centres."""
+    c, h, w = features.shape
+    p = np.pad(features.astype(np.float64), ((0, 0), (1, 1), (1, 1)))
+    conv = np.full((h, w), float(bias))
+    for dy in range(3):
+        for dx in range(3):
+            conv += np.einsum("c,chw->hw", weight[:, dy, dx].astype(np.float64), p[:, dy:dy + h, dx:dx + w])
+    conv = np.maximum(conv, 0.0)
+    ys = np.clip((np.arange(2 * h) + 0.5) / 2 - 0.5, 0, h - 1)
+    xs = np.clip((np.arange(2 * w) + 0.5) / 2 - 0.5, 0, w - 1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
+    top = conv[y0][:, x0] * (1 - fx) + conv[y0][:, x1] * fx
+    bot = conv[y1][:, x0] * (1 - fx) + conv[y1][:, x1] * fx
+    return top * (1 - fy) + bot * fy
+
+
+@pytest.mark.parametrize("c,h,w", [(5, 7, 9), (3, 1, 1), (2, 4, 1), (24, 11, 13)])
+def test_final_conv_up2_matches_reference(rng, c, h, w):
+    features = rng.normal(0.0, 1.0, (c, h, w)).astype(np.float32)
+    weight = rng.normal(0.0, 0.5, (c, 3, 3)).astype(np.float32)
+    conv, out = np.zeros((h, w), np.float32), np.zeros((2 * h, 2 * w), np.float32)
+    k.final_conv_up2(features, weight, np.float32(0.1), conv, out)
+    ref = ref_final_conv_up2(features, weight, 0.1)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    assert out.min() >= 0.0
+    if h * w > 20:
+        assert (ref == 0).any(), "on noise the ReLU clips somewhere: the test covers it"
+
+
+def test_the_model_splits_at_its_final_conv_and_nothing_else_does():
+    from realtime import models
+    from realtime.depth_graph import split_final_conv
+
+    data = models.resolve("tcmonodepth_small").read_bytes()
+    cut = split_final_conv(data)
+    assert cut is not None and cut.weight.shape == (24, 3, 3) and np.isfinite(cut.bias)
+    assert len(cut.head) < len(data)
+    assert split_final_conv(cut.head) is None, "the head ends in a 1x1 conv, not in the pattern"
+    assert split_final_conv(data[: len(data) // 2]) is None  # truncated file: run whole, no exception
+    assert split_final_conv(b"not a model") is None
+
+
+def test_split_model_gives_the_whole_models_output():
+    """The last layer outside onnxruntime: same output on real frames, to float rounding."""
+    from realtime import models
+
+    path = str(models.resolve("tcmonodepth_small"))
+    split, whole = OnnxDepth(path, threads=1), OnnxDepth(path, threads=1, split=False)
+    try:
+        assert split.split and not whole.split
+        frames = [talking_frame(i, "1.mp4", (MODEL_W, MODEL_H)) for i in (0, 40)]
+        frames.append(np.random.default_rng(3).integers(0, 256, (MODEL_H, MODEL_W, 3), dtype=np.uint8))
+        for f in frames:
+            x = np.ascontiguousarray(f[..., ::-1].transpose(2, 0, 1)[None], dtype=np.float32)
+            a, b = split.infer(x), whole.infer(x)
+            assert a.shape == b.shape == (MODEL_H, MODEL_W) and not a.flags.writeable
+            np.testing.assert_allclose(a, b, atol=1e-5 * float(np.abs(b).max()))
+            assert b.std() > 0.01 * abs(float(b.mean())), "a flat output would prove nothing"
+    finally:
+        split.close()
+        whole.close()
+
+
 def test_sampling_hits_cell_centres():
     i0, f = _sampling(1280, 0, 1280, 320)
     u = i0 + f
