@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from .errors import SinkError, VirtualCameraUnavailableError
+from .stage import Closable
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,12 @@ class OutputFrame:
     input: np.ndarray | None = None  # the raw camera frame: local debug views only, never sent out
 
 
-class Sink:
+class Sink(Closable):
     kind = "sink"
     wants_matte = False
     live_view = False   # shown to people live (virtual camera, preview): gets "camera unavailable" cards
 
     def __init__(self) -> None:
-        self._closed = False
         self.quit_requested = False   # set by a preview window's q/Esc
         self.written = 0
 
@@ -67,23 +67,10 @@ class Sink:
     def finish(self) -> None:
         """The stream ended normally: make file outputs final."""
 
-    def close(self) -> None:
-        """Release everything; an unfinished file output is discarded. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            self._release()
-
-    def _release(self) -> None:
-        pass
+    # close() (from Closable) releases everything; an unfinished file output is discarded.
 
     def describe(self) -> str:
         return self.kind
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class NullSink(Sink):

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError
+from .stage import Closable
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class SourceFrame:
     generation: int = 0    # bumps when a live source reconnects: temporal state must reset
 
 
-class Source:
+class Source(Closable):
     """Common interface. ``read()`` returns the next frame, or ``None`` at the end / on timeout."""
 
     live = False
@@ -51,7 +52,6 @@ class Source:
         self.total: int | None = None   # frame count when known
         self.dropped = 0
         self.ended = False
-        self._closed = False
 
     @property
     def size(self) -> tuple[int, int]:
@@ -62,20 +62,6 @@ class Source:
 
     def describe(self) -> str:
         return f"{self.kind} {self.width}x{self.height} @ {self.fps:g} fps"
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._release()
-
-    def _release(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __iter__(self):
         while True:

@@ -14,8 +14,36 @@ from .errors import ClosedError
 from .frames import check_timestamp
 
 
-class Stage:
-    """Base class: idempotent close, context manager, timestamp bookkeeping."""
+class Closable:
+    """Idempotent ``close()`` that calls ``_release()`` exactly once; a context manager.
+
+    Shared by stages, sources and sinks: whatever holds a model, a device, a file or a thread.
+    """
+
+    _closed = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._release()
+
+    def _release(self) -> None:
+        """Release resources (models, devices, files, threads). Called once, by :meth:`close`."""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Stage(Closable):
+    """Base class: the shared lifecycle plus timestamp bookkeeping."""
 
     name = "stage"
 
@@ -32,25 +60,6 @@ class Stage:
         """Take a new config section while running (live controls, preset reload), keeping
         temporal state. Stages that derive values from their config override this."""
         self.config = config
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._release()
-
-    def _release(self) -> None:
-        """Release resources (models, threads). Called once, by :meth:`close`."""
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # -- helpers for subclasses -------------------------------------------------------------
     def _begin(self, timestamp_ms: Any) -> int:

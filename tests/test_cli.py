@@ -16,6 +16,7 @@ import pytest
 import vcam_capture
 from conftest import DATA, ROOT, people_frames
 from realtime.cli import main
+from realtime.testdata import read_video
 
 N = 6
 
@@ -29,15 +30,7 @@ def frames_dir(tmp_path_factory) -> Path:
 
 
 def _read_video(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(f)
-    cap.release()
-    return out
+    return read_video(path)
 
 
 def _nearest(out: np.ndarray, inputs: list[np.ndarray]) -> int:
