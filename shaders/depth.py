@@ -27,7 +27,7 @@ def pack_model_input(frame, row_bounds, col_bounds, step, dy, dx, acc, out_x, ou
     samples spread over it, half the memory read of all sixteen for a little more noise) and
     lands at ``out_x[0, :, dy + i, dx + j]``. Cells outside the content are left as they are
     (the caller fills the padding once). ``out_luma[i, j]`` gets the cell's luma; ``acc`` is
-    ``(nh, W * 3)`` int32 scratch.
+    ``(nh, W * 3)`` uint16 scratch for the row sums (at most 257 rows per box).
     """
     nh = row_bounds.shape[0] - 1
     nw = col_bounds.shape[0] - 1
@@ -36,13 +36,15 @@ def pack_model_input(frame, row_bounds, col_bounds, step, dy, dx, acc, out_x, ou
         y0 = row_bounds[i]
         y1 = max(row_bounds[i + 1], y0 + 1)
         row = acc[i]
+        src = frame[y0]
         for x in range(n):
-            row[x] = frame[y0, x]
+            row[x] = src[x]
         rows = 1
         for y in range(y0 + step, y1, step):
             rows += 1
+            src = frame[y]
             for x in range(n):
-                row[x] += frame[y, x]
+                row[x] += src[x]
         for j in range(nw):
             x0 = col_bounds[j]
             x1 = max(col_bounds[j + 1], x0 + 1)
@@ -52,9 +54,9 @@ def pack_model_input(frame, row_bounds, col_bounds, step, dy, dx, acc, out_x, ou
             cols = 0
             for x in range(x0, x1, step):
                 cols += 1
-                sb += row[3 * x]
-                sg += row[3 * x + 1]
-                sr += row[3 * x + 2]
+                sb += np.int32(row[3 * x])
+                sg += np.int32(row[3 * x + 1])
+                sr += np.int32(row[3 * x + 2])
             inv = np.float32(1.0) / np.float32(rows * cols)
             b = np.float32(sb) * inv
             g = np.float32(sg) * inv
@@ -374,7 +376,7 @@ def _warm() -> None:
     cb = np.array([0, 4, 8], np.int64)
     x = np.zeros((1, 3, 4, 4), np.float32)
     small = np.zeros((2, 2), np.float32)
-    pack_model_input(frame, rb, cb, 2, 1, 1, np.zeros((2, 8 * 3), np.int32), x, small)
+    pack_model_input(frame, rb, cb, 2, 1, 1, np.zeros((2, 8 * 3), np.uint16), x, small)
     final_conv_up2(np.zeros((2, 2, 3), np.float32), np.zeros((2, 3, 3), np.float32), np.float32(0.0),
                    np.zeros((2, 3), np.float32), np.zeros((4, 6), np.float32))
     st = np.zeros((2, 2), np.float32)
@@ -399,7 +401,7 @@ def _warm() -> None:
     frozen_frame.flags.writeable = False
     frozen = m.copy()
     frozen.flags.writeable = False
-    pack_model_input(frozen_frame, rb, cb, 2, 1, 1, np.zeros((2, 8 * 3), np.int32), x, small)
+    pack_model_input(frozen_frame, rb, cb, 2, 1, 1, np.zeros((2, 8 * 3), np.uint16), x, small)
     for mm in (m, frozen):
         compose_layers(mm, wide_b, wide_d, yi, np.zeros(3, np.float32), np.float32(0.3), np.float32(0.25),
                        np.zeros_like(m), np.empty_like(m))

@@ -102,12 +102,33 @@ def test_pack_model_input_matches_box_average(rng, h, w, nh, nw, step):
     rb, cb = _bounds(0, h, nh), _bounds(0, w, nw)
     x = np.full((1, 3, MODEL_H, MODEL_W), -1.0, np.float32)
     luma = np.zeros((nh, nw), np.float32)
-    k.pack_model_input(frame.reshape(h, w * 3), rb, cb, step, 3, 5, np.zeros((nh, w * 3), np.int32), x, luma)
+    k.pack_model_input(frame.reshape(h, w * 3), rb, cb, step, 3, 5, np.zeros((nh, w * 3), np.uint16), x, luma)
     ref = ref_box(frame, rb, cb, step)  # BGR means
     np.testing.assert_allclose(x[0, 0, 3:3 + nh, 5:5 + nw], ref[..., 2], atol=1e-3)  # R first
     np.testing.assert_allclose(x[0, 2, 3:3 + nh, 5:5 + nw], ref[..., 0], atol=1e-3)
     np.testing.assert_allclose(luma, ref @ np.array([0.114, 0.587, 0.299]), atol=1e-3)
     assert (x[0, :, :3] == -1).all() and (x[0, :, :, :5] == -1).all(), "padding must be left alone"
+
+
+def test_pack_model_input_row_sums_do_not_overflow():
+    """16-bit row sums: 257 white rows per box is the most the grid ever reads."""
+    frame = np.full((2 * 257, 3, 3), 255, np.uint8)
+    frame[257:] = 7
+    rb, cb = _bounds(0, 2 * 257, 2), _bounds(0, 3, 1)
+    x = np.zeros((1, 3, MODEL_H, MODEL_W), np.float32)
+    luma = np.zeros((2, 1), np.float32)
+    k.pack_model_input(frame.reshape(2 * 257, 9), rb, cb, 1, 0, 0, np.zeros((2, 9), np.uint16), x, luma)
+    np.testing.assert_allclose(x[0, :, :2, 0], [[255, 7]] * 3)
+
+
+def test_grid_reads_few_enough_rows_for_its_row_sums():
+    from realtime.depth import _MAX_PACK_ROWS, _Grid
+
+    for h, w in ((720, 1280), (4320, 7680), (60000, 3)):
+        g = _Grid(compute_fit(h, w, DepthFit.LETTERBOX))
+        rows = int(np.diff(g.row_bounds).max())
+        assert -(-rows // g.step) <= _MAX_PACK_ROWS, (h, w)
+    assert _Grid(compute_fit(720, 1280, DepthFit.LETTERBOX)).step == 2
 
 
 def test_motion_adaptive_update_matches_reference(rng):
