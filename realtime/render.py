@@ -22,7 +22,7 @@ from shaders import bokeh
 from shaders.color import ColorLuts, make_luts
 
 from .config import RenderConfig
-from .errors import FrameShapeError, FrameTypeError
+from .errors import ConfigError, FrameShapeError, FrameTypeError
 from .frames import check_disparity, check_frame, check_matte, check_plane
 from .stage import Stage
 
@@ -37,8 +37,11 @@ FULL_RES_WORK = (1280 * 720 // 4) * (12 + GATHER_FIXED)
 
 # Half-resolution layers: the 2x2 block sums and the bilinear upsampling widen a disk by about
 # two full-res pixels; the gather radius is shrunk by as much (in layer pixels) so that a disk
-# still reaches r +/- 1.5 px (measured for r = 4..24 px on a quarter-pixel grid).
-HALF_RES_SHRINK = 1.125
+# still reaches r +/- 1.5 px. The reach of a 3-px line moves in steps of a layer pixel (2 px)
+# with the radius, plus 1 px between the two sides (an odd width over 2x2 blocks): 3 px in all,
+# so only this shrink centres it: r - 1.5 exactly where r / 2 - 1.25 is a whole number, up to
+# r + 1.45 just past it (measured for r = 4..24 px on a 0.05-px grid, tests/test_render.py).
+HALF_RES_SHRINK = 1.25
 
 MAX_COC_PX = 256.0  # any CoC is clamped to this many pixels
 ROW_CHUNK = 8       # layer rows a thread takes at a time
@@ -48,23 +51,41 @@ def coc_from_disparity(disparity: np.ndarray, focus: float, aperture_px: float, 
                        *, out: np.ndarray | None = None) -> np.ndarray:
     """Signed CoC in pixels: ``aperture_px * (focus - disparity)`` clamped to +/- ``max_coc_px``.
 
-    Negative = nearer than the focus plane, positive = behind it. A NaN focus or aperture gives
-    NaN, which the renderer treats as in focus.
+    Negative = nearer than the focus plane, positive = behind it. A non-finite ``focus``,
+    ``aperture_px`` or ``max_coc_px``, or a negative ``max_coc_px``, raises :class:`ConfigError`
+    (a NaN CoC map would silently render as all in focus).
     """
     if not isinstance(disparity, np.ndarray) or disparity.ndim != 2:
         raise FrameShapeError(f"disparity must be an (H, W) array, got "
                               f"{getattr(disparity, 'shape', type(disparity).__name__)}")
     check_disparity(disparity, disparity.shape)
+    focus, aperture, limit = lens_params(focus, aperture_px, max_coc_px)
     if out is None:
         out = np.empty(disparity.shape, np.float32)
     else:
         check_plane(out, disparity.shape, "out")
-    limit = max(float(max_coc_px), 0.0) if max_coc_px == max_coc_px else 0.0
     with np.errstate(over="ignore", invalid="ignore"):
         np.subtract(np.float32(focus), disparity, out=out)
-        out *= np.float32(aperture_px)
+        out *= np.float32(aperture)
     np.clip(out, -limit, limit, out=out)
     return out
+
+
+def lens_params(focus: float, aperture_px: float, max_coc_px: float) -> tuple[float, float, float]:
+    """The three numbers of :func:`coc_from_disparity` as floats, checked: finite, and the CoC
+    bound not negative."""
+    values = []
+    for name, v in (("focus", focus), ("aperture_px", aperture_px), ("max_coc_px", max_coc_px)):
+        try:
+            f = float(v)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{name} must be a number, got {v!r}") from e
+        if not math.isfinite(f):
+            raise ConfigError(f"{name} must be finite, got {f}")
+        values.append(f)
+    if values[2] < 0.0:
+        raise ConfigError(f"max_coc_px must not be negative, got {values[2]}")
+    return values[0], values[1], values[2]
 
 
 class Lens:

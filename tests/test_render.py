@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from realtime.config import RenderConfig
-from realtime.errors import FrameShapeError, FrameTypeError
+from realtime.errors import ConfigError, FrameShapeError, FrameTypeError
 from realtime.render import Renderer, coc_from_disparity, render_bokeh
 from shaders.color import linear_to_srgb, srgb_to_linear
 
@@ -118,6 +118,55 @@ def test_line_lights_exactly_r_on_each_side(shape, r):
             frame, coc = line_scene(shape, r, col, vertical)
             left, right = lit_extent(render_bokeh(frame, coc), col, vertical)
             assert abs(left - r) <= 1.5 and abs(right - r) <= 1.5, (vertical, col, left, right)
+
+
+def banded_line_reach(shape, radii, vertical, odd, band=64):
+    """Reach beyond each side of one 3-px white line per band of uniform CoC (one frame holds
+    several bands, each wider than twice the largest reach): the same numbers as one frame per
+    radius, many times faster."""
+    h, w = shape
+    per = (w if vertical else h) // band
+    reach = []
+    for i0 in range(0, len(radii), per):
+        chunk = radii[i0:i0 + per]
+        frame = np.zeros((h, w, 3), np.uint8)
+        coc = np.empty((h, w), np.float32)
+        for j, r in enumerate(chunk):
+            c = j * band + band // 2 + odd
+            sl = slice(j * band, (j + 1) * band)
+            if vertical:
+                frame[:, c - 1:c + 2] = 255
+                coc[:, sl] = r
+            else:
+                frame[c - 1:c + 2, :] = 255
+                coc[sl, :] = r
+        if vertical:
+            coc[:, len(chunk) * band:] = chunk[-1]
+        else:
+            coc[len(chunk) * band:, :] = chunk[-1]
+        out = render_bokeh(frame, coc)
+        prof = out[h // 2].max(-1) if vertical else out[:, w // 2].max(-1)
+        for j in range(len(chunk)):
+            c = j * band + band // 2 + odd
+            lit = np.nonzero(prof[j * band:(j + 1) * band] >= 1)[0] + j * band
+            reach.append(((c - 1) - lit[0], lit[-1] - (c + 1)))
+    return np.array(reach, float)
+
+
+def test_line_reach_on_a_fine_grid_of_fractional_radii_at_720p():
+    """Half-resolution layers, every radius 4..24 px in 0.05-px steps (just past and just before
+    each layer-radius step included): the lit part reaches r +/- 1.5 px on each side."""
+    radii = np.round(np.arange(4.0, 24.0001, 0.05), 2).astype(np.float32)
+    for vertical in (True, False):
+        for odd in (0, 1):
+            err = banded_line_reach(HD, list(radii), vertical, odd) - radii[:, None]
+            worst = np.abs(err).max(1)
+            assert worst.max() <= 1.5, [(float(radii[i]), tuple(err[i])) for i in np.nonzero(worst > 1.5)[0][:5]]
+    # the bands measure what a frame of one uniform CoC gives
+    for r in (4.55, 13.3):
+        frame, coc = line_scene(HD, r, HD[1] // 2 + 1)
+        left, right = lit_extent(render_bokeh(frame, coc), HD[1] // 2 + 1)
+        assert (left, right) == tuple(banded_line_reach(HD, [np.float32(r)], True, 1)[0])
 
 
 @pytest.mark.parametrize("r", [4, 12, 24])
@@ -315,7 +364,24 @@ def test_coc_from_disparity_sign_scale_and_clamp():
         coc_from_disparity(disp.astype(np.float64), 0.5, 10.0, 24.0)
     with pytest.raises(FrameShapeError):
         coc_from_disparity(disp[0], 0.5, 10.0, 24.0)
-    assert np.isnan(coc_from_disparity(disp, float("nan"), 10.0, 24.0)).all()
+
+
+@pytest.mark.parametrize("focus,aperture,max_coc", [
+    (float("nan"), 10.0, 24.0), (float("inf"), 10.0, 24.0), (0.5, float("nan"), 24.0),
+    (0.5, float("-inf"), 24.0), (0.5, 10.0, float("nan")), (0.5, 10.0, float("inf")), (0.5, 10.0, -1.0),
+    ("near", 10.0, 24.0)])
+def test_coc_from_disparity_rejects_non_finite_or_negative_lens_numbers(focus, aperture, max_coc):
+    """A NaN CoC map would render silently as all in focus: bad numbers fail with a sentence."""
+    disp = np.array([[0.0, 0.5, 1.0]], np.float32)
+    with pytest.raises(ConfigError, match="must") as e:
+        coc_from_disparity(disp, focus, aperture, max_coc)
+    assert isinstance(e.value, ValueError)
+    if isinstance(focus, float) and not np.isfinite(focus):  # the stage passes its focus through
+        with Renderer(RenderConfig()) as r, pytest.raises(ConfigError):
+            r.process(np.zeros((2, 3, 3), np.uint8), 1, np.zeros((2, 3), np.float32), np.vstack([disp, disp]), focus)
+    # zero blur and a negative aperture (near and far swapped) are still numbers
+    assert np.all(coc_from_disparity(disp, 0.5, 10.0, 0.0) == 0.0)
+    assert coc_from_disparity(disp, 0.5, -10.0, 24.0)[0, 0] < 0
 
 
 def test_render_bokeh_checks_inputs_and_writes_into_out():
