@@ -215,3 +215,44 @@ def test_depth_faults_fail_closed_and_recover(mode, asynchronous, raw):
     _never_raw(rec.frames, raw)
     assert all(rec.ok[-6:]), rec.ok
     assert any("depth" in k for k in report.failures), report.failures
+
+
+class LiveRecorder(Recorder):
+    live_view = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cards = 0
+        self.times: list[float] = []
+
+    def write(self, out: OutputFrame) -> None:
+        super().write(out)
+        self.times.append(time.monotonic())
+        if out.index < 0:
+            self.cards += 1
+
+
+def test_camera_loss_shows_a_card_and_recovers(raw):
+    from test_sources import FlakyReader
+
+    reader = FlakyReader()
+    rec = LiveRecorder()
+    unplugged = []
+
+    def unplug_once():
+        if len(rec.frames) >= 15 and not unplugged:
+            reader.unplugged_until = time.monotonic() + 1.5
+            unplugged.append(time.monotonic())
+
+    with Pipeline(load_preset("blur-only")) as pipe, LiveSource(reader, loss_timeout=0.5) as src:
+        pipe.warmup(src.size)
+        report = run_stream(pipe, src, [rec], max_frames=40, hooks=[unplug_once])
+    assert unplugged and rec.cards >= 3  # the card was sent while the camera was gone
+    assert report.camera_lost_s > 0.5
+    assert all(rec.ok[-5:])  # processed frames again after the camera came back
+    _never_raw([f for f in rec.frames if f.shape[:2] == raw[0].shape[:2]], _raw_frames_native())
+
+
+def _raw_frames_native():
+    with VideoFileSource(CLIP) as src:
+        return [f.frame for f in src][:60]
