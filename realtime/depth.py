@@ -293,13 +293,14 @@ class PushPull:
         self._vws = tuple(np.zeros((channels, *s), np.float32) for s in shapes)
         self._ws = tuple(np.zeros((channels, *s), np.float32) for s in shapes)
         self._fills = tuple(np.zeros((channels, *s), np.float32) for s in shapes)
+        self._row = np.zeros(max(1, (shape[1] + 1) // 2), np.float32)
 
     def fill(self, values: np.ndarray, weights: np.ndarray, defaults: np.ndarray, out: np.ndarray) -> None:
         """``out[c]``: ``values`` where ``weights[c]`` ~ 1, smoothly filled from the nearest
         weighted values elsewhere (``defaults[c]`` where no weight is anywhere)."""
         from shaders.depth import pushpull_fill
 
-        pushpull_fill(values, weights, defaults, self._levels, self._vws, self._ws, self._fills, out)
+        pushpull_fill(values, weights, defaults, self._levels, self._vws, self._ws, self._fills, self._row, out)
 
 
 # -- temporal pieces --------------------------------------------------------------------------

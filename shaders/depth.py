@@ -180,53 +180,57 @@ def _push(vw, w, out_vw, out_w):
     """One pyramid level down: 2x2 means of weighted values and of weights (odd edges clamp)."""
     h, wd = w.shape
     oh, ow = out_w.shape
+    q = np.float32(0.25)
+    pairs = wd // 2  # output columns with both inputs inside: a branch-free loop
     for i in range(oh):
-        i0 = 2 * i
-        i1 = min(2 * i + 1, h - 1)
-        for j in range(ow):
-            j0 = 2 * j
-            j1 = min(2 * j + 1, wd - 1)
-            out_w[i, j] = (w[i0, j0] + w[i0, j1] + w[i1, j0] + w[i1, j1]) * np.float32(0.25)
-            out_vw[i, j] = (vw[i0, j0] + vw[i0, j1] + vw[i1, j0] + vw[i1, j1]) * np.float32(0.25)
+        w0 = w[2 * i]
+        w1 = w[min(2 * i + 1, h - 1)]
+        v0 = vw[2 * i]
+        v1 = vw[min(2 * i + 1, h - 1)]
+        o_w = out_w[i]
+        o_vw = out_vw[i]
+        for j in range(pairs):
+            o_w[j] = (w0[2 * j] + w0[2 * j + 1] + w1[2 * j] + w1[2 * j + 1]) * q
+            o_vw[j] = (v0[2 * j] + v0[2 * j + 1] + v1[2 * j] + v1[2 * j + 1]) * q
+        if ow > pairs:  # odd width: the last column is its own neighbour
+            j = pairs
+            o_w[j] = (w0[2 * j] + w1[2 * j]) * np.float32(0.5)
+            o_vw[j] = (v0[2 * j] + v1[2 * j]) * np.float32(0.5)
 
 
 @inline
-def _half_tap(i, n):
-    """Bilinear taps of fine index ``i`` on a grid half as fine (``n`` cells): (near, far, far weight)."""
-    c = i >> 1
-    near = min(c, n - 1)
-    if i & 1:
-        far = min(c + 1, n - 1)
-    else:
-        far = max(c - 1, 0)
-    return near, far, np.float32(0.25)
-
-
-@inline
-def _pull(vw, w, coarse, out):
+def _pull(vw, w, coarse, row, out):
     """One level up: the normalised value where the weight is confident, else the coarser fill.
 
     ``out = a * vw / w + (1 - a) * bilinear(coarse)`` with ``a = min(1, 4 w)``: a cell with a
-    quarter of valid pixels under it already trusts itself.
+    quarter of valid pixels under it already trusts itself. The coarse grid is half as fine, so
+    each fine pixel is 3/4 its own coarse cell and 1/4 the neighbour on its side, in each
+    direction; the vertical blend is done once per row into ``row`` (scratch, at least as
+    wide as ``coarse``), and the loop has no branch on the weight.
     """
     h, wd = w.shape
     ch, cw = coarse.shape
+    near = np.float32(0.75)
+    far = np.float32(0.25)
     for i in range(h):
-        yn, yf, ay = _half_tap(i, ch)
+        c = i >> 1
+        yn = min(c, ch - 1)
+        yf = min(c + 1, ch - 1) if i & 1 else max(c - 1, 0)
+        a_row = coarse[yn]
+        b_row = coarse[yf]
+        for k in range(cw):
+            row[k] = near * a_row[k] + far * b_row[k]
+        w_row = w[i]
+        v_row = vw[i]
+        o_row = out[i]
         for j in range(wd):
-            ww = w[i, j]
-            a = ww * np.float32(4.0)
-            if a >= np.float32(1.0):
-                out[i, j] = vw[i, j] / ww
-                continue
-            xn, xf, ax = _half_tap(j, cw)
-            near = coarse[yn, xn] + ax * (coarse[yn, xf] - coarse[yn, xn])
-            far = coarse[yf, xn] + ax * (coarse[yf, xf] - coarse[yf, xn])
-            c = near + ay * (far - near)
-            if ww > np.float32(1e-12):
-                out[i, j] = a * (vw[i, j] / ww) + (np.float32(1.0) - a) * c
-            else:
-                out[i, j] = c
+            xn = min(j >> 1, cw - 1)
+            xf = min(xn + 1, cw - 1) if j & 1 else max(xn - 1, 0)
+            cc = near * row[xn] + far * row[xf]
+            ww = w_row[j]
+            a = min(ww * np.float32(4.0), np.float32(1.0))
+            # where the weight is 0 so is vw: the quotient is 0, times a = 0
+            o_row[j] = cc + a * (v_row[j] / max(ww, np.float32(1e-12)) - cc)
 
 
 @inline
@@ -252,7 +256,7 @@ PUSHPULL_LEVELS = 12  # scratch tuples always have this many levels (one compile
 
 
 @kernel
-def pushpull_fill(values, weights, defaults, n, vws, ws, fills, out):
+def pushpull_fill(values, weights, defaults, n, vws, ws, fills, row, out):
     """Hole filling by normalised convolution on a pyramid (push: average down, pull: fill up).
 
     ``out[c]`` is ``values`` where ``weights[c]`` is ~1 and, elsewhere, a smooth continuation of
@@ -260,7 +264,7 @@ def pushpull_fill(values, weights, defaults, n, vws, ws, fills, out):
     one fill per weight plane ``c``. ``vws``, ``ws``, ``fills`` are tuples of
     ``PUSHPULL_LEVELS`` per-level ``(C, h, w)`` scratch planes of which the first ``n`` are
     used: level 0 at full size and each next one half the size (rounded up), down to at most
-    2x2.
+    2x2; ``row`` is scratch at least half as wide as ``values`` (rounded up).
     """
     nc, h, w = weights.shape
     for c in range(nc):
@@ -278,8 +282,8 @@ def pushpull_fill(values, weights, defaults, n, vws, ws, fills, out):
             continue
         _pull_top(vws[n - 1][c], ws[n - 1][c], defaults[c], fills[n - 1][c])
         for k in range(n - 2, 0, -1):
-            _pull(vws[k][c], ws[k][c], fills[k + 1][c], fills[k][c])
-        _pull(vw0, wc, fills[1][c], out[c])
+            _pull(vws[k][c], ws[k][c], fills[k + 1][c], row, fills[k][c])
+        _pull(vw0, wc, fills[1][c], row, out[c])
 
 
 @kernel
@@ -388,7 +392,7 @@ def _warm() -> None:
     lv = (np.zeros((2, 2, 2), np.float32),) + tuple(np.zeros((2, 1, 1), np.float32)
                                                      for _ in range(PUSHPULL_LEVELS - 1))
     pushpull_fill(small, np.zeros((2, 2, 2), np.float32), np.zeros(2, np.float32), 1, lv, lv, lv,
-                  np.zeros((2, 2, 2), np.float32))
+                  np.zeros(2, np.float32), np.zeros((2, 2, 2), np.float32))
     layer_weights(small, small, st, st)
     person_layer(small, np.float32(0.0), np.float32(0.0), np.float32(1.0), st)
     m = np.zeros((3, 5), np.float32)
