@@ -128,13 +128,14 @@ class Segmenter(Stage):
         self.config = config
         self._backend = backend
         self._backend_model: str | None = "injected" if backend is not None else None
-        self._small: np.ndarray | None = None
-        self._rgb: np.ndarray | None = None
-        self._acc: np.ndarray | None = None
-        self._factors: tuple[int, int] | None = None
+        self._rgb: np.ndarray | None = None  # the model's input, also the refinement's guide
+        self._small: np.ndarray | None = None  # BGR, only for frames smaller than the model's input
+        self._down = None
+        self._down_key: tuple[int, int, int, int] | None = None
         self._identified: str | None = None
         self._matte: np.ndarray | None = None
         self._refiner = None
+        self._refiner_key: tuple | None = None
         self.confidence: np.ndarray | None = None  # last low-resolution model output (read-only)
 
     # -- model ---------------------------------------------------------------------------------
@@ -163,24 +164,29 @@ class Segmenter(Stage):
 
     # -- per frame -----------------------------------------------------------------------------
     def _buffers(self, h: int, w: int, mw: int, mh: int) -> None:
-        if self._small is None or self._small.shape[:2] != (mh, mw):
-            self._small = np.empty((mh, mw, 3), np.uint8)
+        from shaders.matte import AreaDownscaler, GuidedUpsampler
+
+        if self._rgb is None or self._rgb.shape[:2] != (mh, mw):
             self._rgb = np.empty((mh, mw, 3), np.uint8)
-        # integer factors (1280x720 -> 256x144): our exact block mean, 3x faster than OpenCV's
-        factors = (h // mh, w // mw) if h % mh == 0 and w % mw == 0 else None
-        if factors != self._factors or self._acc is None or self._acc.size != w * 3:
-            self._factors = factors
-            self._acc = np.empty(w * 3, np.int32)
+        if self._down_key != (w, h, mw, mh):
+            self._down_key = (w, h, mw, mh)
+            # our area kernel also writes RGB (no cvtColor); a frame smaller than the model's
+            # input goes through OpenCV (whose INTER_AREA enlarges bilinearly)
+            if w >= mw and h >= mh:
+                self._down = AreaDownscaler((w, h), (mw, mh))
+                self._small = None
+            else:
+                self._down = None
+                self._small = np.empty((mh, mw, 3), np.uint8)
         if self._matte is None or self._matte.shape != (h, w):
             self._matte = np.empty((h, w), np.float32)
         if self.config.refine is MatteRefine.GUIDED:
-            r = self._refiner
-            if r is None or r.low_size != (mw, mh) or r.full_size != (w, h):
-                from shaders.matte import GuidedUpsampler
-
-                cfg = self.config
-                self._refiner = GuidedUpsampler((mw, mh), (w, h), radius_at_model(cfg.refine_radius_px, mh),
-                                                cfg.refine_eps, cfg.refine_detail, cfg.refine_protect)
+            cfg = self.config
+            key = ((mw, mh), (w, h), radius_at_model(cfg.refine_radius_px, mh), cfg.refine_eps, cfg.refine_detail,
+                   cfg.refine_protect)
+            if self._refiner_key != key:  # new sizes, or knobs changed by configure()
+                self._refiner = GuidedUpsampler(*key)
+                self._refiner_key = key
 
     def _confidence(self, backend: SegmentationBackend, ts: int) -> np.ndarray:
         mw, mh = backend.input_size
@@ -203,17 +209,15 @@ class Segmenter(Stage):
         mw, mh = backend.input_size
         self._buffers(h, w, mw, mh)
         # INTER_AREA: the model and the guide see an average of the pixels, not an aliased sample
-        if self._factors is not None:
-            from shaders.matte import area_downscale
-
-            area_downscale(frame, self._factors[0], self._factors[1], self._acc, self._small)
+        if self._down is not None:
+            self._down.run(frame, self._rgb)
         else:
             cv2.resize(frame, (mw, mh), dst=self._small, interpolation=cv2.INTER_AREA)
-        cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._rgb)
+            cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._rgb)
         conf = self._confidence(backend, ts)
         self.confidence = readonly(conf)
         if self.config.refine is MatteRefine.GUIDED:
-            self._refiner.run(self._small, conf, frame, self._matte)  # output already in [0, 1]
+            self._refiner.run(self._rgb, conf, frame, self._matte)  # output already in [0, 1]
         else:
             cv2.resize(conf, (w, h), dst=self._matte, interpolation=cv2.INTER_LINEAR)
             np.clip(self._matte, 0.0, 1.0, out=self._matte)

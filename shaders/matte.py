@@ -4,10 +4,14 @@ The segmentation model's confidence ``p`` comes at model resolution (e.g. 256x14
 is needed at the frame's. Bilinear upsampling gives a soft edge that is off by a model pixel or
 two (5 px at 720p). A guided filter (He et al.) models the matte locally as a linear function of
 the colour, ``q = a . I + b``, so the edge lands on the frame's own colour edge and soft hair
-stays soft. The *fast* variant (He & Sun 2015) fits ``a, b`` at low resolution, upsamples them
-bilinearly and applies them to the full-resolution frame.
+stays soft. The *fast* variant (He & Sun 2015) fits ``a, b`` on a subsampled guide, upsamples
+them bilinearly and applies them to the full-resolution image. We do that twice: the local fits
+run at half the model resolution (box means are smooth, so a quarter of the pixels loses
+nothing measurable, see ``docs/matte.md``), their box means are upsampled to model resolution,
+where the per-pixel terms below are folded in, and the resulting coefficients are upsampled to
+the frame.
 
-Two additions over the textbook filter, both folded into ``b`` at low resolution:
+Two additions over the textbook filter, both folded into ``b`` per model pixel:
 
 - **detail**: a guided filter box-smooths ``p`` twice, so thin or faint parts of the person (an
   arm seen edge-on, a head against a similar background) average away. Where the colour does not
@@ -16,17 +20,27 @@ Two additions over the textbook filter, both folded into ``b`` at low resolution
 - **protect**: where the model is sure (``p`` near 0 or 1) its value is kept: the blend weight
   toward the filter is ``w = min(1, 4 p (1 - p) protect)``. This stops the classic guided-filter
   holes where the person has a background-like colour next to an edge (grey hair highlights
-  against a light wall).
+  against a light wall). A confidence within :data:`SETTLE` of 0 or 1 counts as exactly 0 or 1
+  (the output moves by less than one 8-bit level), so most model pixels get ``a = 0`` exactly.
 
 Passes, all on preallocated buffers (:class:`GuidedUpsampler` owns them):
 
-1. :func:`guided_coeffs` - serial, at model resolution (a few ten thousand pixels, cheaper than
-   waking threads): 14 guide/``p`` products, box means (window clipped at the border, divided by
-   the number of pixels in it), the 3x3 colour regression per pixel, box means of ``(a, b, mean
-   p, R^2)``, and the fold into one ``(a_b, a_g, a_r, b)`` per pixel, scaled for uint8 input;
-2. :func:`apply_coeffs` - at full resolution, ONE fused parallel pass: per output row the two
-   low-res coefficient rows are blended into the row's scratch line, then per pixel a horizontal
-   lerp, the dot with the BGR pixel read straight from the frame, and a clip to [0, 1].
+1. :func:`guided_coeffs` - serial, at half and full model resolution: 14 statistics of the 2x2
+   block means of the guide and ``p``, box means (window clipped at the border), the 3x3 colour
+   regression per pixel, box means of ``(a, b, mean p, R^2)``, then per model pixel their
+   bilinear upsampling and the fold into planar ``(a_b, a_g, a_r, b)`` for the BGR frame;
+2. :func:`plan_spans` - per pair of coefficient rows, the runs of output columns where the
+   four surrounding model pixels all have ``a = 0`` and the same ``b`` (the matte there is that
+   constant) and the runs that need computing;
+3. :func:`widen_coeffs` - the coefficient rows resampled to the frame's width, only where a
+   computed run needs them;
+4. :func:`apply_coeffs` - at full resolution, ONE parallel pass over rows: constant runs are
+   filled, computed runs blend the two widened rows and take the dot with the BGR pixel read
+   straight from the frame, clipped to [0, 1].
+
+Inner loops write one array each from a few inputs and start at index 0 of a view: LLVM then
+vectorises them (with more written arrays its runtime alias checks give up, and a loop starting
+at a variable index was not vectorised either; both measured 5-18x slower).
 
 Sampling positions match ``cv2.resize`` INTER_LINEAR (pixel centres aligned). The guide is
 centred (``I/255 - 0.5``) so float32 variances keep their digits.
@@ -35,19 +49,27 @@ centred (``I/255 - 0.5``) so float32 variances keep their digits.
 from __future__ import annotations
 
 import numpy as np
+import numba
 from numba import prange
 
 from .jit import inline, kernel, register_warmup
 
 N_STATS = 14  # I (3), p, I_i I_j for i <= j (6), I p (3), p p
 N_LIN = 6     # per window: a (3), b, mean p, R^2
+N_SCRATCH = 9  # scratch rows of model width: 4 for the statistics, 9 for the fold
+SETTLE = 1e-4  # confidence this close to 0 or 1 is taken as certain
 
 _INV255 = np.float32(1.0 / 255.0)
+_QUARTER255 = np.float32(0.25 / 255.0)
 _HALF = np.float32(0.5)
+_QUARTER = np.float32(0.25)
+_THREE_QUARTERS = np.float32(0.75)
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
 _FOUR = np.float32(4.0)
 _TINY = np.float32(1e-8)
+_COMPUTE = np.float32(-1.0)  # run value of a run that is computed, not filled
+_U8_MAX = np.float32(255.0)
 
 
 def sample_table(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,123 +83,224 @@ def sample_table(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return i0, i1, w1
 
 
+def area_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area resampling ``n_in -> n_out`` (``n_in >= n_out``), as ``cv2.resize`` INTER_AREA: for
+    each output index the first input index and the weights of the input pixels it overlaps
+    (overlap / scale; trailing taps zero)."""
+    if n_out > n_in or n_out < 1:
+        raise ValueError(f"area_table downscales only: {n_in} -> {n_out}")
+    scale = n_in / n_out
+    taps = min(int(np.ceil(scale)) + 1, n_in)
+    start = np.empty(n_out, np.int32)
+    weights = np.zeros((n_out, taps), np.float32)
+    for o in range(n_out):
+        lo, hi = o * scale, (o + 1) * scale
+        i0 = min(int(np.floor(lo)), n_in - taps)
+        start[o] = i0
+        for t in range(taps):
+            weights[o, t] = max(0.0, min(hi, i0 + t + 1) - max(lo, i0 + t)) / scale
+    return start, weights
+
+
+# -- downscale ------------------------------------------------------------------------------------
+
+@kernel(parallel=True)
+def area_downscale(src, sy, sx, acc, hsum, out):
+    """out = mean of each ``sy x sx`` block of the uint8 BGR ``src``, rounded, channels reversed
+    (RGB, what the model takes): ``cv2.resize`` INTER_AREA for integer factors and ``cvtColor``
+    in one pass (OpenCV's resize alone is ~3x slower). Scratch per band of output rows (one band
+    per thread at most): ``acc`` (bands, W * 3) uint16 column sums (``sy <= 257``), ``hsum``
+    (bands, W * 3) int32 sums of ``sx`` neighbouring pixels."""
+    oh, ow = out.shape[0], out.shape[1]
+    n = src.shape[1] * 3
+    m = ow * sx * 3 - 3 * (sx - 1)
+    inv = _ONE / np.float32(sy * sx)
+    nb = acc.shape[0]
+    for band in prange(nb):
+        a = acc[band]
+        hs = hsum[band]
+        for y in range(band * oh // nb, (band + 1) * oh // nb):
+            r = src[y * sy].reshape(n)
+            for i in range(n):
+                a[i] = np.uint16(r[i])
+            for k in range(1, sy):
+                r = src[y * sy + k].reshape(n)
+                for i in range(n):
+                    a[i] += np.uint16(r[i])
+            for i in range(m):
+                hs[i] = np.int32(a[i])
+            for k in range(1, sx):
+                sh = a[3 * k:]
+                for i in range(m):
+                    hs[i] += np.int32(sh[i])
+            o = out[y].reshape(ow * 3)
+            for x in range(ow):
+                b = 3 * sx * x
+                o[3 * x] = np.uint8(np.float32(hs[b + 2]) * inv + _HALF)
+                o[3 * x + 1] = np.uint8(np.float32(hs[b + 1]) * inv + _HALF)
+                o[3 * x + 2] = np.uint8(np.float32(hs[b]) * inv + _HALF)
+
+
+@kernel(parallel=True)
+def area_resample(src, ys, wy, xs, wx, acc, out):
+    """out = area-weighted mean (``cv2.resize`` INTER_AREA, any downscale factors; tables from
+    :func:`area_table`) of the uint8 BGR ``src``, rounded, channels reversed (RGB). ``acc``
+    (bands, W * 3) float32 scratch per band of output rows (one band per thread at most)."""
+    oh, ow = out.shape[0], out.shape[1]
+    n = src.shape[1] * 3
+    ty = wy.shape[1]
+    tx = wx.shape[1]
+    nb = acc.shape[0]
+    for band in prange(nb):
+        a = acc[band]
+        for y in range(band * oh // nb, (band + 1) * oh // nb):
+            w = wy[y, 0]
+            r = src[ys[y]].reshape(n)
+            for i in range(n):
+                a[i] = w * np.float32(r[i])
+            for t in range(1, ty):
+                w = wy[y, t]
+                if w != _ZERO:
+                    r = src[ys[y] + t].reshape(n)
+                    for i in range(n):
+                        a[i] += w * np.float32(r[i])
+            o = out[y].reshape(ow * 3)
+            for x in range(ow):
+                s = 3 * xs[x]
+                v0 = _ZERO
+                v1 = _ZERO
+                v2 = _ZERO
+                for t in range(tx):
+                    w = wx[x, t]
+                    v0 += w * a[s + 3 * t]
+                    v1 += w * a[s + 3 * t + 1]
+                    v2 += w * a[s + 3 * t + 2]
+                o[3 * x] = np.uint8(min(v2 + _HALF, _U8_MAX))
+                o[3 * x + 1] = np.uint8(min(v1 + _HALF, _U8_MAX))
+                o[3 * x + 2] = np.uint8(min(v0 + _HALF, _U8_MAX))
+
+
+# -- coefficients at model resolution ------------------------------------------------------------
+
 @inline
-def _row_sums(src, c, r, out):
-    """out[y, x] = sum of src[y, x-r..x+r] (window clipped at the borders) for (h, w * c) arrays of
-    ``c`` interleaved channels. Flat indexing and the border cases split off keep the inner
-    loops branch-free and vectorisable."""
-    h, n = src.shape
-    w = n // c
+def _half_stats(guide, p, rows, stats):
+    """stats (14, hh, hw): the statistics of the 2x2 block means of the centred guide and ``p``
+    (a block past an odd edge repeats the last row or column). ``rows`` (>= 4, lw + 1) scratch."""
+    lh, lw = p.shape
+    hh, hw = stats.shape[1], stats.shape[2]
+    r0, r1, r2, r3 = rows[0], rows[1], rows[2], rows[3]
+    for yy in range(hh):
+        ya = 2 * yy
+        yb = min(2 * yy + 1, lh - 1)
+        ga = guide[ya].reshape(lw * 3)
+        gb = guide[yb].reshape(lw * 3)
+        pa = p[ya]
+        pb = p[yb]
+        for x in range(lw):
+            r0[x] = np.float32(ga[3 * x]) + np.float32(gb[3 * x])
+            r1[x] = np.float32(ga[3 * x + 1]) + np.float32(gb[3 * x + 1])
+            r2[x] = np.float32(ga[3 * x + 2]) + np.float32(gb[3 * x + 2])
+            r3[x] = pa[x] + pb[x]
+        if 2 * hw > lw:
+            r0[lw] = r0[lw - 1]
+            r1[lw] = r1[lw - 1]
+            r2[lw] = r2[lw - 1]
+            r3[lw] = r3[lw - 1]
+        for c in range(4):
+            r = rows[c]
+            o = stats[c, yy]
+            scale = _QUARTER if c == 3 else _QUARTER255
+            shift = _ZERO if c == 3 else _HALF
+            for x in range(hw):
+                o[x] = (r[2 * x] + r[2 * x + 1]) * scale - shift
+        k = 4
+        for i in range(3):
+            for j in range(i, 3):
+                si = stats[i, yy]
+                sj = stats[j, yy]
+                o = stats[k, yy]
+                for x in range(hw):
+                    o[x] = si[x] * sj[x]
+                k += 1
+        sp = stats[3, yy]
+        for i in range(4):
+            si = stats[i, yy]
+            o = stats[10 + i, yy]
+            for x in range(hw):
+                o[x] = si[x] * sp[x]
+
+
+@inline
+def _box_mean(src, r, acc, invx, out):
+    """out[k] = mean of src[k] over the (2r+1)^2 window clipped at the borders, planar (K, h, w):
+    running column sums down the rows, then the row's 2r+1 shifted adds (vectorised)."""
+    nk, h, w = src.shape
     rx = min(r, w - 1)
-    for y in range(h):
-        s = src[y]
-        t = out[y]
-        for k in range(c):
-            t[k] = s[k]
-        for x in range(1, rx + 1):
-            for k in range(c):
-                t[k] += s[x * c + k]
-        for x in range(1, w):
-            o = x * c
-            add = (x + r) * c
-            sub = (x - r - 1) * c
-            if x + r < w and x - r - 1 >= 0:
-                for k in range(c):
-                    t[o + k] = t[o - c + k] + s[add + k] - s[sub + k]
-            elif x + r < w:
-                for k in range(c):
-                    t[o + k] = t[o - c + k] + s[add + k]
-            elif x - r - 1 >= 0:
-                for k in range(c):
-                    t[o + k] = t[o - c + k] - s[sub + k]
-            else:
-                for k in range(c):
-                    t[o + k] = t[o - c + k]
+    ry = min(r, h - 1)
+    for x in range(w):
+        invx[x] = _ONE / np.float32(min(x + r, w - 1) - max(x - r, 0) + 1)
+    for k in range(nk):
+        s = src[k]
+        a = s[0]
+        for x in range(w):
+            acc[x] = a[x]
+        for y in range(1, ry + 1):
+            a = s[y]
+            for x in range(w):
+                acc[x] += a[x]
+        for y in range(h):
+            if y > 0:
+                if y + r < h:
+                    a = s[y + r]
+                    for x in range(w):
+                        acc[x] += a[x]
+                if y - r - 1 >= 0:
+                    a = s[y - r - 1]
+                    for x in range(w):
+                        acc[x] -= a[x]
+            o = out[k, y]
+            for x in range(w):
+                o[x] = acc[x]
+            for d in range(1, rx + 1):
+                n = w - d
+                right = o[d:]
+                left = acc[:n]
+                for x in range(n):
+                    right[x] += left[x]
+                head = o[:n]
+                ahead = acc[d:]
+                for x in range(n):
+                    head[x] += ahead[x]
+            iy = _ONE / np.float32(min(y + r, h - 1) - max(y - r, 0) + 1)
+            for x in range(w):
+                o[x] *= invx[x] * iy
 
 
 @inline
-def _col_means(rows, c, r, acc, out):
-    """out = column sums of radius ``r`` of the row sums ``rows``, divided by the clipped window's
-    pixel count: the box mean. (h, w * c) arrays; ``acc`` (w * c,) holds the running sums."""
-    h, n = rows.shape
-    w = n // c
-    ry = min(r, h - 1)
-    for i in range(n):
-        acc[i] = rows[0, i]
-    for y in range(1, ry + 1):
-        for i in range(n):
-            acc[i] += rows[y, i]
-    for y in range(h):
-        if y > 0:
-            if y + r < h:
-                for i in range(n):
-                    acc[i] += rows[y + r, i]
-            if y - r - 1 >= 0:
-                for i in range(n):
-                    acc[i] -= rows[y - r - 1, i]
-        ny = np.float32(min(y + r, h - 1) - max(y - r, 0) + 1)
-        o = out[y]
-        for x in range(w):
-            inv = _ONE / (np.float32(min(x + r, w - 1) - max(x - r, 0) + 1) * ny)
-            for k in range(c):
-                o[x * c + k] = acc[x * c + k] * inv
-
-
-@kernel
-def guided_coeffs(guide, p, r, eps, detail, protect, stats, tmp, means, lin, lin_tmp, lin_mean, acc, coef):
-    """Coefficients ``coef[y, x] = (a_b, a_g, a_r, b)`` at model resolution, ``q = a . frame_u8 + b``.
-
-    ``guide`` (h, w, 3) uint8 BGR and ``p`` (h, w) float32; ``r`` box radius in model pixels;
-    ``eps`` regularisation; ``detail`` and ``protect`` as in the module docstring. Scratch (flat,
-    channels interleaved): ``stats``/``tmp``/``means`` (h, w * 14), ``lin``/``lin_tmp``/``lin_mean``
-    (h, w * 6), ``acc`` (w * 14,) float32. ``coef`` (h, w, 4).
-    """
-    h, w = p.shape
-    S = N_STATS
-    L = N_LIN
-    for y in range(h):
-        g = guide[y].reshape(w * 3)
-        pr = p[y]
-        st = stats[y]
-        for x in range(w):
-            i0 = np.float32(g[3 * x]) * _INV255 - _HALF
-            i1 = np.float32(g[3 * x + 1]) * _INV255 - _HALF
-            i2 = np.float32(g[3 * x + 2]) * _INV255 - _HALF
-            v = pr[x]
-            o = S * x
-            st[o] = i0
-            st[o + 1] = i1
-            st[o + 2] = i2
-            st[o + 3] = v
-            st[o + 4] = i0 * i0
-            st[o + 5] = i0 * i1
-            st[o + 6] = i0 * i2
-            st[o + 7] = i1 * i1
-            st[o + 8] = i1 * i2
-            st[o + 9] = i2 * i2
-            st[o + 10] = i0 * v
-            st[o + 11] = i1 * v
-            st[o + 12] = i2 * v
-            st[o + 13] = v * v
-    _row_sums(stats, S, r, tmp)
-    _col_means(tmp, S, r, acc, means)
+def _regress(m, eps, lin):
+    """Per window: the 3x3 colour regression of ``p`` by cofactors -> (a, b, mean p, R^2)."""
+    h, w = m.shape[1], m.shape[2]
     floor = eps * eps * eps  # det(Cov + eps 1) >= eps^3 in exact arithmetic
     for y in range(h):
-        m = means[y]
-        li = lin[y]
+        m0r, m1r, m2r, mpr = m[0, y], m[1, y], m[2, y], m[3, y]
+        m4r, m5r, m6r, m7r, m8r, m9r = m[4, y], m[5, y], m[6, y], m[7, y], m[8, y], m[9, y]
+        m10r, m11r, m12r, m13r = m[10, y], m[11, y], m[12, y], m[13, y]
+        l0, l1, l2, l3, l4, l5 = lin[0, y], lin[1, y], lin[2, y], lin[3, y], lin[4, y], lin[5, y]
         for x in range(w):
-            o = S * x
-            m0, m1, m2, mp = m[o], m[o + 1], m[o + 2], m[o + 3]
-            s00 = m[o + 4] - m0 * m0 + eps
-            s01 = m[o + 5] - m0 * m1
-            s02 = m[o + 6] - m0 * m2
-            s11 = m[o + 7] - m1 * m1 + eps
-            s12 = m[o + 8] - m1 * m2
-            s22 = m[o + 9] - m2 * m2 + eps
-            v0 = m[o + 10] - m0 * mp
-            v1 = m[o + 11] - m1 * mp
-            v2 = m[o + 12] - m2 * mp
-            vp = m[o + 13] - mp * mp
+            m0 = m0r[x]
+            m1 = m1r[x]
+            m2 = m2r[x]
+            mp = mpr[x]
+            s00 = m4r[x] - m0 * m0 + eps
+            s01 = m5r[x] - m0 * m1
+            s02 = m6r[x] - m0 * m2
+            s11 = m7r[x] - m1 * m1 + eps
+            s12 = m8r[x] - m1 * m2
+            s22 = m9r[x] - m2 * m2 + eps
+            v0 = m10r[x] - m0 * mp
+            v1 = m11r[x] - m1 * mp
+            v2 = m12r[x] - m2 * mp
+            vp = m13r[x] - mp * mp
             c00 = s11 * s22 - s12 * s12
             c01 = s02 * s12 - s01 * s22
             c02 = s01 * s12 - s02 * s11
@@ -188,143 +311,335 @@ def guided_coeffs(guide, p, r, eps, detail, protect, stats, tmp, means, lin, lin
             a0 = (c00 * v0 + c01 * v1 + c02 * v2) * inv
             a1 = (c01 * v0 + c11 * v1 + c12 * v2) * inv
             a2 = (c02 * v0 + c12 * v1 + c22 * v2) * inv
-            q = L * x
-            li[q] = a0
-            li[q + 1] = a1
-            li[q + 2] = a2
-            li[q + 3] = mp - a0 * m0 - a1 * m1 - a2 * m2
-            li[q + 4] = mp
+            l0[x] = a0
+            l1[x] = a1
+            l2[x] = a2
+            l3[x] = mp - a0 * m0 - a1 * m1 - a2 * m2
+            l4[x] = mp
             # R^2 (branch-free: where p is flat, p - mean p is ~0 and R^2 does not matter)
-            explained = a0 * v0 + a1 * v1 + a2 * v2
-            li[q + 5] = min(max(explained / max(vp, _TINY), _ZERO), _ONE)
-    _row_sums(lin, L, r, lin_tmp)
-    _col_means(lin_tmp, L, r, acc, lin_mean)
-    for y in range(h):
-        lm = lin_mean[y]
-        pr = p[y]
-        cf = coef[y].reshape(w * 4)
-        for x in range(w):
-            q = L * x
-            l0, l1, l2, l3, l4, l5 = lm[q], lm[q + 1], lm[q + 2], lm[q + 3], lm[q + 4], lm[q + 5]
-            v = pr[x]
-            wgt = min(_FOUR * v * (_ONE - v) * protect, _ONE) if protect > _ZERO else _ONE
-            b = l3 - _HALF * (l0 + l1 + l2) + detail * (_ONE - l5) * (v - l4)
-            cf[4 * x] = wgt * l0 * _INV255
-            cf[4 * x + 1] = wgt * l1 * _INV255
-            cf[4 * x + 2] = wgt * l2 * _INV255
-            cf[4 * x + 3] = wgt * b + (_ONE - wgt) * v
+            l5[x] = min(max((a0 * v0 + a1 * v1 + a2 * v2) / max(vp, _TINY), _ZERO), _ONE)
 
 
-@kernel
-def widen_coeffs(coef, x0s, x1s, wxs, wide):
-    """wide[y, k, :] = coef[y, :, k] resampled to the frame's width (planar rows, so the
-    full-resolution pass reads contiguous memory)."""
-    lh, lw = coef.shape[0], coef.shape[1]
-    ww = wide.shape[2]
+@inline
+def _fold(lm, p, detail, protect, rgb, lmw, rows, coef):
+    """coef (lh, 4, lw): the half-resolution window means ``lm`` (6, hh, hw) upsampled
+    bilinearly (model pixel ``x`` sits at half-resolution ``x / 2 - 1/4``) and folded with the
+    per-pixel detail and protect terms into ``(a_b, a_g, a_r, b)`` for the uint8 BGR frame.
+    ``lmw`` (6, hh, lw) and ``rows`` (9, lw) scratch."""
+    lh, lw = p.shape
+    hh, hw = lm.shape[1], lm.shape[2]
+    for k in range(6):
+        for yy in range(hh):
+            hr = lm[k, yy]
+            mr = lmw[k, yy]
+            mr[0] = hr[0]
+            odd = mr[1:]
+            for x in range(hw - 1):
+                u = hr[x]
+                v = hr[x + 1]
+                odd[2 * x] = _THREE_QUARTERS * u + _QUARTER * v
+                odd[2 * x + 1] = _QUARTER * u + _THREE_QUARTERS * v
+            if 2 * hw == lw:
+                mr[lw - 1] = hr[hw - 1]
+    settle = np.float32(SETTLE)
+    high = _ONE - settle
+    vs, wg, bq = rows[0], rows[1], rows[2]
+    l0, l1, l2, l3, l4, l5 = rows[3], rows[4], rows[5], rows[6], rows[7], rows[8]
+    ib = 2 if rgb else 0  # the guide channel that multiplies the frame's blue
     for y in range(lh):
-        c = coef[y].reshape(lw * 4)
-        d0, d1, d2, d3 = wide[y, 0], wide[y, 1], wide[y, 2], wide[y, 3]
-        for x in range(ww):
-            i0 = 4 * x0s[x]
-            i1 = 4 * x1s[x]
-            w1 = wxs[x]
-            w0 = _ONE - w1
-            d0[x] = w0 * c[i0] + w1 * c[i1]
-            d1[x] = w0 * c[i0 + 1] + w1 * c[i1 + 1]
-            d2[x] = w0 * c[i0 + 2] + w1 * c[i1 + 2]
-            d3[x] = w0 * c[i0 + 3] + w1 * c[i1 + 3]
+        pos = max(np.float32(y) * _HALF - _QUARTER, _ZERO)
+        y0 = min(int(pos), max(hh - 2, 0))
+        y1 = min(y0 + 1, hh - 1)
+        wy = min(pos - np.float32(y0), _ONE)
+        for k in range(6):
+            a = lmw[k, y0]
+            b = lmw[k, y1]
+            o = rows[3 + k]
+            for x in range(lw):
+                o[x] = a[x] + wy * (b[x] - a[x])
+        pr = p[y]
+        for x in range(lw):
+            v = pr[x]
+            vs[x] = _ZERO if v <= settle else (_ONE if v >= high else v)
+        for x in range(lw):
+            v = vs[x]
+            wg[x] = min(_FOUR * v * (_ONE - v) * protect, _ONE) if protect > _ZERO else _ONE
+        for x in range(lw):
+            bq[x] = l3[x] - _HALF * (l0[x] + l1[x] + l2[x]) + detail * (_ONE - l5[x]) * (vs[x] - l4[x])
+        cb = coef[y, 0]
+        cg = coef[y, 1]
+        cr = coef[y, 2]
+        c3 = coef[y, 3]
+        lb = rows[3 + ib]
+        lr = rows[5 - ib]
+        for x in range(lw):
+            cb[x] = wg[x] * _INV255 * lb[x]
+        for x in range(lw):
+            cg[x] = wg[x] * _INV255 * l1[x]
+        for x in range(lw):
+            cr[x] = wg[x] * _INV255 * lr[x]
+        for x in range(lw):
+            c3[x] = wg[x] * bq[x] + (_ONE - wg[x]) * vs[x]
 
 
 @kernel
-def area_downscale(src, sy, sx, acc, out):
-    """out = mean of each ``sy x sx`` block of the uint8 BGR ``src``, rounded (``cv2.resize``
-    INTER_AREA for integer factors, which OpenCV runs ~3x slower: 1 ms at 720p -> 256x144).
-    ``acc`` (W * 3,) int32 scratch: a block row's column sums, accumulated contiguously."""
-    oh, ow = out.shape[0], out.shape[1]
-    n = src.shape[1] * 3
-    inv = np.float32(1.0) / np.float32(sy * sx)
-    for y in range(oh):
-        for i in range(n):
-            acc[i] = 0
-        for yy in range(y * sy, y * sy + sy):
-            row = src[yy].reshape(n)
-            for i in range(n):
-                acc[i] += np.int32(row[i])
-        o = out[y].reshape(ow * 3)
-        for x in range(ow):
-            for c in range(3):
-                t = np.int32(0)
-                for k in range(sx):
-                    t += acc[3 * (x * sx + k) + c]
-                o[3 * x + c] = np.uint8(np.float32(t) * inv + _HALF)
+def guided_coeffs(guide, p, r, eps, detail, protect, rgb, stats, means, lin, lin_mean, acc, invx, lmw, rows, coef):
+    """Planar coefficients ``coef[y, :, x] = (a_b, a_g, a_r, b)`` at model resolution,
+    ``q = a . frame_u8 + b`` for the BGR frame.
+
+    ``guide`` (lh, lw, 3) uint8, RGB if ``rgb`` else BGR, and ``p`` (lh, lw) float32; ``r`` box
+    radius in half-resolution pixels; ``eps`` regularisation; ``detail`` and ``protect`` as in
+    the module docstring. Scratch: ``stats``/``means`` (14, hh, hw), ``lin``/``lin_mean`` (6, hh,
+    hw) with ``hh, hw = ceil(lh / 2), ceil(lw / 2)``; ``acc``/``invx`` (hw,); ``lmw`` (6, hh, lw);
+    ``rows`` (9, lw + 1). ``coef`` (lh, 4, lw).
+    """
+    _half_stats(guide, p, rows, stats)
+    _box_mean(stats, r, acc, invx, means)
+    _regress(means, eps, lin)
+    _box_mean(lin, r, acc, invx, lin_mean)
+    _fold(lin_mean, p, detail, protect, rgb, lmw, rows, coef)
+
+
+# -- full resolution -----------------------------------------------------------------------------
+
+@kernel
+def plan_spans(coef, jstart, jend, zero, key, spans, values, nspans, wspans, nwspans):
+    """Runs of output columns per pair of coefficient rows ``(i, min(i + 1, lh - 1))``:
+    ``spans[i, s] = (x0, x1)``, ``values[i, s]`` the constant matte there or -1 where it is
+    computed; and per coefficient row the output columns its widened coefficients are needed
+    for, ``wspans[r, s] = (x0, x1)`` (the computed runs of both pairs it belongs to).
+
+    ``jstart/jend`` (npx,): output columns whose left sample is model column ``j`` (from
+    :func:`sample_table`); scratch ``zero`` (lh, lw) bool, ``key`` (npx,) float32. ``spans``
+    (npy, npx, 2), ``values`` (npy, npx), ``nspans`` (npy,), ``wspans`` (lh, npx, 2), ``nwspans``
+    (lh,), with ``npy, npx = max(lh - 1, 1), max(lw - 1, 1)``."""
+    lh, lw = coef.shape[0], coef.shape[2]
+    npy = max(lh - 1, 1)
+    npx = max(lw - 1, 1)
+    nxt = 1 if lw > 1 else 0
+    for r in range(lh):
+        z = zero[r]
+        a0 = coef[r, 0]
+        a1 = coef[r, 1]
+        a2 = coef[r, 2]
+        for j in range(lw):
+            z[j] = (a0[j] == _ZERO) & (a1[j] == _ZERO) & (a2[j] == _ZERO)
+    for i in range(npy):
+        i1 = min(i + 1, lh - 1)
+        za = zero[i]
+        zb = zero[i1]
+        ba = coef[i, 3]
+        bb = coef[i1, 3]
+        za1 = za[nxt:]
+        zb1 = zb[nxt:]
+        ba1 = ba[nxt:]
+        bb1 = bb[nxt:]
+        for j in range(npx):
+            b = ba[j]
+            flat = za[j] & za1[j] & zb[j] & zb1[j] & (ba1[j] == b) & (bb[j] == b) & (bb1[j] == b)
+            key[j] = min(max(b, _ZERO), _ONE) if flat else _COMPUTE
+        n = 0
+        cur = np.float32(-2.0)
+        for j in range(npx):
+            if jend[j] <= jstart[j]:
+                continue
+            kv = key[j]
+            if kv == cur:
+                spans[i, n - 1, 1] = jend[j]
+            else:
+                spans[i, n, 0] = jstart[j]
+                spans[i, n, 1] = jend[j]
+                values[i, n] = kv
+                cur = kv
+                n += 1
+        nspans[i] = n
+    # coefficient row r is the top of pair r and the bottom of pair r - 1
+    for r in range(lh):
+        pa = r if r < npy else -1
+        pb = r - 1 if 1 <= r <= npy else -1
+        na = nspans[pa] if pa >= 0 else 0
+        nb = nspans[pb] if pb >= 0 else 0
+        sa = 0
+        sb = 0
+        n = 0
+        while True:
+            while sa < na and values[pa, sa] >= _ZERO:
+                sa += 1
+            while sb < nb and values[pb, sb] >= _ZERO:
+                sb += 1
+            if sa >= na and sb >= nb:
+                break
+            if sb >= nb or (sa < na and spans[pa, sa, 0] <= spans[pb, sb, 0]):
+                x0 = spans[pa, sa, 0]
+                x1 = spans[pa, sa, 1]
+                sa += 1
+            else:
+                x0 = spans[pb, sb, 0]
+                x1 = spans[pb, sb, 1]
+                sb += 1
+            if n > 0 and x0 <= wspans[r, n - 1, 1]:
+                wspans[r, n - 1, 1] = max(wspans[r, n - 1, 1], x1)
+            else:
+                wspans[r, n, 0] = x0
+                wspans[r, n, 1] = x1
+                n += 1
+        nwspans[r] = n
+
+
+@kernel
+def widen_coeffs(coef, x0s, x1s, wxs, wspans, nwspans, wide):
+    """wide[y, k, x] = coef[y, k, :] resampled to the frame's width, for x in the runs
+    ``wspans[y, :nwspans[y]]`` only (elsewhere ``wide`` keeps whatever it held)."""
+    lh = coef.shape[0]
+    for y in range(lh):
+        for s in range(nwspans[y]):
+            xa = np.int64(wspans[y, s, 0])
+            n = np.int64(wspans[y, s, 1]) - xa
+            i0 = x0s[xa:xa + n]
+            i1 = x1s[xa:xa + n]
+            wx = wxs[xa:xa + n]
+            for k in range(4):
+                c = coef[y, k]
+                d = wide[y, k, xa:xa + n]
+                for x in range(n):
+                    c0 = c[i0[x]]
+                    d[x] = c0 + wx[x] * (c[i1[x]] - c0)
 
 
 @kernel(parallel=True)
-def apply_coeffs(frame, wide, y0s, y1s, wys, out):
+def apply_coeffs(frame, wide, y0s, y1s, wys, spans, values, nspans, out):
     """out = clip(a . frame + b, 0, 1) with ``(a, b)`` lerped between the two widened
-    coefficient rows of each output row (``y0s/y1s/wys`` from :func:`sample_table`)."""
+    coefficient rows of each output row (``y0s/y1s/wys`` from :func:`sample_table`); runs
+    :func:`plan_spans` found constant are filled with their value."""
     hh, ww = out.shape
     for y in prange(hh):
         wy = wys[y]
-        c0 = wide[y0s[y]]
-        c1 = wide[y1s[y]]
+        i = y0s[y]
+        j = y1s[y]
         # the frame row indexed flat: (x, channel) indexing of the uint8 row keeps LLVM from
         # vectorising the loop (5x slower)
         frow = frame[y].reshape(ww * 3)
         orow = out[y]
-        for x in range(ww):
-            a_b = c0[0, x] + wy * (c1[0, x] - c0[0, x])
-            a_g = c0[1, x] + wy * (c1[1, x] - c0[1, x])
-            a_r = c0[2, x] + wy * (c1[2, x] - c0[2, x])
-            b = c0[3, x] + wy * (c1[3, x] - c0[3, x])
-            q = (a_b * np.float32(frow[3 * x]) + a_g * np.float32(frow[3 * x + 1])
-                 + a_r * np.float32(frow[3 * x + 2]) + b)
-            orow[x] = min(max(q, _ZERO), _ONE)
+        for s in range(nspans[i]):
+            xa = np.int64(spans[i, s, 0])
+            n = np.int64(spans[i, s, 1]) - xa
+            o = orow[xa:xa + n]
+            v = values[i, s]
+            if v >= _ZERO:
+                for x in range(n):
+                    o[x] = v
+            else:
+                f = frow[3 * xa:3 * (xa + n)]
+                t0 = wide[i, 0, xa:xa + n]
+                t1 = wide[i, 1, xa:xa + n]
+                t2 = wide[i, 2, xa:xa + n]
+                t3 = wide[i, 3, xa:xa + n]
+                u0 = wide[j, 0, xa:xa + n]
+                u1 = wide[j, 1, xa:xa + n]
+                u2 = wide[j, 2, xa:xa + n]
+                u3 = wide[j, 3, xa:xa + n]
+                for x in range(n):
+                    a_b = t0[x] + wy * (u0[x] - t0[x])
+                    a_g = t1[x] + wy * (u1[x] - t1[x])
+                    a_r = t2[x] + wy * (u2[x] - t2[x])
+                    b = t3[x] + wy * (u3[x] - t3[x])
+                    q = (a_b * np.float32(f[3 * x]) + a_g * np.float32(f[3 * x + 1])
+                         + a_r * np.float32(f[3 * x + 2]) + b)
+                    o[x] = min(max(q, _ZERO), _ONE)
 
 
 class GuidedUpsampler:
     """The refinement for one (model size, frame size) pair, buffers allocated once.
 
-    ``run(guide, p, frame, out)``: ``guide`` (lh, lw, 3) uint8 BGR, the image the model saw;
-    ``p`` (lh, lw) float32 confidence; ``frame`` (H, W, 3) uint8 BGR; ``out`` (H, W) float32.
-    ``radius`` is in model-resolution pixels.
+    ``run(guide, p, frame, out)``: ``guide`` (lh, lw, 3) uint8, the image the model saw (RGB, or
+    BGR with ``rgb_guide=False``); ``p`` (lh, lw) float32 confidence; ``frame`` (H, W, 3) uint8
+    BGR; ``out`` (H, W) float32. ``radius`` is in model-resolution pixels (the local fits run at
+    half that resolution with half that radius, at least 1).
     """
 
     def __init__(self, low_size: tuple[int, int], full_size: tuple[int, int], radius: int, eps: float,
-                 detail: float = 1.0, protect: float = 8.0) -> None:
+                 detail: float = 1.0, protect: float = 8.0, *, rgb_guide: bool = True) -> None:
         lw, lh = low_size
         fw, fh = full_size
         self.low_size, self.full_size = (lw, lh), (fw, fh)
         self.radius = max(1, int(radius))
+        self.half_radius = max(1, int(round(self.radius / 2)))
         self.eps = np.float32(eps)
         self.detail = np.float32(detail)
         self.protect = np.float32(protect)
-        self._stats = np.empty((lh, lw * N_STATS), np.float32)
-        self._tmp = np.empty((lh, lw * N_STATS), np.float32)
-        self._means = np.empty((lh, lw * N_STATS), np.float32)
-        self._lin = np.empty((lh, lw * N_LIN), np.float32)
-        self._lin_tmp = np.empty((lh, lw * N_LIN), np.float32)
-        self._lin_mean = np.empty((lh, lw * N_LIN), np.float32)
-        self._acc = np.empty(lw * N_STATS, np.float32)
-        self.coef = np.empty((lh, lw, 4), np.float32)
-        self._wide = np.empty((lh, 4, fw), np.float32)
-        self._rows = sample_table(fh, lh)
-        self._cols = sample_table(fw, lw)
+        self.rgb_guide = bool(rgb_guide)
+        hh, hw = (lh + 1) // 2, (lw + 1) // 2
+        self._stats = np.empty((N_STATS, hh, hw), np.float32)
+        self._means = np.empty((N_STATS, hh, hw), np.float32)
+        self._lin = np.empty((N_LIN, hh, hw), np.float32)
+        self._lin_mean = np.empty((N_LIN, hh, hw), np.float32)
+        self._acc = np.empty(hw, np.float32)
+        self._invx = np.empty(hw, np.float32)
+        self._lmw = np.empty((N_LIN, hh, lw), np.float32)
+        self._rows = np.empty((N_SCRATCH, lw + 1), np.float32)
+        self.coef = np.empty((lh, 4, lw), np.float32)
+        self._rows_table = sample_table(fh, lh)
+        self._cols_table = sample_table(fw, lw)
+        npy, npx = max(lh - 1, 1), max(lw - 1, 1)
+        x0s = self._cols_table[0]
+        self._jstart = np.searchsorted(x0s, np.arange(npx), side="left").astype(np.int32)
+        self._jend = np.searchsorted(x0s, np.arange(npx), side="right").astype(np.int32)
+        self._zero = np.empty((lh, lw), np.bool_)
+        self._key = np.empty(npx, np.float32)
+        self.spans = np.empty((npy, npx, 2), np.int32)
+        self.values = np.empty((npy, npx), np.float32)
+        self.nspans = np.empty(npy, np.int32)
+        self._wspans = np.empty((lh, npx, 2), np.int32)
+        self._nwspans = np.empty(lh, np.int32)
+        self._wide = np.zeros((lh, 4, fw), np.float32)
 
     def coefficients(self, guide: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """The model-resolution (a_b, a_g, a_r, b) (an internal buffer, rewritten by the next call)."""
-        guided_coeffs(guide, p, self.radius, self.eps, self.detail, self.protect, self._stats, self._tmp,
-                      self._means, self._lin, self._lin_tmp, self._lin_mean, self._acc, self.coef)
+        """The model-resolution planar (a_b, a_g, a_r, b), shape (lh, 4, lw) (an internal buffer,
+        rewritten by the next call)."""
+        guided_coeffs(guide, p, self.half_radius, self.eps, self.detail, self.protect, self.rgb_guide,
+                      self._stats, self._means, self._lin, self._lin_mean, self._acc, self._invx, self._lmw,
+                      self._rows, self.coef)
         return self.coef
 
     def apply(self, frame: np.ndarray, out: np.ndarray) -> None:
         """Full-resolution pass with the last :meth:`coefficients`."""
-        widen_coeffs(self.coef, *self._cols, self._wide)
-        apply_coeffs(frame, self._wide, *self._rows, out)
+        plan_spans(self.coef, self._jstart, self._jend, self._zero, self._key, self.spans, self.values,
+                   self.nspans, self._wspans, self._nwspans)
+        widen_coeffs(self.coef, *self._cols_table, self._wspans, self._nwspans, self._wide)
+        apply_coeffs(frame, self._wide, *self._rows_table, self.spans, self.values, self.nspans, out)
 
     def run(self, guide: np.ndarray, p: np.ndarray, frame: np.ndarray, out: np.ndarray) -> None:
         self.coefficients(guide, p)
         self.apply(frame, out)
+
+
+class AreaDownscaler:
+    """Frame (H, W, 3) uint8 BGR -> (h, w, 3) uint8 RGB by area averaging (``cv2.resize``
+    INTER_AREA then ``cvtColor``, in one pass), for ``h <= H`` and ``w <= W``: integer factors
+    exactly, others with :func:`area_table` weights. Buffers allocated once."""
+
+    def __init__(self, src_size: tuple[int, int], dst_size: tuple[int, int], bands: int | None = None) -> None:
+        sw, sh = src_size
+        dw, dh = dst_size
+        if dw > sw or dh > sh:
+            raise ValueError(f"AreaDownscaler downscales only: {sw}x{sh} -> {dw}x{dh}")
+        self.src_size, self.dst_size = (sw, sh), (dw, dh)
+        # one band of output rows per thread Numba may run (fewer threads run them in turn)
+        bands = max(1, min(int(bands or numba.config.NUMBA_NUM_THREADS), dh))
+        self.factors = (sh // dh, sw // dw) if sh % dh == 0 and sw % dw == 0 and sh // dh <= 257 else None
+        if self.factors is not None:
+            self._acc16 = np.empty((bands, sw * 3), np.uint16)
+            self._hsum = np.empty((bands, sw * 3), np.int32)
+        else:
+            self._ys, self._wy = area_table(sh, dh)
+            self._xs, self._wx = area_table(sw, dw)
+            self._acc = np.empty((bands, sw * 3), np.float32)
+
+    def run(self, frame: np.ndarray, out: np.ndarray) -> None:
+        if self.factors is not None:
+            area_downscale(frame, self.factors[0], self.factors[1], self._acc16, self._hsum, out)
+        else:
+            area_resample(frame, self._ys, self._wy, self._xs, self._wx, self._acc, out)
 
 
 @register_warmup
@@ -333,5 +648,8 @@ def _warm() -> None:
     guide = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
     p = rng.random((5, 7), dtype=np.float32)
     frame = rng.integers(0, 256, (11, 13, 3), dtype=np.uint8)
-    GuidedUpsampler((7, 5), (13, 11), 1, 1e-3).run(guide, p, frame, np.empty((11, 13), np.float32))
-    area_downscale(np.ascontiguousarray(frame[:10, :12]), 2, 3, np.empty(36, np.int32), np.empty((5, 4, 3), np.uint8))
+    for rgb in (True, False):
+        GuidedUpsampler((7, 5), (13, 11), 1, 1e-3, rgb_guide=rgb).run(guide, p, frame, np.empty((11, 13), np.float32))
+    small = np.empty((5, 4, 3), np.uint8)
+    AreaDownscaler((12, 10), (4, 5)).run(np.ascontiguousarray(frame[:10, :12]), small)
+    AreaDownscaler((13, 11), (4, 5)).run(frame, small)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from shaders.matte import GuidedUpsampler, apply_coeffs, area_downscale, guided_coeffs, sample_table, widen_coeffs
+from shaders.matte import (SETTLE, AreaDownscaler, GuidedUpsampler, area_downscale, area_resample, area_table,
+                           guided_coeffs, sample_table)
 
 
 # -- slow references -------------------------------------------------------------------------------
@@ -21,32 +23,62 @@ def ref_box_mean(a: np.ndarray, r: int) -> np.ndarray:
     return out
 
 
-def ref_coeffs(guide: np.ndarray, p: np.ndarray, r: int, eps: float, detail: float, protect: float) -> np.ndarray:
-    """The guided filter's (a_b, a_g, a_r, b) per low-res pixel, written out with np.linalg."""
-    I = guide.astype(np.float64) / 255.0 - 0.5
-    p = p.astype(np.float64)
+def ref_half(a: np.ndarray) -> np.ndarray:
+    """2x2 block means; a block past an odd edge repeats the last row or column."""
+    h, w = a.shape[:2]
+    a = np.concatenate([a, a[-1:]], axis=0) if h % 2 else a
+    a = np.concatenate([a, a[:, -1:]], axis=1) if w % 2 else a
+    return 0.25 * (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2])
+
+
+def ref_up_from_half(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bilinear from the half grid: model pixel y sits at clip(y / 2 - 1/4, 0, hh - 1)."""
+    hh, hw = a.shape[:2]
+    ys = np.clip(np.arange(h) / 2.0 - 0.25, 0, hh - 1)
+    xs = np.clip(np.arange(w) / 2.0 - 0.25, 0, hw - 1)
+    y0 = np.minimum(np.floor(ys).astype(int), max(hh - 2, 0))
+    x0 = np.minimum(np.floor(xs).astype(int), max(hw - 2, 0))
+    y1 = np.minimum(y0 + 1, hh - 1)
+    x1 = np.minimum(x0 + 1, hw - 1)
+    wy = np.minimum(ys - y0, 1.0)[:, None, None]
+    wx = np.minimum(xs - x0, 1.0)[None, :, None]
+    s = a.reshape(hh, hw, -1)
+    top = s[y0][:, x0] * (1 - wx) + s[y0][:, x1] * wx
+    bot = s[y1][:, x0] * (1 - wx) + s[y1][:, x1] * wx
+    return (top * (1 - wy) + bot * wy).reshape(h, w, *a.shape[2:])
+
+
+def ref_coeffs(guide: np.ndarray, p: np.ndarray, r: int, eps: float, detail: float, protect: float,
+               rgb: bool = False) -> np.ndarray:
+    """The refinement's planar (a_b, a_g, a_r, b) per model pixel, written out with np.linalg:
+    local fits on the 2x2 block means with box radius round(r / 2), their box means upsampled."""
     h, w = p.shape
-    mI = ref_box_mean(I, r)
-    mp = ref_box_mean(p, r)
-    mII = ref_box_mean(I[..., :, None] * I[..., None, :], r)
-    mIp = ref_box_mean(I * p[..., None], r)
-    mpp = ref_box_mean(p * p, r)
+    rh = max(1, int(round(r / 2)))
+    I = ref_half(guide.astype(np.float64)) / 255.0 - 0.5
+    q = ref_half(p.astype(np.float64))
+    mI = ref_box_mean(I, rh)
+    mp = ref_box_mean(q, rh)
+    mII = ref_box_mean(I[..., :, None] * I[..., None, :], rh)
+    mIp = ref_box_mean(I * q[..., None], rh)
+    mpp = ref_box_mean(q * q, rh)
     cov = mII - mI[..., :, None] * mI[..., None, :]
     cov_ip = mIp - mI * mp[..., None]
     a = np.linalg.solve(cov + eps * np.eye(3), cov_ip[..., None])[..., 0]
     b = mp - np.einsum("yxk,yxk->yx", a, mI)
-    var_p = mpp - mp * mp
     explained = np.einsum("yxk,yxk->yx", a, cov_ip)
-    r2 = np.clip(explained / np.maximum(var_p, 1e-8), 0.0, 1.0)
-    am = ref_box_mean(a, r)
-    bm = ref_box_mean(b, r)
-    mpm = ref_box_mean(mp, r)
-    r2m = ref_box_mean(r2, r)
-    wgt = np.minimum(4.0 * p * (1.0 - p) * protect, 1.0) if protect > 0 else np.ones_like(p)
-    bb = bm - 0.5 * am.sum(axis=2) + detail * (1.0 - r2m) * (p - mpm)
-    out = np.empty((h, w, 4))
-    out[..., :3] = wgt[..., None] * am / 255.0
-    out[..., 3] = wgt * bb + (1.0 - wgt) * p
+    r2 = np.clip(explained / np.maximum(mpp - mp * mp, 1e-8), 0.0, 1.0)
+    lin = np.concatenate([a, b[..., None], mp[..., None], r2[..., None]], axis=2)
+    lin = ref_up_from_half(ref_box_mean(lin, rh), h, w)
+    am, bm, mpm, r2m = lin[..., :3], lin[..., 3], lin[..., 4], lin[..., 5]
+    v = p.astype(np.float64)
+    v = np.where(v <= SETTLE, 0.0, np.where(v >= 1 - SETTLE, 1.0, v))
+    wgt = np.minimum(4.0 * v * (1.0 - v) * protect, 1.0) if protect > 0 else np.ones_like(v)
+    bb = bm - 0.5 * am.sum(axis=2) + detail * (1.0 - r2m) * (v - mpm)
+    if rgb:
+        am = am[..., ::-1]  # the frame is BGR
+    out = np.empty((h, 4, w))
+    out[:, :3] = np.moveaxis(wgt[..., None] * am / 255.0, 2, 1)
+    out[:, 3] = wgt * bb + (1.0 - wgt) * v
     return out
 
 
@@ -68,16 +100,31 @@ def ref_bilinear(src: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 
 
 def ref_apply(frame: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """clip(a . frame + b, 0, 1) with planar (lh, 4, lw) coefficients upsampled bilinearly."""
     h, w = frame.shape[:2]
-    c = ref_bilinear(coef, h, w)
+    c = ref_bilinear(np.moveaxis(coef, 1, 2), h, w)
     q = np.einsum("yxk,yxk->yx", c[..., :3], frame.astype(np.float64)) + c[..., 3]
     return np.clip(q, 0.0, 1.0)
+
+
+def ref_area(src: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Area average (each output pixel the mean over its footprint, partial pixels weighted)."""
+    def weights(n_in, n_out):
+        m = np.zeros((n_out, n_in))
+        s = n_in / n_out
+        for o in range(n_out):
+            for i in range(n_in):
+                m[o, i] = max(0.0, min((o + 1) * s, i + 1) - max(o * s, i)) / s
+        return m
+    wy, wx = weights(src.shape[0], out_h), weights(src.shape[1], out_w)
+    return np.einsum("oy,yxc,px->opc", wy, src.astype(np.float64), wx)
 
 
 # -- inputs ----------------------------------------------------------------------------------------
 
 def _scene(seed: int, lh: int, lw: int, fh: int, fw: int):
-    """A person-like blob over a textured background, its low-res confidence and a frame."""
+    """A person-like blob over a textured background, its low-res confidence (certain away from
+    the edge, as the real model's is) and a frame. Guide is BGR."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:fh, 0:fw]
     cy, cx = fh * rng.uniform(0.4, 0.6), fw * rng.uniform(0.4, 0.6)
@@ -85,35 +132,78 @@ def _scene(seed: int, lh: int, lw: int, fh: int, fw: int):
     fg, bg = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
     frame = np.where(inside[..., None], fg, bg) + rng.normal(0, 12, (fh, fw, 3))
     frame = np.clip(frame, 0, 255).astype(np.uint8)
-    import cv2
-
     guide = cv2.resize(frame, (lw, lh), interpolation=cv2.INTER_AREA)
     p = cv2.resize(inside.astype(np.float32), (lw, lh), interpolation=cv2.INTER_AREA)
-    p = np.clip(cv2.GaussianBlur(p, (0, 0), 1.2) + rng.normal(0, 0.05, p.shape), 0, 1).astype(np.float32)
+    p = cv2.GaussianBlur(p, (0, 0), 1.2) + rng.normal(0, 0.05, p.shape)
+    p = np.where((p < 0.1) | (p > 0.9), np.round(p), p)  # the model's certain 0s and 1s
+    p = np.clip(p, 0, 1).astype(np.float32)
     return frame, guide, p, inside
 
 
-def _run_coeffs(guide, p, r, eps, detail, protect):
-    g = GuidedUpsampler((p.shape[1], p.shape[0]), (p.shape[1], p.shape[0]), r, eps, detail, protect)
+def _run_coeffs(guide, p, r, eps, detail, protect, rgb=False):
+    g = GuidedUpsampler((p.shape[1], p.shape[0]), (p.shape[1], p.shape[0]), r, eps, detail, protect, rgb_guide=rgb)
     return g.coefficients(guide, p).copy()
 
 
-# -- tests -----------------------------------------------------------------------------------------
+# -- coefficients ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seed,lh,lw,r,eps,detail,protect", [
-    (0, 13, 17, 2, 1e-3, 1.0, 8.0),
-    (1, 9, 23, 3, 1e-4, 0.5, 0.0),
-    (2, 21, 11, 1, 1e-2, 0.0, 2.0),
-    (3, 7, 5, 4, 1e-3, 1.0, 8.0),  # radius larger than half the image: windows clipped everywhere
+@pytest.mark.parametrize("seed,lh,lw,r,eps,detail,protect,rgb", [
+    (0, 13, 17, 4, 1e-3, 1.0, 8.0, False),
+    (1, 9, 23, 6, 1e-4, 0.5, 0.0, True),
+    (2, 21, 11, 2, 1e-2, 0.0, 2.0, False),
+    (3, 7, 5, 8, 1e-3, 1.0, 8.0, True),  # radius larger than the image: windows clipped everywhere
+    (16, 14, 20, 3, 1e-4, 1.0, 8.0, True),  # even sizes
+    (17, 1, 9, 2, 1e-3, 1.0, 8.0, False),  # one row
 ])
-def test_coefficients_match_reference(seed, lh, lw, r, eps, detail, protect):
+def test_coefficients_match_reference(seed, lh, lw, r, eps, detail, protect, rgb):
     _, guide, p, _ = _scene(seed, lh, lw, 3 * lh, 3 * lw)
-    got = _run_coeffs(guide, p, r, eps, detail, protect)
-    want = ref_coeffs(guide, p, r, eps, detail, protect)
+    if rgb:
+        guide = np.ascontiguousarray(guide[..., ::-1])
+    got = _run_coeffs(guide, p, r, eps, detail, protect, rgb)
+    want = ref_coeffs(guide, p, r, eps, detail, protect, rgb)
     # a is per 0..255 level: compare it scaled back to the [0, 1] guide
-    np.testing.assert_allclose(got[..., :3] * 255, want[..., :3] * 255, atol=2e-3, rtol=2e-3)
-    np.testing.assert_allclose(got[..., 3], want[..., 3], atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(got[:, :3] * 255, want[:, :3] * 255, atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(got[:, 3], want[:, 3], atol=2e-3, rtol=2e-3)
 
+
+def test_rgb_and_bgr_guides_give_the_same_coefficients():
+    _, guide, p, _ = _scene(18, 11, 15, 33, 45)
+    bgr = _run_coeffs(guide, p, 4, 1e-3, 1.0, 8.0, rgb=False)
+    rgb = _run_coeffs(np.ascontiguousarray(guide[..., ::-1]), p, 4, 1e-3, 1.0, 8.0, rgb=True)
+    # same numbers up to float32 rounding (the regression sums the channels in another order)
+    np.testing.assert_allclose(rgb[:, :3] * 255, bgr[:, :3] * 255, atol=1e-4)
+    np.testing.assert_allclose(rgb[:, 3], bgr[:, 3], atol=1e-4)
+
+
+def test_certain_confidence_gives_constant_coefficients():
+    """Where the model is sure (within SETTLE of 0 or 1) the coefficients are exactly (0, 0, 0, p)."""
+    _, guide, p, _ = _scene(19, 15, 19, 45, 57)
+    p[0, 0] = SETTLE / 2
+    p[-1, -1] = 1 - SETTLE / 2
+    coef = _run_coeffs(guide, p, 4, 1e-4, 1.0, 8.0)
+    sure = (p <= SETTLE) | (p >= 1 - SETTLE)
+    assert 0.2 < sure.mean() < 0.95
+    assert np.all(coef[:, :3][np.broadcast_to(sure[:, None], coef[:, :3].shape)] == 0.0)
+    np.testing.assert_array_equal(coef[:, 3][sure], np.round(p[sure]))
+
+
+def test_guided_coeffs_is_the_kernel_the_upsampler_runs():
+    """The class adds buffers only: calling the kernel directly gives the same coefficients."""
+    _, guide, p, _ = _scene(11, 11, 15, 33, 45)
+    g = GuidedUpsampler((15, 11), (45, 33), 4, 1e-3, 1.0, 8.0, rgb_guide=False)
+    a = g.coefficients(guide, p).copy()
+    f32 = np.float32
+    hh, hw = 6, 8
+    out = np.empty((11, 4, 15), np.float32)
+    guided_coeffs(guide, p, 2, f32(1e-3), f32(1.0), f32(8.0), False,
+                  *[np.empty((14, hh, hw), np.float32) for _ in range(2)],
+                  *[np.empty((6, hh, hw), np.float32) for _ in range(2)],
+                  np.empty(hw, np.float32), np.empty(hw, np.float32), np.empty((6, hh, 15), np.float32),
+                  np.empty((9, 16), np.float32), out)
+    np.testing.assert_array_equal(a, out)
+
+
+# -- full-resolution pass --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n_out,n_in", [(13, 5), (5, 13), (17, 17), (9, 1), (1280, 256), (721, 144)])
 def test_sample_table_matches_reference_geometry(n_out, n_in):
@@ -125,21 +215,58 @@ def test_sample_table_matches_reference_geometry(n_out, n_in):
     assert i0.min() >= 0 and i1.max() <= n_in - 1 and w1.min() >= 0 and w1.max() <= 1
 
 
-@pytest.mark.parametrize("seed,lh,lw,fh,fw", [(4, 11, 13, 37, 53), (5, 7, 9, 7, 9), (6, 5, 17, 31, 29), (7, 1, 3, 5, 11)])
+def _patchy_coeffs(rng, lh: int, lw: int) -> np.ndarray:
+    """Coefficients with constant patches (a = 0, b in {0, 1, 0.3}) next to computed ones."""
+    coef = np.empty((lh, 4, lw), np.float32)
+    coef[:, :3] = rng.normal(0, 1.0 / 255, (lh, 3, lw))
+    coef[:, 3] = rng.uniform(-0.5, 1.5, (lh, lw))
+    kind = np.kron(rng.integers(0, 4, (lh // 3 + 1, lw // 3 + 1)), np.ones((3, 3), int))[:lh, :lw]
+    kind[: lh // 2, : lw // 2] = 1  # a large constant block
+    for k, v in ((1, 0.0), (2, 1.0), (3, 0.3)):
+        coef[:, :3][np.broadcast_to((kind == k)[:, None], (lh, 3, lw))] = 0.0
+        coef[:, 3][kind == k] = v
+    return coef
+
+
+@pytest.mark.parametrize("seed,lh,lw,fh,fw", [
+    (4, 11, 13, 37, 53), (5, 7, 9, 7, 9), (6, 5, 17, 31, 29), (7, 1, 3, 5, 11), (20, 9, 1, 19, 7),
+    (21, 12, 16, 60, 80), (22, 13, 11, 5, 4),
+])
 def test_apply_matches_reference(seed, lh, lw, fh, fw):
     rng = np.random.default_rng(seed)
     frame = rng.integers(0, 256, (fh, fw, 3), dtype=np.uint8)
-    coef = np.empty((lh, lw, 4), np.float32)
-    coef[..., :3] = rng.normal(0, 1.0 / 255, (lh, lw, 3))
-    coef[..., 3] = rng.uniform(-0.5, 1.5, (lh, lw))
-    wide = np.empty((lh, 4, fw), np.float32)
-    widen_coeffs(coef, *sample_table(fw, lw), wide)
-    out = np.full((fh, fw), np.nan, np.float32)
-    apply_coeffs(frame, wide, *sample_table(fh, lh), out)
-    want = ref_apply(frame, coef)
-    np.testing.assert_allclose(out, want, atol=1e-5)
-    assert out.min() >= 0.0 and out.max() <= 1.0
-    assert 0.0 < (want == 0).mean() + (want == 1).mean() < 1.0  # the clip was exercised, not everywhere
+    g = GuidedUpsampler((lw, lh), (fw, fh), 2, 1e-3)
+    g._wide[:] = np.nan  # widened coefficients read where they were not computed would show
+    for _ in range(2):  # the second frame must not use what the first one left behind
+        g.coef[:] = _patchy_coeffs(rng, lh, lw)
+        out = np.full((fh, fw), np.nan, np.float32)
+        g.apply(frame, out)
+        want = ref_apply(frame, g.coef)
+        np.testing.assert_allclose(out, want, atol=1e-5)
+        assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_constant_runs_tile_the_row_and_hold_their_value():
+    """The runs of each row pair cover the output columns once, in order; a run marked constant
+    sits where all four surrounding coefficients have a = 0 and that b."""
+    rng = np.random.default_rng(23)
+    lh, lw, fh, fw = 10, 14, 41, 57
+    g = GuidedUpsampler((lw, lh), (fw, fh), 2, 1e-3)
+    g.coef[:] = _patchy_coeffs(rng, lh, lw)
+    g.apply(rng.integers(0, 256, (fh, fw, 3), dtype=np.uint8), np.empty((fh, fw), np.float32))
+    x0s = sample_table(fw, lw)[0]
+    n_const = 0
+    for i in range(lh - 1):
+        runs = g.spans[i, :g.nspans[i]]
+        assert runs[0, 0] == 0 and runs[-1, 1] == fw and np.all(runs[1:, 0] == runs[:-1, 1])
+        for (xa, xb), v in zip(runs, g.values[i, :g.nspans[i]]):
+            if v < 0:
+                continue
+            n_const += 1
+            js = np.unique(x0s[xa:xb])
+            corners = g.coef[i:i + 2][:, :, np.concatenate([js, js + 1])]
+            assert np.all(corners[:, :3] == 0) and np.all(corners[:, 3] == v)
+    assert n_const >= lh  # the patches were found
 
 
 def test_flat_confidence_passes_through():
@@ -148,7 +275,7 @@ def test_flat_confidence_passes_through():
     for v in (0.0, 0.3, 1.0):
         p = np.full((15, 19), v, np.float32)
         out = np.empty((45, 57), np.float32)
-        GuidedUpsampler((19, 15), (57, 45), 3, 1e-3).run(guide, p, frame, out)
+        GuidedUpsampler((19, 15), (57, 45), 3, 1e-3, rgb_guide=False).run(guide, p, frame, out)
         np.testing.assert_allclose(out, v, atol=1e-4)
 
 
@@ -157,13 +284,11 @@ def test_edge_follows_the_frame_not_the_blurry_confidence():
     fh, fw, lh, lw = 60, 120, 12, 24
     frame = np.full((fh, fw, 3), 40, np.uint8)
     frame[:, 63:] = 200  # sharp edge at x = 63 (not on a low-res pixel boundary)
-    import cv2
-
     guide = cv2.resize(frame, (lw, lh), interpolation=cv2.INTER_AREA)
     x = (np.arange(lw) + 0.5) * fw / lw
     p = np.tile(np.clip((x - 58.0) / 20.0 + 0.5, 0, 1), (lh, 1)).astype(np.float32)  # ramp centred at 58
     out = np.empty((fh, fw), np.float32)
-    GuidedUpsampler((lw, lh), (fw, fh), 3, 1e-4, 1.0, 0.0).run(guide, p, frame, out)
+    GuidedUpsampler((lw, lh), (fw, fh), 4, 1e-4, 1.0, 0.0, rgb_guide=False).run(guide, p, frame, out)
     raw = cv2.resize(p, (fw, fh), interpolation=cv2.INTER_LINEAR)
     row, row_raw = out[fh // 2], raw[fh // 2]
     crossing = int(np.argmax(row >= 0.5))
@@ -186,7 +311,7 @@ def test_protect_keeps_confident_interior():
     outs = {}
     for protect in (0.0, 8.0):
         out = np.empty((96, 128), np.float32)
-        GuidedUpsampler((lw, lh), (128, 96), 6, 1e-4, 1.0, protect).run(hole, p, big, out)
+        GuidedUpsampler((lw, lh), (128, 96), 6, 1e-4, 1.0, protect, rgb_guide=False).run(hole, p, big, out)
         outs[protect] = out[40:52, 56:68].min()
     assert outs[8.0] > 0.99 and outs[0.0] < outs[8.0]
 
@@ -202,32 +327,62 @@ def test_output_is_in_unit_range_for_extreme_inputs():
         assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
 
 
-def test_guided_coeffs_is_the_kernel_the_upsampler_runs():
-    """The class adds buffers only: calling the kernel directly gives the same coefficients."""
-    _, guide, p, _ = _scene(11, 11, 15, 33, 45)
-    g = GuidedUpsampler((15, 11), (45, 33), 2, 1e-3, 1.0, 8.0)
-    a = g.coefficients(guide, p).copy()
-    f32 = np.float32
-    bufs14 = [np.empty((11, 15 * 14), np.float32) for _ in range(3)]
-    bufs6 = [np.empty((11, 15 * 6), np.float32) for _ in range(3)]
-    out = np.empty((11, 15, 4), np.float32)
-    guided_coeffs(guide, p, 2, f32(1e-3), f32(1.0), f32(8.0), *bufs14, *bufs6, np.empty(15 * 14, np.float32), out)
-    np.testing.assert_array_equal(a, out)
+def test_whole_refinement_matches_reference():
+    """Coefficients and full-resolution pass together, against the references chained."""
+    frame, guide, p, _ = _scene(24, 13, 21, 53, 67)
+    g = GuidedUpsampler((21, 13), (67, 53), 4, 1e-3, 1.0, 8.0, rgb_guide=False)
+    out = np.empty((53, 67), np.float32)
+    g.run(guide, p, frame, out)
+    want = ref_apply(frame, ref_coeffs(guide, p, 4, 1e-3, 1.0, 8.0))
+    np.testing.assert_allclose(out, want, atol=2e-3)
+    assert 0.1 < np.mean((out > 0.01) & (out < 0.99)) + np.mean(out >= 0.99) < 0.9
 
 
-@pytest.mark.parametrize("seed,oh,ow,sy,sx", [(12, 7, 9, 5, 5), (13, 3, 11, 2, 3), (14, 1, 1, 4, 7), (15, 5, 4, 1, 1)])
-def test_area_downscale_matches_block_mean_and_opencv(seed, oh, ow, sy, sx):
-    import cv2
+# -- downscale -------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("seed,oh,ow,sy,sx,bands", [(12, 7, 9, 5, 5, 2), (13, 3, 11, 2, 3, 3), (14, 1, 1, 4, 7, 1),
+                                                    (15, 5, 4, 1, 1, 2)])
+def test_area_downscale_matches_block_mean_and_opencv(seed, oh, ow, sy, sx, bands):
     rng = np.random.default_rng(seed)
     src = rng.integers(0, 256, (oh * sy, ow * sx, 3), dtype=np.uint8)
     out = np.empty((oh, ow, 3), np.uint8)
-    area_downscale(src, sy, sx, np.empty(ow * sx * 3, np.int32), out)
-    ref = src.reshape(oh, sy, ow, sx, 3).astype(np.float64).mean(axis=(1, 3))
+    n = ow * sx * 3
+    area_downscale(src, sy, sx, np.empty((bands, n), np.uint16), np.empty((bands, n), np.int32), out)
+    ref = src.reshape(oh, sy, ow, sx, 3).astype(np.float64).mean(axis=(1, 3))[..., ::-1]  # RGB
     assert np.abs(out - ref).max() <= 0.5 + 1e-9  # rounded mean
     np.testing.assert_array_equal(out, np.floor(ref + 0.5).astype(np.uint8))
-    cv = cv2.resize(src, (ow, oh), interpolation=cv2.INTER_AREA)
+    cv = cv2.cvtColor(cv2.resize(src, (ow, oh), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
     if (sy * sx) % 2:  # no exact .5 ties: OpenCV agrees bit for bit (it rounds ties to even)
         np.testing.assert_array_equal(out, cv)
     else:
         assert np.abs(out.astype(int) - cv).max() <= 1
+
+
+@pytest.mark.parametrize("seed,h,w,oh,ow", [(25, 48, 64, 19, 25), (26, 31, 17, 31, 5), (27, 10, 33, 4, 33),
+                                            (28, 9, 9, 1, 1), (29, 41, 53, 13, 17)])
+def test_area_resample_matches_area_reference_and_opencv(seed, h, w, oh, ow):
+    rng = np.random.default_rng(seed)
+    src = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    ys, wy = area_table(h, oh)
+    xs, wx = area_table(w, ow)
+    np.testing.assert_allclose(wy.sum(axis=1), 1.0, atol=1e-6)
+    out = np.empty((oh, ow, 3), np.uint8)
+    area_resample(src, ys, wy, xs, wx, np.empty((2, w * 3), np.float32), out)
+    ref = ref_area(src, oh, ow)[..., ::-1]
+    assert np.abs(out - ref).max() <= 0.5 + 1e-3  # rounded, float32 sums
+    cv = cv2.cvtColor(cv2.resize(src, (ow, oh), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    assert np.abs(out.astype(int) - cv).max() <= 1
+
+
+def test_area_downscaler_picks_exact_kernel_for_integer_factors():
+    rng = np.random.default_rng(30)
+    frame = rng.integers(0, 256, (45, 60, 3), dtype=np.uint8)
+    exact = AreaDownscaler((60, 45), (12, 9))
+    other = AreaDownscaler((60, 45), (16, 9))
+    assert exact.factors == (5, 5) and other.factors is None
+    for d, (ow, oh) in ((exact, (12, 9)), (other, (16, 9))):
+        out = np.empty((oh, ow, 3), np.uint8)
+        d.run(frame, out)
+        assert np.abs(out.astype(int) - ref_area(frame, oh, ow)[..., ::-1]).max() <= 1
+    with pytest.raises(ValueError, match="downscales only"):
+        AreaDownscaler((10, 10), (12, 9))

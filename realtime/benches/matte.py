@@ -49,7 +49,7 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
         small, confs = [], []
         for i, f in enumerate(frames):
             guided.process(f, ts[0] + (i + 1) * FRAME_MS)
-            small.append(guided._small.copy())
+            small.append(guided._rgb.copy())
             confs.append(np.array(guided.confidence))
         ts[0] += (n + 1) * FRAME_MS
         refiner = guided._refiner
