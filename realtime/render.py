@@ -113,13 +113,8 @@ class Lens:
         check_plane(coc_px, (h, w), "coc_px")
         if matte is not None:
             check_matte(matte, (h, w))
-        if out is None:
-            out = np.empty_like(frame_bgr)
-        else:
-            _check_out(out, frame_bgr.shape)
+        out = self._out(out, frame_bgr)
         coc = np.ascontiguousarray(coc_px)
-        m = np.ascontiguousarray(matte) if matte is not None else coc
-        tol = np.float32(self.config.subject_near_px * h / REFERENCE_HEIGHT)
         if coc_limit is None:
             if self._rows.shape[0] != h:
                 self._rows = np.zeros(h, np.int32)
@@ -128,6 +123,39 @@ class Lens:
             lim = MAX_COC_PX if top >= 0x7F800000 else float(np.int32(top).view(np.float32))
         else:
             lim = float(coc_limit)
+        self._run(frame_bgr, coc, matte, lim, out, None)
+        return out
+
+    def render_disparity(self, frame_bgr: np.ndarray, disparity: np.ndarray, focus: float,
+                         aperture_px: float, max_coc_px: float, matte: np.ndarray | None,
+                         out: np.ndarray | None, coc_out: np.ndarray) -> np.ndarray:
+        """:meth:`render` of ``coc_from_disparity(disparity, focus, aperture_px, max_coc_px)``,
+        the CoC computed in the same pass over the frame and written to ``coc_out`` (the same
+        values as ``coc_from_disparity``)."""
+        check_frame(frame_bgr, "frame_bgr")
+        h, w = frame_bgr.shape[:2]
+        check_disparity(disparity, (h, w))
+        check_plane(coc_out, (h, w), "coc_out")
+        if matte is not None:
+            check_matte(matte, (h, w))
+        focus, aperture, limit = lens_params(focus, aperture_px, max_coc_px)
+        out = self._out(out, frame_bgr)
+        disp = np.ascontiguousarray(disparity)
+        self._run(frame_bgr, disp, matte, limit, out, (np.float32(focus), np.float32(aperture), coc_out))
+        return out
+
+    # -- the passes --------------------------------------------------------------------------
+    @staticmethod
+    def _out(out: np.ndarray | None, frame_bgr: np.ndarray) -> np.ndarray:
+        if out is None:
+            return np.empty_like(frame_bgr)
+        _check_out(out, frame_bgr.shape)
+        return out
+
+    def _run(self, frame_bgr, src, matte, lim, out, lens) -> None:
+        h, w = frame_bgr.shape[:2]
+        m = np.ascontiguousarray(matte) if matte is not None else src
+        tol = np.float32(self.config.subject_near_px * h / REFERENCE_HEIGHT)
         if not lim <= MAX_COC_PX:  # inf or NaN somewhere: clamp, never index with it
             lim = MAX_COC_PX
         lim = max(lim, 0.0)
@@ -141,28 +169,34 @@ class Lens:
         # rows differ in cost (the subject is cheap): threads take rows in small chunks, which
         # also keeps one stalled thread from holding up the frame on a busy machine
         with numba.parallel_chunksize(ROW_CHUNK):
-            self._render(frame_bgr, coc, m, matte is not None, s, lim, kmax, tol, b, out)
-        return out
+            self._render(frame_bgr, src, m, matte is not None, lens, s, lim, kmax, tol, b, out)
 
-    def _render(self, frame_bgr, coc, m, has_matte, s, lim, kmax, tol, b, out) -> None:
+    def _render(self, frame_bgr, src, m, has_matte, lens, s, lim, kmax, tol, b, out) -> None:
         wt, areas = self._shape(kmax)
         d_max = kmax + 2
         rmax = np.float32(kmax + 1 - 1e-3)
         shrink = np.float32(HALF_RES_SHRINK if s == 2 else 0.0)
-        bokeh.split_layers(frame_bgr, coc, m, has_matte, s, self.luts.decode, tol, np.float32(lim),
-                           b["pad"], b["split_scratch"], b["prefix"], b["near_src"], b["rw"], b["fw"],
-                           b["rnear"], b["need0"], b["alpha"])
+        flim = np.float32(lim)
+        if lens is None:
+            focus, aperture, coc_out = np.float32(0.0), np.float32(0.0), _NO_COC
+        else:
+            focus, aperture, coc_out = lens
+        bokeh.split_layers(frame_bgr, src, m, has_matte, lens is not None, focus, aperture, s,
+                           self.luts.decode, tol, flim, b["pad"], b["split_scratch"], b["near_dirty"],
+                           coc_out, b["prefix"], b["near_src"], b["rw"], b["fw"], b["rnear"], b["need0"],
+                           b["alpha"])
         # far field: foreground-free, its radius filled in behind the subject
         ksize = (2 * kmax + 1, 2 * kmax + 1)
         cv2.boxFilter(b["rw"], -1, ksize, dst=b["box_rw"], borderType=cv2.BORDER_REPLICATE)
         cv2.boxFilter(b["fw"], -1, ksize, dst=b["box_fw"], borderType=cv2.BORDER_REPLICATE)
         # upsampling reads the neighbours of every layer pixel that shows
         cv2.dilate(b["need0"], _K3, dst=b["need"])
-        # the near field: every pixel it can reach gathers with the largest near CoC around it
-        rn = float(b["rnear"].max())
-        near_on = rn > 0.0
+        # the near field (rows the split found something in front of the focus plane on): every
+        # pixel it can reach gathers with the largest near CoC around it
+        near_on = bool(b["near_dirty"].any())
         if near_on:
-            kn = min(int(math.ceil(rn)), kmax)
+            rn = float(b["rnear"].max())
+            kn = min(max(int(math.ceil(rn)), 1), kmax)
             if kn not in self._rects:
                 self._rects[kn] = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * kn + 1, 2 * kn + 1))
             cv2.dilate(b["rnear"], self._rects[kn], dst=b["rad_near"], borderType=cv2.BORDER_REPLICATE)
@@ -198,10 +232,12 @@ class Lens:
             hl, wl = (h + s - 1) // s, (w + s - 1) // s
             n = bokeh.threads()
             b = {
-                "split_scratch": np.zeros((n, 12 * w), np.float32),
+                "split_scratch": np.zeros((n, bokeh.SEG * (5 * s + 5)), np.float32),
+                "near_dirty": np.zeros(hl, np.uint8),
                 "rad_rows": np.zeros((n, wl), np.float32),
                 "near_src": np.zeros((hl, wl, 4), np.float32),
-                "alpha": np.zeros((h, w), np.uint8),
+                # rows padded to whole 8-byte words: the finish reads eight pixels at a time
+                "alpha": np.zeros((h, 8 * ((w + 7) // 8)), np.uint8),
                 "need0": np.zeros((hl, wl), np.uint8),
                 "need": np.zeros((hl, wl), np.uint8),
                 "far": np.zeros((hl, wl, 3), np.uint8),
@@ -233,6 +269,7 @@ class Lens:
 
 
 _K3 = np.ones((3, 3), np.uint8)
+_NO_COC = np.zeros((1, 1), np.float32)  # the split writes no CoC when it is given one
 
 
 def _check_out(out: object, shape: tuple[int, ...]) -> None:
@@ -293,9 +330,10 @@ class Renderer(Stage):
             self._out = np.empty_like(frame)
             self._coc = np.empty((h, w), np.float32)
         aperture, max_coc = self.scaled(h)
-        coc_from_disparity(disparity, focus, aperture, max_coc, out=self._coc)
         if not self.config.effect:
+            coc_from_disparity(disparity, focus, aperture, max_coc, out=self._coc)
             np.copyto(self._out, frame)
         else:
-            self.lens.render(frame, self._coc, matte, self._out, coc_limit=max_coc)
+            # the CoC is computed by the renderer's own pass over the frame
+            self.lens.render_disparity(frame, disparity, focus, aperture, max_coc, matte, self._out, self._coc)
         return self._out, self._coc

@@ -82,159 +82,234 @@ def shape_areas(wt: np.ndarray) -> np.ndarray:
 
 # -- 1. layer split ---------------------------------------------------------------------------
 
-@kernel(parallel=True)
-def split_layers(frame, coc, matte, has_matte, s, lut, tol, lim, pad, scratch,
-                 out_prefix, out_near, out_rw, out_fw, out_rnear, out_need, out_alpha):
-    """Full-res frame -> layer-res far/near layers (over each s x s block, s = 1 or 2) and the
-    full-res sharp alpha.
+SEG = 64  # layer pixels a split segment covers: its scratch stays in L1
 
-    The far layer (sums of far weight * colour and of far weight, the weight floored at
-    EPS_WEIGHT, or EPS_NEAR for near pixels) is written directly as its row prefix sums ``out_prefix`` (layout of
-    :func:`row_prefix`; its last row is left alone). ``out_near`` (h, w, 4): block means of
-    near coverage * colour and of coverage. ``out_rw``: block mean of far weight * CoC / s;
-    ``out_fw``: block mean far weight; ``out_rnear``: largest near CoC / s; ``out_need``: 1
-    where a pixel of the block is not fully sharp. ``out_alpha`` (full res, uint8): how much of
-    the sharp frame shows (255 = all). ``scratch`` (threads, 12 W) float32. Colour planes are
-    kept separate so every loop but the table look-up vectorises.
+
+@inline
+def _pixel(c, mv, has_matte, lim, tol):
+    """Far weight, far weight * CoC, near coverage and sharp alpha (uint8) of one pixel."""
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    half = np.float32(0.5)
+    c = c if c == c else zero
+    c = min(max(c, -lim), lim)
+    m = min(max(mv, zero), one) if has_matte else zero
+    p = max(c, zero)
+    n = max(-c, zero)
+    # an edge pixel's colour is part subject: from half coverage on it stays out of the far
+    # field altogether, below that it counts less the more subject it holds
+    keep = one - min(m + m, one)
+    w = keep * keep * min(max(p - half, zero), one)
+    a_n = min(max(n - m * tol - half, zero), one)
+    by_coc = one - min(max(abs(c) - half, zero), one)
+    by_matte = one - min(max(n - tol - half, zero), one)
+    a8 = np.uint8((by_coc + m * (by_matte - by_coc)) * np.float32(255.0) + half)
+    return w, w * p, a_n, n, a8
+
+
+@inline
+def _weights(crow, mrow, has_matte, n, lim, tol, wv, pc, arow):
+    """The first n pixels of a row segment: far weight with its floor (``wv``), far weight * CoC
+    (``pc``), sharp alpha (``arow``); returns the sum of near coverage."""
+    one = np.float32(1.0)
+    eps = np.float32(EPS_WEIGHT)
+    eps_near = np.float32(EPS_NEAR)
+    near = np.float32(0.0)
+    for i in range(n):
+        w, pcv, a_n, _, a8 = _pixel(crow[i], mrow[i], has_matte, lim, tol)
+        arow[i] = a8
+        # the floor: sharp pixels stand in for the far field where there is none (what is seen
+        # around and behind a near object in front of the subject), near ones hardly
+        wv[i] = w + eps * (one - a_n) + eps_near
+        pc[i] = pcv
+        near += a_n
+    return near
+
+
+@kernel(parallel=True)
+def split_layers(frame, src, matte, has_matte, from_disp, focus, aperture, s, lut, tol, lim, pad,
+                 scratch, near_dirty, out_coc, out_prefix, out_near, out_rw, out_fw, out_rnear,
+                 out_need, out_alpha):
+    """Full-res frame -> layer-res far/near layers (over each s x s block, s = 1 or 2) and the
+    full-res sharp alpha, in one pass over the frame.
+
+    ``src`` is the CoC map, or with ``from_disp`` the disparity, the CoC then being computed
+    (``aperture * (focus - disparity)`` clamped to +/- ``lim``, as :func:`coc_from_disparity`)
+    and written to ``out_coc``. The far layer (sums of far weight * colour and of far weight, the
+    weight floored at EPS_WEIGHT, or EPS_NEAR for near pixels) is written directly as its row
+    prefix sums ``out_prefix`` (layout of :func:`row_prefix`; its last row is left alone).
+    ``out_near`` (h, w, 4): block means of near coverage * colour and of coverage, written only
+    on rows that hold near pixels now or did last time (``near_dirty`` (h,) uint8 keeps track;
+    every other row is already zero). ``out_rw``: block mean of far weight * CoC / s; ``out_fw``:
+    block mean far weight; ``out_rnear``: largest near CoC / s; ``out_need``: 1 where a pixel of
+    the block is not fully sharp. ``out_alpha`` (full res, uint8, may be wider than the frame):
+    how much of the sharp frame shows (255 = all). ``scratch`` (threads, 5 s SEG + 5 SEG)
+    float32. The row is done in segments of SEG layer pixels so every scratch stays in L1, and
+    the frame is decoded in its own loop (table look-ups) so the weight loop vectorises.
     """
-    hgt, wid = coc.shape
+    hgt, wid = src.shape
     hh, wh = out_fw.shape
     inv_s = np.float32(1.0) / np.float32(s)
     eps = np.float32(EPS_WEIGHT)
     eps_near = np.float32(EPS_NEAR)
     one = np.float32(1.0)
     zero = np.float32(0.0)
-    half = np.float32(0.5)
+    sw_full = s * SEG
     for yh in prange(hh):
         sc = scratch[get_thread_id()]
-        lb = sc[0:wid]
-        lg = sc[wid:2 * wid]
-        lr = sc[2 * wid:3 * wid]
-        wv = sc[3 * wid:4 * wid]
-        pc = sc[4 * wid:5 * wid]
-        av = sc[5 * wid:6 * wid]
-        cv = sc[6 * wid:7 * wid]
-        sb = sc[7 * wid:7 * wid + wh]
-        sg = sc[8 * wid:8 * wid + wh]
-        sr = sc[9 * wid:9 * wid + wh]
-        sw = sc[10 * wid:10 * wid + wh]
-        near_row = out_near[yh].reshape(4 * wh)
+        lb = sc[0:sw_full]
+        lg = sc[sw_full:2 * sw_full]
+        lr = sc[2 * sw_full:3 * sw_full]
+        wv = sc[3 * sw_full:4 * sw_full]
+        pc = sc[4 * sw_full:5 * sw_full]
+        o = 5 * sw_full
+        sb = sc[o:o + SEG]
+        sg = sc[o + SEG:o + 2 * SEG]
+        sr = sc[o + 2 * SEG:o + 3 * SEG]
+        sw = sc[o + 3 * SEG:o + 4 * SEG]
+        srw = sc[o + 4 * SEG:o + 5 * SEG]
+        rows = min(s, hgt - yh * s)
+        y0 = yh * s
         rwr = out_rw[yh]
+        fwr = out_fw[yh]
         rnr = out_rnear[yh]
         ned = out_need[yh]
-        for xh in range(wh):
-            sb[xh] = zero
-            sg[xh] = zero
-            sr[xh] = zero
-            sw[xh] = zero
-            rwr[xh] = zero
-            rnr[xh] = zero
-            ned[xh] = 0
-        for j in range(4 * wh):
-            near_row[j] = zero
-        rows = min(s, hgt - yh * s)
-        for sy in range(rows):
-            y = yh * s + sy
-            fr = frame[y]
-            for x in range(wid):
-                lb[x] = lut[fr[x, 0]]
-                lg[x] = lut[fr[x, 1]]
-                lr[x] = lut[fr[x, 2]]
-            crow = coc[y]
-            mrow = matte[y]
-            arow = out_alpha[y]
-            near_sum = zero  # a sum, not a min: float min reductions do not vectorise
-            for x in range(wid):
-                c = crow[x]
-                c = c if c == c else zero
-                c = min(max(c, -lim), lim)
-                m = min(max(mrow[x], zero), one) if has_matte else zero
-                p = max(c, zero)
-                n = max(-c, zero)
-                # an edge pixel's colour is part subject: from half coverage on it stays out of
-                # the far field altogether, below that it counts less the more subject it holds
-                keep = one - min(m + m, one)
-                w = keep * keep * min(max(p - half, zero), one)
-                pc[x] = w * p
-                a_n = min(max(n - m * tol - half, zero), one)
-                # the floor: sharp pixels stand in for the far field where there is none (what is
-                # seen around and behind a near object in front of the subject), near ones hardly
-                wv[x] = w + eps * (one - a_n) + eps_near
-                av[x] = a_n
-                cv[x] = n
-                near_sum += a_n
-                by_coc = one - min(max(abs(c) - half, zero), one)
-                by_matte = one - min(max(n - tol - half, zero), one)
-                arow[x] = np.uint8((by_coc + m * (by_matte - by_coc)) * np.float32(255.0) + half)
-            if s == 2:
-                for xh in range(wid // 2):
-                    w0 = wv[2 * xh]
-                    w1 = wv[2 * xh + 1]
-                    sb[xh] += w0 * lb[2 * xh] + w1 * lb[2 * xh + 1]
-                    sg[xh] += w0 * lg[2 * xh] + w1 * lg[2 * xh + 1]
-                    sr[xh] += w0 * lr[2 * xh] + w1 * lr[2 * xh + 1]
-                    sw[xh] += w0 + w1
-                    rwr[xh] += pc[2 * xh] + pc[2 * xh + 1]
-                    ned[xh] |= (arow[2 * xh] != 255) | (arow[2 * xh + 1] != 255)
-                if wid & 1:
-                    xh = wid // 2
-                    w0 = wv[2 * xh]
-                    sb[xh] += w0 * lb[2 * xh]
-                    sg[xh] += w0 * lg[2 * xh]
-                    sr[xh] += w0 * lr[2 * xh]
-                    sw[xh] += w0
-                    rwr[xh] += pc[2 * xh]
-                    ned[xh] |= arow[2 * xh] != 255
-            else:
-                for x in range(wid):
-                    w0 = wv[x]
-                    sb[x] = w0 * lb[x]
-                    sg[x] = w0 * lg[x]
-                    sr[x] = w0 * lr[x]
-                    sw[x] = w0
-                    rwr[x] = pc[x]
-                    ned[x] = arow[x] != 255
-            if near_sum > zero:  # something in front of the focus plane on this row (rare)
-                for x in range(wid):
-                    a_n = av[x]
-                    if a_n > zero:
-                        xh = x // s
-                        near_row[4 * xh] += a_n * lb[x]
-                        near_row[4 * xh + 1] += a_n * lg[x]
-                        near_row[4 * xh + 2] += a_n * lr[x]
-                        near_row[4 * xh + 3] += a_n
-                        rnr[xh] = max(rnr[xh], cv[x])
-        for xh in range(wh):
-            cols = min(s, wid - xh * s)
-            inv = one / np.float32(rows * cols)
-            for ch in range(4):
-                near_row[4 * xh + ch] *= inv
-            out_fw[yh, xh] = max(sw[xh] * inv - eps, zero)
-            rwr[xh] *= inv * inv_s
-            rnr[xh] *= inv_s
-        # the far layer leaves as its row prefix sums (see row_prefix)
-        row = out_prefix[yh]
+        prow = out_prefix[yh]
         for j in range(4 * (pad + 1)):
-            row[j] = zero
+            prow[j] = zero
         a0 = zero
         a1 = zero
         a2 = zero
         a3 = zero
+        row_near = zero  # a sum, not a flag: float min/max reductions do not vectorise
+        for xs in range(0, wh, SEG):
+            # slices from the segment's start, indexed from 0: offsets added to an index keep
+            # Numba's negative-index check in the loop, which stops it vectorising
+            n = min(SEG, wh - xs)
+            fx0 = xs * s
+            fn = min(n * s, wid - fx0)
+            nd = ned[xs:xs + n]
+            for q in range(n):
+                sb[q] = zero
+                sg[q] = zero
+                sr[q] = zero
+                sw[q] = zero
+                srw[q] = zero
+                nd[q] = 0
+            for sy in range(rows):
+                y = y0 + sy
+                fr = frame[y, fx0:fx0 + fn]
+                for i in range(fn):
+                    lb[i] = lut[fr[i, 0]]
+                    lg[i] = lut[fr[i, 1]]
+                    lr[i] = lut[fr[i, 2]]
+                arow = out_alpha[y, fx0:fx0 + fn]
+                mrow = matte[y, fx0:fx0 + fn]
+                if from_disp:
+                    crow = out_coc[y, fx0:fx0 + fn]
+                    drow = src[y, fx0:fx0 + fn]
+                    for i in range(fn):
+                        c = aperture * (focus - drow[i])
+                        if c < -lim:
+                            c = -lim
+                        if c > lim:
+                            c = lim
+                        crow[i] = c
+                    row_near += _weights(crow, mrow, has_matte, fn, lim, tol, wv, pc, arow)
+                else:
+                    row_near += _weights(src[y, fx0:fx0 + fn], mrow, has_matte, fn, lim, tol, wv, pc, arow)
+                if s == 2:
+                    for q in range(fn // 2):
+                        v0 = wv[2 * q]
+                        v1 = wv[2 * q + 1]
+                        sb[q] += v0 * lb[2 * q] + v1 * lb[2 * q + 1]
+                        sg[q] += v0 * lg[2 * q] + v1 * lg[2 * q + 1]
+                        sr[q] += v0 * lr[2 * q] + v1 * lr[2 * q + 1]
+                        sw[q] += v0 + v1
+                        srw[q] += pc[2 * q] + pc[2 * q + 1]
+                        nd[q] |= (arow[2 * q] != 255) | (arow[2 * q + 1] != 255)
+                    if fn & 1:
+                        q = fn // 2
+                        v0 = wv[2 * q]
+                        sb[q] += v0 * lb[2 * q]
+                        sg[q] += v0 * lg[2 * q]
+                        sr[q] += v0 * lr[2 * q]
+                        sw[q] += v0
+                        srw[q] += pc[2 * q]
+                        nd[q] |= arow[2 * q] != 255
+                else:
+                    for q in range(fn):
+                        v0 = wv[q]
+                        sb[q] = v0 * lb[q]
+                        sg[q] = v0 * lg[q]
+                        sr[q] = v0 * lr[q]
+                        sw[q] = v0
+                        srw[q] = pc[q]
+                        nd[q] = arow[q] != 255
+            fws = fwr[xs:xs + n]
+            rws = rwr[xs:xs + n]
+            for q in range(n):
+                cols = min(s, wid - (xs + q) * s)
+                inv = one / np.float32(rows * cols)
+                fws[q] = max(sw[q] * inv - eps, zero)
+                rws[q] = srw[q] * (inv * inv_s)
+            # the far layer leaves as its row prefix sums (see row_prefix)
+            ps = prow[4 * (pad + 1 + xs):4 * (pad + 1 + xs + n)]
+            for q in range(n):
+                a0 += sb[q]
+                a1 += sg[q]
+                a2 += sr[q]
+                a3 += sw[q]
+                ps[4 * q] = a0
+                ps[4 * q + 1] = a1
+                ps[4 * q + 2] = a2
+                ps[4 * q + 3] = a3
+        for i in range(pad + 1 + wh, prow.shape[0] // 4):
+            prow[4 * i] = a0
+            prow[4 * i + 1] = a1
+            prow[4 * i + 2] = a2
+            prow[4 * i + 3] = a3
         for xh in range(wh):
-            a0 += sb[xh]
-            a1 += sg[xh]
-            a2 += sr[xh]
-            a3 += sw[xh]
-            j = 4 * (pad + 1 + xh)
-            row[j] = a0
-            row[j + 1] = a1
-            row[j + 2] = a2
-            row[j + 3] = a3
-        for i in range(pad + 1 + wh, row.shape[0] // 4):
-            row[4 * i] = a0
-            row[4 * i + 1] = a1
-            row[4 * i + 2] = a2
-            row[4 * i + 3] = a3
+            rnr[xh] = zero
+        if row_near > zero or near_dirty[yh] != 0:
+            if from_disp:
+                _near_row(frame, out_coc, matte, has_matte, lut, tol, lim, s, yh, rows, out_near, out_rnear)
+            else:
+                _near_row(frame, src, matte, has_matte, lut, tol, lim, s, yh, rows, out_near, out_rnear)
+            near_dirty[yh] = row_near > zero
+
+
+@inline
+def _near_row(frame, coc, matte, has_matte, lut, tol, lim, s, yh, rows, out_near, out_rnear):
+    """Near layer row ``yh`` (rare: something in front of the focus plane on it), from the CoC
+    map ``coc`` (the caller's own, or the one the split just wrote)."""
+    hgt, wid = coc.shape
+    wh = out_near.shape[1]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    near_row = out_near[yh].reshape(4 * wh)
+    rnr = out_rnear[yh]
+    for j in range(4 * wh):
+        near_row[j] = zero
+    for sy in range(rows):
+        y = yh * s + sy
+        fr = frame[y]
+        for x in range(wid):
+            _, _, a_n, n, _ = _pixel(coc[y, x], matte[y, x], has_matte, lim, tol)
+            if a_n > zero:
+                xh = x // s
+                near_row[4 * xh] += a_n * lut[fr[x, 0]]
+                near_row[4 * xh + 1] += a_n * lut[fr[x, 1]]
+                near_row[4 * xh + 2] += a_n * lut[fr[x, 2]]
+                near_row[4 * xh + 3] += a_n
+                rnr[xh] = max(rnr[xh], n)
+    inv_s = one / np.float32(s)
+    for xh in range(wh):
+        cols = min(s, wid - xh * s)
+        inv = one / np.float32(rows * cols)
+        for ch in range(4):
+            near_row[4 * xh + ch] *= inv
+        rnr[xh] *= inv_s
 
 
 # -- 2. prefix sums, far radius ---------------------------------------------------------------
@@ -377,8 +452,9 @@ def gather_far(p, rw, fw, box_rw, box_fw, shrink, rmax, rad_near, near_on, need,
             while n < RUN and x + n < w and need[y, x + n] != 0 and int(rad[x + n]) == k:
                 n += 1
             _accumulate_run(p, y, x, n, k, wt, d_max, pad, acc_in, acc_out)
+            rr = rad[x:x + n]  # indexed from 0: see split_layers
             for i in range(n):
-                t = rad[x + i] - np.float32(k)
+                t = rr[i] - np.float32(k)
                 j = 4 * i
                 a3 = acc_in[j + 3]
                 inv = np.float32(1.0) / max(a3 + t * (acc_out[j + 3] - a3), tiny)
@@ -462,21 +538,27 @@ def _blend_pixel(fr, bgr, o, x, a8, dec, enc, vals, bits, na, near, y0, y1, x0, 
         o[3 * x + ch] = encode_bits(bits[ch], enc)
 
 
+ALL_SHARP = np.uint64(0xFFFFFFFFFFFFFFFF)  # eight alpha bytes of 255
+ALL_FAR = np.uint64(0)
+
+
 @kernel(parallel=True)
 def finish(frame, alpha, bg, dec, enc, near, near_on, tap_y, tap_x, scratch, out):
     """Full-res output: the sharp frame over the (already upsampled, sRGB) far field ``bg`` by
     ``alpha``, the near layer (layer res, premultiplied) over both; blends in linear light.
 
-    Runs of all-sharp or all-far pixels are copied byte for byte. ``bg`` may be larger than the
-    frame (only its top-left part is read) or be ``out`` itself (the far field already in
-    place: its all-far runs are left alone). ``tap_y`` / ``tap_x`` (n, 2) float32: first layer
-    row/column and weight of the next one (see :func:`bilinear_taps`); only used for the near
-    layer. ``scratch`` (threads, 4) float32.
+    Runs of all-sharp or all-far pixels are copied byte for byte; ``alpha`` rows are read eight
+    pixels at a time (its width is a multiple of 8, at least the frame's: only the frame's part
+    is read). ``bg`` may be larger than the frame (only its top-left part is read) or be ``out``
+    itself (the far field already in place: its all-far runs are left alone). ``tap_y`` /
+    ``tap_x`` (n, 2) float32: first layer row/column and weight of the next one (see
+    :func:`bilinear_taps`); only used for the near layer. ``scratch`` (threads, 4) float32.
     """
-    hgt, wid = alpha.shape
+    hgt, wid = frame.shape[0], frame.shape[1]
     hl, wl = near.shape[0], near.shape[1]
     one = np.float32(1.0)
     zero = np.float32(0.0)
+    in_place = bg.ctypes.data == out.ctypes.data
     for y in prange(hgt):
         vals = scratch[get_thread_id()]
         bits = vals.view(np.int32)
@@ -486,8 +568,8 @@ def finish(frame, alpha, bg, dec, enc, near, near_on, tap_y, tap_x, scratch, out
         fr = frame[y].reshape(3 * wid)
         bgr = bg[y].reshape(3 * bg.shape[1])
         ar = alpha[y]
+        a64 = ar.view(np.uint64)
         o = out[y].reshape(3 * wid)
-        in_place = bg.ctypes.data == out.ctypes.data
         row_near = False
         if near_on:
             for xl in range(wl):
@@ -497,24 +579,33 @@ def finish(frame, alpha, bg, dec, enc, near, near_on, tap_y, tap_x, scratch, out
         if not row_near:
             x = 0
             while x < wid:
-                a8 = ar[x]
-                if a8 == 255 or a8 == 0:
-                    e = x + 1
-                    while e < wid and ar[e] == a8:
-                        e += 1
-                    if a8 == 0 and in_place:
-                        x = e
-                        continue
-                    src = fr if a8 == 255 else bgr
-                    seg_in = src[3 * x:3 * e]
-                    seg_out = o[3 * x:3 * e]
-                    for j in range(3 * (e - x)):
-                        seg_out[j] = seg_in[j]
+                # whole words of eight sharp (or far) pixels: one copy per run of them
+                if x + 8 <= wid and (a64[x >> 3] == ALL_SHARP or a64[x >> 3] == ALL_FAR):
+                    word = a64[x >> 3]
+                    e = x + 8
+                    while e + 8 <= wid and a64[e >> 3] == word:
+                        e += 8
+                    if not (word == ALL_FAR and in_place):
+                        src = fr if word == ALL_SHARP else bgr
+                        seg_in = src[3 * x:3 * e]
+                        seg_out = o[3 * x:3 * e]
+                        for j in range(3 * (e - x)):
+                            seg_out[j] = seg_in[j]
                     x = e
                     continue
-                _blend_pixel(fr, bgr, o, x, a8, dec, enc, vals, bits, zero, near, y0, y1, 0, 0,
-                             zero, zero, zero, zero)
-                x += 1
+                for xx in range(x, min(x + 8, wid)):
+                    a8 = ar[xx]
+                    if a8 == 255:
+                        for ch in range(3):
+                            o[3 * xx + ch] = fr[3 * xx + ch]
+                    elif a8 == 0:
+                        if not in_place:
+                            for ch in range(3):
+                                o[3 * xx + ch] = bgr[3 * xx + ch]
+                    else:
+                        _blend_pixel(fr, bgr, o, xx, a8, dec, enc, vals, bits, zero, near, y0, y1, 0, 0,
+                                     zero, zero, zero, zero)
+                x = min(x + 8, wid)
             continue
         for x in range(wid):
             x0 = int(tap_x[x, 0])
@@ -575,6 +666,12 @@ def _warm() -> None:
 
     rng = np.random.default_rng(0)
     luts = make_luts(2.0, 0.8)
+
+    def ro(a: np.ndarray) -> np.ndarray:
+        a = a.copy()
+        a.flags.writeable = False
+        return a
+
     for s in (1, 2):
         h, w = 7, 9
         hl, wl = (h + s - 1) // s, (w + s - 1) // s
@@ -585,9 +682,15 @@ def _warm() -> None:
         near = np.zeros((hl, wl, 4), np.float32)
         rw, fw, rn = (np.zeros((hl, wl), np.float32) for _ in range(3))
         need = np.zeros((hl, wl), np.uint8)
-        alpha = np.zeros((h, w), np.uint8)
-        split_layers(frame, coc, coc, s == 1, s, luts.decode, np.float32(1), np.float32(4), pad,
-                     np.zeros((threads(), 12 * w), np.float32), p, near, rw, fw, rn, need, alpha)
+        alpha = np.zeros((h, 16), np.uint8)
+        scratch = np.zeros((threads(), SEG * (5 * s + 5)), np.float32)
+        # the caller's frame and planes, writable (render_bokeh) or read-only (pipeline stages
+        # hand theirs back read-only)
+        for fr in (frame, ro(frame)):
+            for plane in (coc, ro(coc)):
+                split_layers(fr, plane, plane, s == 1, s == 2, np.float32(0.5), np.float32(2), s, luts.decode,
+                             np.float32(1), np.float32(4), pad, scratch, np.zeros(hl, np.uint8),
+                             np.zeros((h, w), np.float32), p, near, rw, fw, rn, need, alpha)
     wt = shape_table(3)
     row_prefix(near, pad, p)
     scratch = np.zeros((threads(), 3, 4 * RUN), np.float32)
@@ -596,7 +699,9 @@ def _warm() -> None:
     gather_far(p, rw, fw, rw, fw, np.float32(0), np.float32(2.9), rad, True, need, wt, 5, pad, scratch,
                np.zeros((threads(), wl), np.float32), luts.encode, col)
     gather_near(p, rad, wt, shape_areas(wt), 5, pad, scratch, near)
-    abs_max_bits(coc, np.zeros(h, np.int32))
-    out = np.empty_like(frame)
-    finish(frame, alpha, np.zeros((h + 1, w + 1, 3), np.uint8), luts.decode, luts.encode, near, True,
-           bilinear_taps(h, hl, s), bilinear_taps(w, wl, s), np.zeros((threads(), 4), np.float32), out)
+    for plane in (coc, ro(coc)):
+        abs_max_bits(plane, np.zeros(h, np.int32))
+    for fr in (frame, ro(frame)):
+        out = np.empty_like(frame)
+        finish(fr, alpha, np.zeros((h + 1, w + 1, 3), np.uint8), luts.decode, luts.encode, near, True,
+               bilinear_taps(h, hl, s), bilinear_taps(w, wl, s), np.zeros((threads(), 4), np.float32), out)

@@ -151,23 +151,33 @@ def ref_split(frame, coc, matte, s, lut, tol, lim):
     return far, near, rw, fw, rn, need, alpha
 
 
-def _run_split(frame, coc, matte, s, luts, tol, lim, pad=3):
+def _run_split(frame, coc, matte, s, luts, tol, lim, pad=3, disparity=None, focus=0.0, aperture=0.0, dirty=None):
+    """Runs the split; with ``disparity`` the CoC comes from it (and is returned last)."""
     h, w = coc.shape
     hl, wl = -(-h // s), -(-w // s)
     prefix = np.full((hl + 1, 4 * (wl + 2 * pad + 1)), np.nan, np.float32)
-    near = np.full((hl, wl, 4), np.nan, np.float32)
+    near = np.zeros((hl, wl, 4), np.float32)  # rows without near pixels are left as they are
+    if dirty is not None:
+        near[dirty.astype(bool)] = np.nan  # ... but a row that had some last time is cleared
     rw, fw, rn = (np.full((hl, wl), np.nan, np.float32) for _ in range(3))
     need = np.full((hl, wl), 7, np.uint8)
-    alpha = np.zeros((h, w), np.uint8)
-    bokeh.split_layers(frame, coc, coc if matte is None else matte, matte is not None, s, luts.decode,
-                       np.float32(tol), np.float32(lim), pad, np.zeros((bokeh.threads(), 12 * w), np.float32),
+    alpha = np.zeros((h, w + 5), np.uint8)
+    near_dirty = np.zeros(hl, np.uint8) if dirty is None else dirty.copy()
+    src = coc if disparity is None else disparity
+    coc_out = np.full((h, w), np.nan, np.float32) if disparity is not None else np.zeros((1, 1), np.float32)
+    bokeh.split_layers(frame, src, src if matte is None else matte, matte is not None, disparity is not None,
+                       np.float32(focus), np.float32(aperture), s, luts.decode, np.float32(tol), np.float32(lim), pad,
+                       np.zeros((bokeh.threads(), bokeh.SEG * (5 * s + 5)), np.float32), near_dirty, coc_out,
                        prefix, near, rw, fw, rn, need, alpha)
     assert np.all(np.isnan(prefix[hl]))  # the last row belongs to the caller
+    assert np.all(alpha[:, w:] == 0)  # the padding of the alpha rows is never written
     # back from prefix sums to the layer itself
     q = prefix[:hl].reshape(hl, wl + 2 * pad + 1, 4).astype(np.float64)
     far = np.diff(q[:, pad:pad + wl + 1], axis=1)
     assert np.all(q[:, :pad + 1] == 0) and np.all(q[:, pad + wl + 1:] == q[:, pad + wl:pad + wl + 1])
-    return far, near, rw, fw, rn, need, alpha
+    np.testing.assert_array_equal(near_dirty, (near[..., 3] > 0).any(1))
+    res = (far, near, rw, fw, rn, need, alpha[:, :w])
+    return res + (coc_out,) if disparity is not None else res
 
 
 @pytest.mark.parametrize("s", [1, 2])
@@ -193,6 +203,30 @@ def test_split_layers_matches_reference(s, with_matte):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4, err_msg=name)
     assert np.abs(got[6].astype(int) - exp[6]).max() <= 1  # float32 vs float64 rounding at .5
     np.testing.assert_array_equal(got[5], exp[5])
+
+
+@pytest.mark.parametrize("s", [1, 2])
+def test_split_from_disparity_writes_the_coc_and_splits_as_with_it(s):
+    """The renderer stage's path: the CoC computed in the split equals coc_from_disparity's, and
+    the layers equal the split of that CoC; a near row left from the last frame is cleared."""
+    from realtime.render import coc_from_disparity
+
+    rng = np.random.default_rng(RNG_SEED + 7)
+    h, w = 19, 2 * bokeh.SEG + 13  # more than one segment
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    disp = rng.uniform(0, 1, (h, w)).astype(np.float32)
+    matte = rng.uniform(0, 1, (h, w)).astype(np.float32)
+    luts = make_luts(3.0, 0.85)
+    focus, aperture, lim = 0.55, 40.0, 12.0
+    coc = coc_from_disparity(disp, focus, aperture, lim)
+    hl = -(-h // s)
+    dirty = (np.arange(hl) % 3 == 0).astype(np.uint8)
+    got = _run_split(frame, coc, matte, s, luts, 2.0, lim, disparity=disp, focus=focus, aperture=aperture,
+                     dirty=dirty)
+    exp = _run_split(frame, coc, matte, s, luts, 2.0, lim)
+    np.testing.assert_array_equal(got[-1], coc)
+    for g, e in zip(got[:-1], exp):
+        np.testing.assert_array_equal(g, e)
 
 
 def test_split_alpha_is_exactly_sharp_for_zero_coc_and_for_the_subject():
@@ -362,22 +396,36 @@ def test_point_spreads_to_flat_disk_at_float_precision(r):
 
 # -- finish -----------------------------------------------------------------------------------
 
-def test_finish_matches_reference():
+@pytest.mark.parametrize("near_on", [True, False])
+def test_finish_matches_reference(near_on):
     rng = np.random.default_rng(RNG_SEED)
-    h, w, s = 15, 21, 2
+    h, w, s = 15, 45, 2
     hl, wl = -(-h // s), -(-w // s)
     luts = make_luts(3.0, 0.85)
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     bg = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    alpha = rng.choice(np.array([0, 255, 17, 128, 254], np.uint8), (h, w))
+    # runs of all-sharp and all-far pixels (whole 8-pixel words and parts of them) between
+    # partly covered ones; rows padded to whole words, the padding never read
+    alpha = np.full((h, 48), 255, np.uint8)
+    alpha[:, :w] = rng.choice(np.array([0, 255, 17, 128, 254], np.uint8), (h, w))
+    for y in range(h):
+        a, b = sorted(rng.integers(0, w, 2))
+        alpha[y, a:b] = rng.choice([0, 255])
+        c = int(rng.integers(0, w - 20))
+        alpha[y, c:c + 20] = 255 - alpha[y, a]
+    alpha[0, :w] = 0
+    alpha[1, :w] = 255
     near = np.zeros((hl, wl, 4), np.float32)
-    cov = np.where(rng.random((hl, wl)) < 0.3, rng.uniform(0, 1, (hl, wl)), 0.0)
-    near[..., 3] = cov
-    near[..., :3] = rng.uniform(0, 1, (hl, wl, 3)) * cov[..., None]
+    if near_on:
+        cov = np.where(rng.random((hl, wl)) < 0.3, rng.uniform(0, 1, (hl, wl)), 0.0)
+        cov[:2] = 0.0  # rows without near pixels take the run path
+        near[..., 3] = cov
+        near[..., :3] = rng.uniform(0, 1, (hl, wl, 3)) * cov[..., None]
     tap_y, tap_x = bokeh.bilinear_taps(h, hl, s), bokeh.bilinear_taps(w, wl, s)
     out = np.zeros_like(frame)
-    bokeh.finish(frame, alpha, bg, luts.decode, luts.encode, near, True, tap_y, tap_x,
+    bokeh.finish(frame, alpha, bg, luts.decode, luts.encode, near, near_on, tap_y, tap_x,
                  np.zeros((bokeh.threads(), 4), np.float32), out)
+    alpha = alpha[:, :w]
     # reference: bilinear upsampling of the near layer with centres aligned, blends in linear light
     fy = np.clip((np.arange(h) + 0.5) / s - 0.5, 0, hl - 1)
     fx = np.clip((np.arange(w) + 0.5) / s - 0.5, 0, wl - 1)
@@ -399,6 +447,11 @@ def test_finish_matches_reference():
     # copies are exact
     assert np.array_equal(out[plain & (alpha == 255)], frame[plain & (alpha == 255)])
     assert np.array_equal(out[plain & (alpha == 0)], bg[plain & (alpha == 0)])
+    # the far field already in the output: all-far pixels are left alone, the rest as before
+    inplace = bg.copy()
+    bokeh.finish(frame, np.pad(alpha, ((0, 0), (0, 3)), constant_values=255), inplace, luts.decode,
+                 luts.encode, near, near_on, tap_y, tap_x, np.zeros((bokeh.threads(), 4), np.float32), inplace)
+    assert np.array_equal(inplace, out)
 
 
 def test_bilinear_taps_align_pixel_centres():
