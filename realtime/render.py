@@ -314,6 +314,17 @@ class Renderer(Stage):
         self._coc: np.ndarray | None = None
         self._out: np.ndarray | None = None
 
+    def configure(self, config: RenderConfig) -> None:
+        """A new [render] section while running: the lens is rebuilt only when its tables change
+        (aperture shape, highlight boost); buffers are kept."""
+        super().configure(config)
+        old = self.lens.config
+        if (old.blades, old.highlight_boost, old.highlight_threshold) != (
+                config.blades, config.highlight_boost, config.highlight_threshold):
+            self.lens = Lens(config)
+        else:
+            self.lens.config = config
+
     def scaled(self, height: int) -> tuple[float, float]:
         """(aperture_px, max_coc_px) for a frame of this height."""
         s = height / REFERENCE_HEIGHT

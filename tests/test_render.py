@@ -447,6 +447,29 @@ def test_renderer_stage_reuses_buffers_and_scales_with_height():
         assert np.array_equal(out, frame)
 
 
+def test_renderer_configure_takes_the_new_lens():
+    """Live controls hand the stage a new [render] section: the next frame uses all of it."""
+    rng = np.random.default_rng(12)
+    h, w = 60, 80
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[30, 40] = 255
+    matte = np.zeros((h, w), np.float32)
+    disp = np.zeros((h, w), np.float32)
+    base = RenderConfig()
+    hexa = dataclasses.replace(base, blades=6, highlight_boost=5.0)
+    with Renderer(base) as r:
+        r.process(frame, 1, matte, disp, 1.0)
+        r.configure(hexa)
+        out, coc = r.process(frame, 2, matte, disp, 1.0)
+        assert r.config == hexa
+        expect = render_bokeh(frame, coc, matte, config=hexa)
+        assert np.array_equal(out, expect)
+        assert not np.array_equal(out, render_bokeh(frame, coc, matte))
+        r.configure(dataclasses.replace(hexa, subject_near_px=0.0, aperture_px=20.0))
+        out, coc = r.process(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), 3, matte, disp, 1.0)
+        assert np.abs(coc).max() == pytest.approx(20.0 * h / 720)
+
+
 def test_real_frame_keeps_the_subject_and_blurs_the_room(data_dir, model_dir):
     from conftest import talking_frame
 
