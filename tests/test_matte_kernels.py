@@ -198,7 +198,8 @@ def test_guided_coeffs_is_the_kernel_the_upsampler_runs():
     guided_coeffs(guide, p, 2, f32(1e-3), f32(1.0), f32(8.0), False,
                   *[np.empty((14, hh, hw), np.float32) for _ in range(2)],
                   *[np.empty((6, hh, hw), np.float32) for _ in range(2)],
-                  np.empty(hw, np.float32), np.empty(hw, np.float32), np.empty((6, hh, 15), np.float32),
+                  np.empty(hw + 4, np.float32), np.empty((2, hw + 4), np.float32), np.empty(hw, np.float32),
+                  np.empty((6, hh, 15), np.float32),
                   np.empty((9, 16), np.float32), out)
     np.testing.assert_array_equal(a, out)
 

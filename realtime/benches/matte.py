@@ -2,13 +2,16 @@
 
 Timed, interleaved (A B A B) so machine drift hits both alike:
 
-- **segmentation+refine**: ``Segmenter.process`` with the default preset (resize to the model's
-  input, MediaPipe, guided refinement to full resolution);
-- **segmentation+bilinear** (baseline): the same with ``refine = "bilinear"``.
+- **segmentation+refine**: ``Segmenter.process`` with the default preset (area downscale to the
+  model's input, MediaPipe, guided refinement to full resolution), with Numba's default threads;
+- **segmentation+bilinear** (baseline): the same with ``refine = "bilinear"``;
+- the same pair with ONE Numba thread, as the pipeline runs segmentation while the depth model
+  holds the other core.
 
-Also, on the same frames, the refinement alone (coefficients + full-resolution pass) against a
-bilinear ``cv2.resize`` of the confidence, and the share of it spent at full resolution. The
-issue's budget: segmentation plus refinement <= 6 ms median per 1280x720 frame on 2 cores.
+Also, on the same frames: the model alone (MediaPipe on the prepared input), the refinement
+alone (model-resolution coefficients + full-resolution pass) against a bilinear ``cv2.resize``
+of the confidence, and its two parts. The issue's budget: segmentation plus refinement <= 6 ms
+median per 1280x720 frame on 2 cores.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 
 import cv2
+import numba
 import numpy as np
 
 from ..config import MatteRefine, load_preset
@@ -35,6 +39,7 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
     guided = Segmenter(cfg)
     bilinear = Segmenter(dataclasses.replace(cfg, refine=MatteRefine.BILINEAR))
     ts = [0]
+    threads = numba.get_num_threads()
     try:
         def seg_refine(i: int) -> None:
             ts[0] += FRAME_MS
@@ -44,20 +49,36 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
             bilinear.process(frames[i % n], ts[0])
 
         t_ref, t_bil = interleaved(seg_refine, seg_bilinear, repeats, warmup=5)
+        numba.set_num_threads(1)
+        try:
+            t_ref1, t_bil1 = interleaved(seg_refine, seg_bilinear, repeats, warmup=5)
+        finally:
+            numba.set_num_threads(threads)
 
-        # the refinement alone, on the model outputs of the frames (computed untimed)
-        small, confs = [], []
+        # the model and the refinement alone, on the model inputs and outputs of the frames
+        # (computed untimed)
+        rgb, confs = [], []
         for i, f in enumerate(frames):
             guided.process(f, ts[0] + (i + 1) * FRAME_MS)
-            small.append(guided._rgb.copy())
+            rgb.append(guided._rgb.copy())
             confs.append(np.array(guided.confidence))
         ts[0] += (n + 1) * FRAME_MS
         refiner = guided._refiner
+        backend = guided._backend
         out = np.empty((h, w), np.float32)
         up = np.empty((h, w), np.float32)
 
+        def model_only(i: int) -> None:
+            ts[0] += FRAME_MS
+            backend.segment(rgb[i % n], ts[0])
+
+        def downscale_only(i: int) -> None:
+            guided._down.run(frames[i % n], guided._rgb) if guided._down else None
+
+        t_model, t_down = interleaved(model_only, downscale_only, repeats, warmup=5)
+
         def refine_only(i: int) -> None:
-            refiner.run(small[i % n], confs[i % n], frames[i % n], out)
+            refiner.run(rgb[i % n], confs[i % n], frames[i % n], out)
 
         def bilinear_only(i: int) -> None:
             cv2.resize(confs[i % n], (w, h), dst=up, interpolation=cv2.INTER_LINEAR)
@@ -66,7 +87,7 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
         t_only, t_up = interleaved(refine_only, bilinear_only, repeats, warmup=5)
 
         def coeffs_only(i: int) -> None:
-            refiner.coefficients(small[i % n], confs[i % n])
+            refiner.coefficients(rgb[i % n], confs[i % n])
 
         def apply_only(i: int) -> None:
             refiner.apply(frames[i % n], out)
@@ -75,9 +96,13 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
     finally:
         guided.close()
         bilinear.close()
+    med = lambda t: float(np.median(t))  # noqa: E731
     return [
         Measurement("segmentation+refine", (w, h), t_ref, "segmentation+bilinear", t_bil,
+                    extra={"budget_ms": 6.0, "numba_threads": float(threads), "model_only_ms": med(t_model),
+                           "downscale_ms": med(t_down)}),
+        Measurement("segmentation+refine 1 thread", (w, h), t_ref1, "segmentation+bilinear 1 thread", t_bil1,
                     extra={"budget_ms": 6.0}),
         Measurement("matte refine only", (w, h), t_only, "cv2 bilinear upsample", t_up,
-                    extra={"coefficients_ms": float(np.median(t_coef)), "full_res_pass_ms": float(np.median(t_apply))}),
+                    extra={"coefficients_ms": med(t_coef), "full_res_pass_ms": med(t_apply)}),
     ]
