@@ -55,6 +55,8 @@ from numba import prange
 from .jit import inline, kernel, register_warmup
 
 N_STATS = 14  # I (3), p, I_i I_j for i <= j (6), I p (3), p p
+# the products among (I_0, I_1, I_2, p) in the order of the statistics after the 4 means
+_PAIRS = np.array([(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), (3, 3)], np.int64)
 N_LIN = 6     # per window: a (3), b, mean p, R^2
 N_SCRATCH = 9  # scratch rows of model width: 4 for the statistics, 9 for the fold
 SETTLE = 1e-4  # confidence this close to 0 or 1 is taken as certain
@@ -186,50 +188,43 @@ def area_resample(src, ys, wy, xs, wx, acc, out):
 
 @inline
 def _half_stats(guide, p, rows, stats):
-    """stats (14, hh, hw): the statistics of the 2x2 block means of the centred guide and ``p``
-    (a block past an odd edge repeats the last row or column). ``rows`` (>= 4, lw + 1) scratch."""
+    """stats (14, hh, hw): the 2x2 block means of the centred guide, of ``p`` and of their
+    products (a block past an odd edge repeats the last row or column), i.e. each statistic
+    summed over the model pixels exactly and sampled every other pixel. ``rows`` (8, lw + 1)
+    scratch: the block's two rows, channels and ``p`` planar."""
     lh, lw = p.shape
     hh, hw = stats.shape[1], stats.shape[2]
-    r0, r1, r2, r3 = rows[0], rows[1], rows[2], rows[3]
     for yy in range(hh):
-        ya = 2 * yy
-        yb = min(2 * yy + 1, lh - 1)
-        ga = guide[ya].reshape(lw * 3)
-        gb = guide[yb].reshape(lw * 3)
-        pa = p[ya]
-        pb = p[yb]
-        for x in range(lw):
-            r0[x] = np.float32(ga[3 * x]) + np.float32(gb[3 * x])
-            r1[x] = np.float32(ga[3 * x + 1]) + np.float32(gb[3 * x + 1])
-            r2[x] = np.float32(ga[3 * x + 2]) + np.float32(gb[3 * x + 2])
-            r3[x] = pa[x] + pb[x]
-        if 2 * hw > lw:
-            r0[lw] = r0[lw - 1]
-            r1[lw] = r1[lw - 1]
-            r2[lw] = r2[lw - 1]
-            r3[lw] = r3[lw - 1]
+        for half in range(2):
+            y = min(2 * yy + half, lh - 1)
+            g = guide[y].reshape(lw * 3)
+            for c in range(3):
+                o = rows[4 * half + c]
+                for x in range(lw):
+                    o[x] = np.float32(g[3 * x + c]) * _INV255 - _HALF
+            o = rows[4 * half + 3]
+            pr = p[y]
+            for x in range(lw):
+                o[x] = pr[x]
+            if 2 * hw > lw:
+                for c in range(4):
+                    rows[4 * half + c, lw] = rows[4 * half + c, lw - 1]
         for c in range(4):
-            r = rows[c]
+            ua = rows[c]
+            ub = rows[4 + c]
             o = stats[c, yy]
-            scale = _QUARTER if c == 3 else _QUARTER255
-            shift = _ZERO if c == 3 else _HALF
             for x in range(hw):
-                o[x] = (r[2 * x] + r[2 * x + 1]) * scale - shift
-        k = 4
-        for i in range(3):
-            for j in range(i, 3):
-                si = stats[i, yy]
-                sj = stats[j, yy]
-                o = stats[k, yy]
-                for x in range(hw):
-                    o[x] = si[x] * sj[x]
-                k += 1
-        sp = stats[3, yy]
-        for i in range(4):
-            si = stats[i, yy]
-            o = stats[10 + i, yy]
+                o[x] = _QUARTER * (ua[2 * x] + ua[2 * x + 1] + ub[2 * x] + ub[2 * x + 1])
+        for q in range(_PAIRS.shape[0]):
+            i, j = _PAIRS[q, 0], _PAIRS[q, 1]
+            ia = rows[i]
+            ja = rows[j]
+            ib = rows[4 + i]
+            jb = rows[4 + j]
+            o = stats[4 + q, yy]
             for x in range(hw):
-                o[x] = si[x] * sp[x]
+                o[x] = _QUARTER * (ia[2 * x] * ja[2 * x] + ia[2 * x + 1] * ja[2 * x + 1]
+                                   + ib[2 * x] * jb[2 * x] + ib[2 * x + 1] * jb[2 * x + 1])
 
 
 @inline

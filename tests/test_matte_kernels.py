@@ -51,16 +51,17 @@ def ref_up_from_half(a: np.ndarray, h: int, w: int) -> np.ndarray:
 def ref_coeffs(guide: np.ndarray, p: np.ndarray, r: int, eps: float, detail: float, protect: float,
                rgb: bool = False) -> np.ndarray:
     """The refinement's planar (a_b, a_g, a_r, b) per model pixel, written out with np.linalg:
-    local fits on the 2x2 block means with box radius round(r / 2), their box means upsampled."""
+    local fits on the statistics' 2x2 block means with box radius round(r / 2), their box means
+    upsampled."""
     h, w = p.shape
     rh = max(1, int(round(r / 2)))
-    I = ref_half(guide.astype(np.float64)) / 255.0 - 0.5
-    q = ref_half(p.astype(np.float64))
-    mI = ref_box_mean(I, rh)
-    mp = ref_box_mean(q, rh)
-    mII = ref_box_mean(I[..., :, None] * I[..., None, :], rh)
-    mIp = ref_box_mean(I * q[..., None], rh)
-    mpp = ref_box_mean(q * q, rh)
+    G = guide.astype(np.float64) / 255.0 - 0.5
+    P = p.astype(np.float64)
+    mI = ref_box_mean(ref_half(G), rh)
+    mp = ref_box_mean(ref_half(P), rh)
+    mII = ref_box_mean(ref_half(G[..., :, None] * G[..., None, :]), rh)
+    mIp = ref_box_mean(ref_half(G * P[..., None]), rh)
+    mpp = ref_box_mean(ref_half(P * P), rh)
     cov = mII - mI[..., :, None] * mI[..., None, :]
     cov_ip = mIp - mI * mp[..., None]
     a = np.linalg.solve(cov + eps * np.eye(3), cov_ip[..., None])[..., 0]
