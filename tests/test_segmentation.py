@@ -191,3 +191,67 @@ def test_explicit_model_path_with_auto_is_identified(tmp_path):
     with Segmenter(_cfg(model_path=str(bad))) as seg:
         with pytest.raises(ModelHashError, match="not a known segmentation model"):
             seg.process(frame, 0)
+
+
+class _Recording:
+    """The real model, keeping a copy of each input it was given."""
+
+    def __init__(self, name: str) -> None:
+        self.inner = MediaPipeSegmenter(name)
+        self.input_size = self.inner.input_size
+        self.inputs: list[np.ndarray] = []
+
+    def segment(self, rgb, ts):
+        self.inputs.append(rgb.copy())
+        return self.inner.segment(rgb, ts)
+
+    def close(self):
+        self.inner.close()
+
+
+@pytest.mark.parametrize("model,size", [("selfie_landscape", (1280, 720)),  # integer factors (5, 5)
+                                        ("selfie_square", (640, 480)),     # fractional factors
+                                        ("selfie_landscape", (200, 120))])  # smaller than the input
+def test_model_sees_the_area_average_in_rgb(model, size):
+    """What the model gets is OpenCV's INTER_AREA of the frame in RGB, to a level (our kernels do
+    both in one pass)."""
+    frame = talking_frame(20, "2.mp4", size)
+    rec = _Recording(model)
+    with Segmenter(_cfg(), backend=rec) as seg:
+        matte = seg.process(frame, 0)
+    mw, mh = rec.input_size
+    want = cv2.cvtColor(cv2.resize(frame, (mw, mh), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    got = rec.inputs[0]
+    assert got.shape == (mh, mw, 3) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - want).max() <= 1 and np.mean(got != want) < 0.01
+    assert matte.shape == frame.shape[:2] and matte[-20:, size[0] // 2].mean() > 0.9
+
+
+def test_refinement_knobs_take_effect_on_configure():
+    """configure() with other refinement knobs rebuilds the filter (same sizes, new numbers)."""
+    frame = talking_frame(10, "1.mp4", (640, 360))
+    cfg = _cfg()
+    with Segmenter(cfg) as seg:
+        first = np.array(seg.process(frame, 0))
+        seg.configure(dataclasses.replace(cfg, refine_radius_px=96, refine_eps=1e-2))
+        wider = np.array(seg.process(frame, 33))
+        seg.configure(cfg)
+        again = np.array(seg.process(frame, 66))
+    assert np.abs(wider - first).max() > 0.05
+    np.testing.assert_allclose(again, first, atol=1e-6)
+
+
+def test_matte_does_not_depend_on_the_thread_count():
+    import numba
+
+    frame = talking_frame(40, "4.mp4", (1280, 720))
+    prev = numba.get_num_threads()
+    out = []
+    try:
+        for n in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(n)
+            with Segmenter(_cfg()) as seg:
+                out.append(np.array(seg.process(frame, 0)))
+    finally:
+        numba.set_num_threads(prev)
+    np.testing.assert_array_equal(out[0], out[1])
