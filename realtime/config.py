@@ -95,8 +95,9 @@ class DepthConfig:
     model_path: str = knob("", doc="explicit model file; empty = the model store")
     threads: int = knob(0, 0, 16, "onnxruntime intra-op threads for the depth model (0 = 2 when synchronous, "
                         "1 in its own thread, leaving the other core to the rest of the pipeline)")
-    spin: bool = knob(False, doc="let onnxruntime's threads spin-wait between runs (a little faster on an idle "
-                      "machine, much slower when other threads compete for the cores)")
+    spin: bool = knob(True, doc="in the caller's thread (asynchronous off) with 2+ threads: onnxruntime's threads "
+                      "spin-wait briefly between the steps of a run (~20% faster on idle cores, ~10% slower when "
+                      "other programs load them); never between runs, never in the model's own thread")
     fit: DepthFit = knob(DepthFit.LETTERBOX, doc="how a frame is fitted to the model's 320x192 input")
     every_n_frames: int = knob(1, 1, 30, "run the depth model on every n-th frame, reuse the last result between")
     asynchronous: bool = knob(True, doc="run the depth model in its own thread (newest result wins, depth one frame "

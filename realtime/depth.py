@@ -54,6 +54,7 @@ FALLBACK_PERSON_DISPARITY = 1.0  # no-depth mode: the person is the nearest thin
 _SAMPLE_STRIDE = 3               # percentiles on every 3rd row and column of the model grid (~6k samples)
 _MIN_SAMPLE_FRACTION = 0.05      # fewer background samples than this: use the whole frame
 _MAX_PACK_ROWS = 257             # 257 * 255 fits the 16-bit row sums of pack_model_input
+_SPIN_US = 25                    # onnxruntime workers spin this long for the next step of a run
 
 
 class DepthBackend(Protocol):
@@ -94,10 +95,12 @@ class OnnxDepth:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        # spinning workers win ~0.5 ms alone but lose several when segmentation, Numba and
-        # OpenCV threads want the same two cores (measured in docs/depth.md); when on, they
-        # spin only while a run is in progress, never between runs
+        # a worker that sleeps between the ~100 steps of a run is woken ~100 times per run; one
+        # that spins briefly is not (~20% faster on 2 idle cores). Spinning long or between runs
+        # steals the core from whatever else runs (2x slower under load), hence short, and
+        # stopped when the run returns (docs/depth.md)
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        so.add_session_config_entry("session.intra_op.spin_duration_us", str(_SPIN_US))
         so.add_session_config_entry("session.force_spinning_stop", "1")
         try:
             return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
@@ -172,11 +175,17 @@ def model_threads(cfg: DepthConfig) -> int:
     return 1 if cfg.asynchronous else 2
 
 
+def model_spins(cfg: DepthConfig) -> bool:
+    """Spin-waiting only helps while the caller waits for a multi-threaded run; the model's own
+    thread shares the cores with segmentation, which it must not slow down."""
+    return cfg.spin and not cfg.asynchronous and model_threads(cfg) > 1
+
+
 def open_backend(cfg: DepthConfig) -> DepthBackend:
     path = models.resolve("tcmonodepth_small", cfg.model_path or None)
     if cfg.backend is DepthBackendKind.OPENCV:
         return OpenCVDepth(str(path))
-    return OnnxDepth(str(path), threads=model_threads(cfg), spin=cfg.spin)
+    return OnnxDepth(str(path), threads=model_threads(cfg), spin=model_spins(cfg))
 
 
 # -- geometry ---------------------------------------------------------------------------------
@@ -539,7 +548,7 @@ class DepthEstimator(Stage):
         self._range.deadband = config.range_deadband
         self._plane.min_cutoff = config.person_min_cutoff_hz
         self._plane.beta = config.person_beta
-        if (model_threads(config), config.spin) != (model_threads(old), old.spin) and self._own_backend \
+        if (model_threads(config), model_spins(config)) != (model_threads(old), model_spins(old)) and self._own_backend \
                 and self._backend is not None:
             self._stop_async()
             self._backend.close()

@@ -309,6 +309,16 @@ def test_the_model_splits_at_its_final_conv_and_nothing_else_does():
     assert split_final_conv(b"not a model") is None
 
 
+def test_only_a_multi_threaded_run_in_the_callers_thread_spins():
+    from realtime.depth import model_spins
+
+    assert model_spins(DepthConfig(asynchronous=False))  # 2 threads, the caller waits: spin briefly
+    assert not model_spins(DepthConfig(asynchronous=False, spin=False))
+    assert not model_spins(DepthConfig(asynchronous=False, threads=1))  # no pool to spin
+    assert not model_spins(DepthConfig())  # its own thread, next to segmentation
+    assert not model_spins(DepthConfig(threads=2))
+
+
 def test_split_model_gives_the_whole_models_output():
     """The last layer outside onnxruntime: same output on real frames, to float rounding."""
     from realtime import models

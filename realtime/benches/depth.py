@@ -17,6 +17,16 @@ Timed, interleaved (A B A B) so machine drift hits both alike:
   the model and waits for it (``async_max_lag``); paced at 30 fps (the rest of each frame
   idle) it pays packing and fusion only.
 - **model onnxruntime** against **model cv2.dnn** (the measurement behind the default backend).
+- **model, last layer split off** (the default, see realtime/depth_graph.py) against **model,
+  whole graph in onnxruntime**, and the synchronous stage with each: wall clock (2 threads) and
+  CPU time with one thread everywhere (``time.thread_time``: hardly moved by other processes
+  sharing the cores, so the steadiest A/B on a busy machine).
+- **depth overlapped (pipeline)**: what the pipeline does (realtime/pipeline.py): ``prefetch``
+  starts the model on the frame in its thread, the real segmenter runs on the same frame with
+  Numba on one thread, then ``process`` waits for that frame's result and fuses it. Timed: the
+  caller's ``process`` (wait + fusion), with the split model against the whole one.
+- **depth synchronous, spinning within runs** (``depth.spin``, the default: onnxruntime's second
+  thread spins up to 25 us for the next step instead of sleeping) against no spinning.
 - **focus (face every n)**: ``FocusTracker.process`` in face mode, against **focus (person
   median)**.
 
@@ -29,10 +39,11 @@ import dataclasses
 import time
 
 import cv2
+import numba
 import numpy as np
 
 from ..config import DepthBackend, FocusMode, load_preset
-from ..depth import DepthEstimator, OnnxDepth, OpenCVDepth, model_threads
+from ..depth import DepthEstimator, OnnxDepth, OpenCVDepth, model_spins, model_threads
 from ..focus import FocusTracker
 from ..models import resolve
 from ..segmentation import Segmenter
@@ -128,7 +139,7 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
 
     # -- backends --------------------------------------------------------------------------
     path = str(resolve("tcmonodepth_small", preset.depth.model_path or None))
-    ort_backend = OnnxDepth(path, threads=model_threads(sync), spin=sync.spin)
+    ort_backend = OnnxDepth(path, threads=model_threads(sync), spin=model_spins(sync))
     cv_backend = OpenCVDepth(path)
     try:
         t_ort, t_cv = interleaved(lambda i: ort_backend.infer(x), lambda i: cv_backend.infer(x), repeats, warmup=5)
@@ -137,6 +148,34 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
         cv_backend.close()
     out.append(Measurement(f"model {DepthBackend.ONNXRUNTIME.value}", (w, h), t_ort,
                            f"model {DepthBackend.OPENCV.value}", t_cv))
+
+    # -- the model's last layer split off (default) against the whole graph ----------------
+    threads, spin = model_threads(sync), model_spins(sync)
+    split = OnnxDepth(path, threads=threads, spin=spin)
+    whole = OnnxDepth(path, threads=threads, spin=spin, split=False)
+    try:
+        t_split, t_whole = interleaved(lambda i: split.infer(x), lambda i: whole.infer(x), repeats, warmup=5)
+        out.append(Measurement("model, last layer split off", (w, h), t_split, "model, whole graph", t_whole,
+                               extra={"split": float(split.split)}))
+        with DepthEstimator(sync, backend=split) as a, DepthEstimator(sync, backend=whole) as b:
+            t_a, t_b = interleaved(lambda i: a.process(frames[i % n], tick(), mattes[i % n]),
+                                   lambda i: b.process(frames[i % n], tick(), mattes[i % n]), repeats, warmup=5)
+        out.append(Measurement("depth synchronous, model split", (w, h), t_a, "depth synchronous, model whole", t_b))
+    finally:
+        split.close()
+        whole.close()
+    out.append(_cpu_time_split(path, sync, frames, mattes, tick, repeats))
+
+    # -- overlapped, as the pipeline runs it ---------------------------------------------------
+    out.append(_overlapped(path, preset, frames, tick, repeats))
+
+    # -- brief spinning while a synchronous run is in progress (default) against none ------
+    with DepthEstimator(dataclasses.replace(sync, spin=True)) as a, \
+            DepthEstimator(dataclasses.replace(sync, spin=False)) as b:
+        t_a, t_b = interleaved(lambda i: a.process(frames[i % n], tick(), mattes[i % n]),
+                               lambda i: b.process(frames[i % n], tick(), mattes[i % n]), repeats, warmup=5)
+    out.append(Measurement("depth synchronous, spinning within runs", (w, h), t_a,
+                           "depth synchronous, no spinning", t_b))
 
     # -- focus -----------------------------------------------------------------------------
     with DepthEstimator(preset.depth) as dep:
@@ -153,3 +192,105 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
         out.append(Measurement(f"focus (face every {preset.focus.face_every_n_frames})", (w, h), t_face,
                                "focus (person median)", t_person))
     return out
+
+
+def _cpu_time_split(path: str, sync, frames, mattes, tick, repeats: int) -> Measurement:
+    """The synchronous stage with one thread everywhere, CPU time of the calling thread: split against whole."""
+    n = len(frames)
+    h, w = frames[0].shape[:2]
+    one = dataclasses.replace(sync, threads=1)
+    split, whole = OnnxDepth(path, threads=1), OnnxDepth(path, threads=1, split=False)
+    prev_numba, prev_cv = numba.get_num_threads(), cv2.getNumThreads()
+    numba.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        with DepthEstimator(one, backend=split) as a, DepthEstimator(one, backend=whole) as b:
+            def cpu(dep):
+                def call(i: int) -> float:
+                    t = time.thread_time()
+                    dep.process(frames[i % n], tick(), mattes[i % n])
+                    return (time.thread_time() - t) * 1000.0
+                return call
+
+            ta, tb = [], []
+            run_a, run_b = cpu(a), cpu(b)
+            for i in range(repeats + 5):
+                ca, cb = run_a(i), run_b(i)
+                if i >= 5:
+                    ta.append(ca)
+                    tb.append(cb)
+    finally:
+        numba.set_num_threads(prev_numba)
+        cv2.setNumThreads(prev_cv)
+        split.close()
+        whole.close()
+    return Measurement("depth synchronous, model split (CPU time, 1 thread)", (w, h), ta,
+                       "model whole (CPU time, 1 thread)", tb)
+
+
+def _overlapped(path: str, preset, frames, tick, repeats: int) -> Measurement:
+    """The pipeline's schedule: prefetch, segment the same frame (Numba on one thread), then process.
+
+    Timed: ``process`` (waiting for this frame's model result, then fusion), the caller's cost
+    of depth per frame; split model against the whole one, interleaved.
+    """
+    n = len(frames)
+    h, w = frames[0].shape[:2]
+    cfg = dataclasses.replace(preset.depth, asynchronous=True, overlap=True)
+    threads = model_threads(cfg)
+    split, whole = OnnxDepth(path, threads=threads), OnnxDepth(path, threads=threads, split=False)
+    try:
+        with Segmenter(preset.segmentation) as seg, DepthEstimator(cfg, backend=split) as a, \
+                DepthEstimator(cfg, backend=whole) as b:
+            def frame(dep):
+                def call(i: int) -> float:
+                    f = frames[i % n]
+                    ts = tick()
+                    if not dep.prefetch(f):
+                        raise RuntimeError("the overlapped benchmark needs depth.overlap on")
+                    prev = numba.get_num_threads()
+                    numba.set_num_threads(1)
+                    try:
+                        matte = seg.process(f, ts)
+                    finally:
+                        numba.set_num_threads(prev)
+                    t = time.perf_counter()
+                    dep.process(f, ts, matte)
+                    return (time.perf_counter() - t) * 1000.0
+                return call
+
+            run_a, run_b = frame(a), frame(b)
+            ta, tb = [], []
+            for i in range(repeats + 5):
+                ca, cb = run_a(i), run_b(i)
+                if i >= 5:
+                    ta.append(ca)
+                    tb.append(cb)
+    finally:
+        split.close()
+        whole.close()
+    return Measurement("depth overlapped (pipeline), caller, model split", (w, h), ta,
+                       "same, model whole", tb)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m realtime.benches.depth [--repeats N] [--size WxH]``: this benchmark alone."""
+    import argparse
+
+    from ..bench import load_frames
+    from ..sources import parse_size
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--repeats", type=int, default=60)
+    p.add_argument("--size", default="1280x720")
+    args = p.parse_args(argv)
+    frames = load_frames(parse_size(args.size), 20)
+    for m in run(frames, args.repeats):
+        d = m.as_dict()
+        base = f"  | {d['baseline']} {d['baseline_median_ms']:.2f} ms, ratio {d['ratio']:.3f}" if m.baseline_ms else ""
+        print(f"{d['name']:55s} {d['median_ms']:6.2f} ms (p95 {d['p95_ms']:6.2f}){base}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
