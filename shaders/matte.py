@@ -664,9 +664,13 @@ def _warm() -> None:
     rng = np.random.default_rng(0)
     guide = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
     p = rng.random((5, 7), dtype=np.float32)
-    frame = rng.integers(0, 256, (11, 13, 3), dtype=np.uint8)
-    for rgb in (True, False):
-        GuidedUpsampler((7, 5), (13, 11), 1, 1e-3, rgb_guide=rgb).run(guide, p, frame, np.empty((11, 13), np.float32))
+    frame = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    # sources may hand the stage read-only frames: Numba compiles those signatures apart
+    frozen = frame.copy()
+    frozen.flags.writeable = False
+    out = np.empty((10, 12), np.float32)
     small = np.empty((5, 4, 3), np.uint8)
-    AreaDownscaler((12, 10), (4, 5)).run(np.ascontiguousarray(frame[:10, :12]), small)
-    AreaDownscaler((13, 11), (4, 5)).run(frame, small)
+    for f in (frame, frozen):
+        GuidedUpsampler((7, 5), (12, 10), 1, 1e-3).run(guide, p, f, out)
+        AreaDownscaler((12, 10), (4, 5)).run(f, small)
+        AreaDownscaler((12, 10), (5, 3)).run(f, small[:3, :5].copy())

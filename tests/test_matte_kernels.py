@@ -388,3 +388,21 @@ def test_area_downscaler_picks_exact_kernel_for_integer_factors():
         assert np.abs(out.astype(int) - ref_area(frame, oh, ow)[..., ::-1]).max() <= 1
     with pytest.raises(ValueError, match="downscales only"):
         AreaDownscaler((10, 10), (12, 9))
+
+
+def test_warmup_compiles_what_the_segmenter_calls():
+    """After the warm-up, writable and read-only frames of any size compile nothing new."""
+    import shaders.matte as m
+
+    kernels = (m.guided_coeffs, m.plan_spans, m.widen_coeffs, m.apply_coeffs, m.area_downscale, m.area_resample)
+    m._warm()
+    before = [len(k.signatures) for k in kernels]
+    frame, guide, p, _ = _scene(31, 9, 16, 45, 80)
+    frozen = frame.copy()
+    frozen.flags.writeable = False
+    rgb = np.empty((9, 16, 3), np.uint8)
+    for f in (frame, frozen):
+        AreaDownscaler((80, 45), (16, 9)).run(f, rgb)
+        AreaDownscaler((80, 45), (15, 9)).run(f, np.empty((9, 15, 3), np.uint8))
+        GuidedUpsampler((16, 9), (80, 45), 3, 1e-4).run(rgb, p, f, np.empty((45, 80), np.float32))
+    assert [len(k.signatures) for k in kernels] == before
