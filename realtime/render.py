@@ -232,7 +232,7 @@ class Lens:
             hl, wl = (h + s - 1) // s, (w + s - 1) // s
             n = bokeh.threads()
             b = {
-                "split_scratch": np.zeros((n, bokeh.SEG * (5 * s + 5)), np.float32),
+                "split_scratch": np.zeros((n, bokeh.SEG * (6 * s + 5)), np.float32),
                 "near_dirty": np.zeros(hl, np.uint8),
                 "rad_rows": np.zeros((n, wl), np.float32),
                 "near_src": np.zeros((hl, wl, 4), np.float32),

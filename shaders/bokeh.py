@@ -143,7 +143,7 @@ def split_layers(frame, src, matte, has_matte, from_disp, focus, aperture, s, lu
     every other row is already zero). ``out_rw``: block mean of far weight * CoC / s; ``out_fw``:
     block mean far weight; ``out_rnear``: largest near CoC / s; ``out_need``: 1 where a pixel of
     the block is not fully sharp. ``out_alpha`` (full res, uint8, may be wider than the frame):
-    how much of the sharp frame shows (255 = all). ``scratch`` (threads, 5 s SEG + 5 SEG)
+    how much of the sharp frame shows (255 = all). ``scratch`` (threads, 6 s SEG + 5 SEG)
     float32. The row is done in segments of SEG layer pixels so every scratch stays in L1, and
     the frame is decoded in its own loop (table look-ups) so the weight loop vectorises.
     """
@@ -162,7 +162,8 @@ def split_layers(frame, src, matte, has_matte, from_disp, focus, aperture, s, lu
         lr = sc[2 * sw_full:3 * sw_full]
         wv = sc[3 * sw_full:4 * sw_full]
         pc = sc[4 * sw_full:5 * sw_full]
-        o = 5 * sw_full
+        cs = sc[5 * sw_full:6 * sw_full]
+        o = 6 * sw_full
         sb = sc[o:o + SEG]
         sg = sc[o + SEG:o + 2 * SEG]
         sr = sc[o + 2 * SEG:o + 3 * SEG]
@@ -181,6 +182,12 @@ def split_layers(frame, src, matte, has_matte, from_disp, focus, aperture, s, lu
         a1 = zero
         a2 = zero
         a3 = zero
+        near_row = out_near[yh].reshape(4 * wh)
+        for xh in range(wh):
+            rnr[xh] = zero
+        if near_dirty[yh] != 0:  # near pixels last time: start from zero (other rows are)
+            for j in range(4 * wh):
+                near_row[j] = zero
         row_near = zero  # a sum, not a flag: float min/max reductions do not vectorise
         for xs in range(0, wh, SEG):
             # slices from the segment's start, indexed from 0: offsets added to an index keep
@@ -205,6 +212,8 @@ def split_layers(frame, src, matte, has_matte, from_disp, focus, aperture, s, lu
                     lr[i] = lut[fr[i, 2]]
                 arow = out_alpha[y, fx0:fx0 + fn]
                 mrow = matte[y, fx0:fx0 + fn]
+                # the segment's CoC into scratch (one instantiation of the weight loop for both
+                # sources)
                 if from_disp:
                     crow = out_coc[y, fx0:fx0 + fn]
                     drow = src[y, fx0:fx0 + fn]
@@ -215,9 +224,16 @@ def split_layers(frame, src, matte, has_matte, from_disp, focus, aperture, s, lu
                         if c > lim:
                             c = lim
                         crow[i] = c
-                    row_near += _weights(crow, mrow, has_matte, fn, lim, tol, wv, pc, arow)
+                        cs[i] = c
                 else:
-                    row_near += _weights(src[y, fx0:fx0 + fn], mrow, has_matte, fn, lim, tol, wv, pc, arow)
+                    crow_in = src[y, fx0:fx0 + fn]
+                    for i in range(fn):
+                        cs[i] = crow_in[i]
+                seg_near = _weights(cs, mrow, has_matte, fn, lim, tol, wv, pc, arow)
+                if seg_near > zero:  # something in front of the focus plane here (rare)
+                    _near_segment(cs, mrow, has_matte, fn, s, lim, tol, lb, lg, lr,
+                                  near_row[4 * xs:4 * (xs + n)], rnr[xs:xs + n])
+                    row_near += seg_near
                 if s == 2:
                     for q in range(fn // 2):
                         v0 = wv[2 * q]
@@ -248,11 +264,14 @@ def split_layers(frame, src, matte, has_matte, from_disp, focus, aperture, s, lu
                         nd[q] = arow[q] != 255
             fws = fwr[xs:xs + n]
             rws = rwr[xs:xs + n]
+            inv = one / np.float32(rows * s)
             for q in range(n):
-                cols = min(s, wid - (xs + q) * s)
-                inv = one / np.float32(rows * cols)
                 fws[q] = max(sw[q] * inv - eps, zero)
                 rws[q] = srw[q] * (inv * inv_s)
+            if fn < n * s:  # a last, narrower block (odd width)
+                inv = one / np.float32(rows * (fn - (n - 1) * s))
+                fws[n - 1] = max(sw[n - 1] * inv - eps, zero)
+                rws[n - 1] = srw[n - 1] * (inv * inv_s)
             # the far layer leaves as its row prefix sums (see row_prefix)
             ps = prow[4 * (pad + 1 + xs):4 * (pad + 1 + xs + n)]
             for q in range(n):
@@ -269,47 +288,30 @@ def split_layers(frame, src, matte, has_matte, from_disp, focus, aperture, s, lu
             prow[4 * i + 1] = a1
             prow[4 * i + 2] = a2
             prow[4 * i + 3] = a3
-        for xh in range(wh):
-            rnr[xh] = zero
-        if row_near > zero or near_dirty[yh] != 0:
-            if from_disp:
-                _near_row(frame, out_coc, matte, has_matte, lut, tol, lim, s, yh, rows, out_near, out_rnear)
-            else:
-                _near_row(frame, src, matte, has_matte, lut, tol, lim, s, yh, rows, out_near, out_rnear)
-            near_dirty[yh] = row_near > zero
+        if row_near > zero:
+            for xh in range(wh):
+                cols = min(s, wid - xh * s)
+                inv = one / np.float32(rows * cols)
+                for ch in range(4):
+                    near_row[4 * xh + ch] *= inv
+                rnr[xh] *= inv_s
+        near_dirty[yh] = row_near > zero
 
 
 @inline
-def _near_row(frame, coc, matte, has_matte, lut, tol, lim, s, yh, rows, out_near, out_rnear):
-    """Near layer row ``yh`` (rare: something in front of the focus plane on it), from the CoC
-    map ``coc`` (the caller's own, or the one the split just wrote)."""
-    hgt, wid = coc.shape
-    wh = out_near.shape[1]
+def _near_segment(cs, mrow, has_matte, n, s, lim, tol, lb, lg, lr, near_seg, rn_seg):
+    """Near layer sums of the first n pixels of a row segment (CoC ``cs``, decoded colour
+    ``lb, lg, lr``) into its blocks: coverage * colour, coverage, largest near CoC."""
     zero = np.float32(0.0)
-    one = np.float32(1.0)
-    near_row = out_near[yh].reshape(4 * wh)
-    rnr = out_rnear[yh]
-    for j in range(4 * wh):
-        near_row[j] = zero
-    for sy in range(rows):
-        y = yh * s + sy
-        fr = frame[y]
-        for x in range(wid):
-            _, _, a_n, n, _ = _pixel(coc[y, x], matte[y, x], has_matte, lim, tol)
-            if a_n > zero:
-                xh = x // s
-                near_row[4 * xh] += a_n * lut[fr[x, 0]]
-                near_row[4 * xh + 1] += a_n * lut[fr[x, 1]]
-                near_row[4 * xh + 2] += a_n * lut[fr[x, 2]]
-                near_row[4 * xh + 3] += a_n
-                rnr[xh] = max(rnr[xh], n)
-    inv_s = one / np.float32(s)
-    for xh in range(wh):
-        cols = min(s, wid - xh * s)
-        inv = one / np.float32(rows * cols)
-        for ch in range(4):
-            near_row[4 * xh + ch] *= inv
-        rnr[xh] *= inv_s
+    for i in range(n):
+        _, _, a_n, nc, _ = _pixel(cs[i], mrow[i], has_matte, lim, tol)
+        if a_n > zero:
+            q = i // s
+            near_seg[4 * q] += a_n * lb[i]
+            near_seg[4 * q + 1] += a_n * lg[i]
+            near_seg[4 * q + 2] += a_n * lr[i]
+            near_seg[4 * q + 3] += a_n
+            rn_seg[q] = max(rn_seg[q], nc)
 
 
 # -- 2. prefix sums, far radius ---------------------------------------------------------------
@@ -683,10 +685,10 @@ def _warm() -> None:
         rw, fw, rn = (np.zeros((hl, wl), np.float32) for _ in range(3))
         need = np.zeros((hl, wl), np.uint8)
         alpha = np.zeros((h, 16), np.uint8)
-        scratch = np.zeros((threads(), SEG * (5 * s + 5)), np.float32)
-        # the caller's frame and planes, writable (render_bokeh) or read-only (pipeline stages
-        # hand theirs back read-only)
-        for fr in (frame, ro(frame)):
+        scratch = np.zeros((threads(), SEG * (6 * s + 5)), np.float32)
+        # the caller's planes, writable (render_bokeh) or read-only (pipeline stages hand theirs
+        # back read-only)
+        for fr in (frame,):
             for plane in (coc, ro(coc)):
                 split_layers(fr, plane, plane, s == 1, s == 2, np.float32(0.5), np.float32(2), s, luts.decode,
                              np.float32(1), np.float32(4), pad, scratch, np.zeros(hl, np.uint8),
@@ -701,7 +703,7 @@ def _warm() -> None:
     gather_near(p, rad, wt, shape_areas(wt), 5, pad, scratch, near)
     for plane in (coc, ro(coc)):
         abs_max_bits(plane, np.zeros(h, np.int32))
-    for fr in (frame, ro(frame)):
+    for fr in (frame,):
         out = np.empty_like(frame)
         finish(fr, alpha, np.zeros((h + 1, w + 1, 3), np.uint8), luts.decode, luts.encode, near, True,
                bilinear_taps(h, hl, s), bilinear_taps(w, wl, s), np.zeros((threads(), 4), np.float32), out)
