@@ -57,14 +57,13 @@ from numba import prange
 from .jit import inline, kernel, register_warmup
 
 N_STATS = 14  # I (3), p, I_i I_j for i <= j (6), I p (3), p p
+N_LIN = 6     # per window: a (3), b, mean p, R^2
+N_SCRATCH = 9  # scratch rows of model width: 8 for the statistics, 9 for the fold
 # the products among (I_0, I_1, I_2, p) in the order of the statistics after the 4 means
 _PAIRS = np.array([(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), (3, 3)], np.int64)
-N_LIN = 6     # per window: a (3), b, mean p, R^2
-N_SCRATCH = 9  # scratch rows of model width: 4 for the statistics, 9 for the fold
 SETTLE = 1e-4  # confidence this close to 0 or 1 is taken as certain
 
 _INV255 = np.float32(1.0 / 255.0)
-_QUARTER255 = np.float32(0.25 / 255.0)
 _HALF = np.float32(0.5)
 _QUARTER = np.float32(0.25)
 _THREE_QUARTERS = np.float32(0.75)
@@ -114,7 +113,7 @@ def area_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
 def area_downscale(src, sy, sx, acc, hsum, out):
     """out = mean of each ``sy x sx`` block of the uint8 BGR ``src``, rounded, channels reversed
     (RGB, what the model takes): ``cv2.resize`` INTER_AREA for integer factors and ``cvtColor``
-    in one pass (OpenCV's resize alone is ~3x slower). Scratch per band of output rows (one band
+    in one pass (OpenCV's resize alone is 3-4x slower). Scratch per band of output rows (one band
     per thread at most): ``acc`` (bands, W * 3) uint16 column sums (``sy <= 257``), ``hsum``
     (bands, W * 3) int32 sums of ``sx`` neighbouring pixels."""
     oh, ow = out.shape[0], out.shape[1]
