@@ -615,8 +615,8 @@ class GuidedUpsampler:
         """The model-resolution planar (a_b, a_g, a_r, b), shape (lh, 4, lw) (an internal buffer,
         rewritten by the next call)."""
         guided_coeffs(guide, p, self.half_radius, self.eps, self.detail, self.protect, self.rgb_guide,
-                      self._stats, self._means, self._lin, self._lin_mean, self._accp, self._part, self._invx, self._lmw,
-                      self._rows, self.coef)
+                      self._stats, self._means, self._lin, self._lin_mean, self._accp, self._part, self._invx,
+                      self._lmw, self._rows, self.coef)
         return self.coef
 
     def apply(self, frame: np.ndarray, out: np.ndarray) -> None:
