@@ -20,7 +20,8 @@ Timed, interleaved (A B A B) so machine drift hits both alike:
 - **model, last layer split off** (the default, see realtime/depth_graph.py) against **model,
   whole graph in onnxruntime**, and the synchronous stage with each: wall clock (2 threads) and
   CPU time with one thread everywhere (``time.thread_time``: hardly moved by other processes
-  sharing the cores, so the steadiest A/B on a busy machine).
+  sharing the cores, so the steadiest A/B on a busy machine); and the default synchronous stage
+  against the model as it ran before (whole graph, no spinning).
 - **depth overlapped (pipeline)**: what the pipeline does (realtime/pipeline.py): ``prefetch``
   starts the model on the frame in its thread, the real segmenter runs on the same frame with
   Numba on one thread, then ``process`` waits for that frame's result and fuses it. Timed: the
@@ -164,6 +165,13 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
     finally:
         split.close()
         whole.close()
+    # the default against the model as it ran before both changes (whole graph, no spinning)
+    old = OnnxDepth(path, threads=threads, spin=False, split=False)
+    with DepthEstimator(sync) as a, DepthEstimator(sync, backend=old) as b:
+        t_a, t_b = interleaved(lambda i: a.process(frames[i % n], tick(), mattes[i % n]),
+                               lambda i: b.process(frames[i % n], tick(), mattes[i % n]), repeats, warmup=5)
+    out.append(Measurement("depth synchronous (default)", (w, h), t_a,
+                           "same, model whole and not spinning", t_b))
     out.append(_cpu_time_split(path, sync, frames, mattes, tick, repeats))
 
     # -- overlapped, as the pipeline runs it ---------------------------------------------------
