@@ -54,7 +54,7 @@ FALLBACK_PERSON_DISPARITY = 1.0  # no-depth mode: the person is the nearest thin
 _SAMPLE_STRIDE = 3               # percentiles on every 3rd row and column of the model grid (~6k samples)
 _MIN_SAMPLE_FRACTION = 0.05      # fewer background samples than this: use the whole frame
 _MAX_PACK_ROWS = 257             # 257 * 255 fits the 16-bit row sums of pack_model_input
-_SPIN_US = 25                    # onnxruntime workers spin this long for the next step of a run
+_SPIN_US = 10                    # onnxruntime workers spin this long for the next step of a run
 
 
 class DepthBackend(Protocol):

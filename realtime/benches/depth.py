@@ -27,7 +27,7 @@ Timed, interleaved (A B A B) so machine drift hits both alike:
   Numba on one thread, then ``process`` waits for that frame's result and fuses it. Timed: the
   caller's ``process`` (wait + fusion), with the split model against the whole one.
 - **depth synchronous, spinning within runs** (``depth.spin``, the default: onnxruntime's second
-  thread spins up to 25 us for the next step instead of sleeping) against no spinning.
+  thread spins up to 10 us for the next step instead of sleeping) against no spinning.
 - **focus (face every n)**: ``FocusTracker.process`` in face mode, against **focus (person
   median)**.
 
