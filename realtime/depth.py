@@ -69,8 +69,8 @@ class OnnxDepth:
     """onnxruntime on the CPU (the default: measured faster than cv2.dnn, see docs/depth.md).
 
     With ``split`` (the default) the model's last layer runs in :func:`shaders.depth.final_conv_up2`
-    instead of onnxruntime (see realtime/depth_graph.py: a fifth of the model's time for the
-    same output), if the file ends the way TCMonoDepth does and, checked once at load on a test
+    instead of onnxruntime (see realtime/depth_graph.py: the model ~13% faster for the same
+    output), if the file ends the way TCMonoDepth does and, checked once at load on a test
     input, gives the same output as the whole model; otherwise the whole model runs.
     """
 
@@ -95,10 +95,10 @@ class OnnxDepth:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        # a worker that sleeps between the ~100 steps of a run is woken ~100 times per run; one
-        # that spins briefly is not (~20% faster on 2 idle cores). Spinning long or between runs
-        # steals the core from whatever else runs (2x slower under load), hence short, and
-        # stopped when the run returns (docs/depth.md)
+        # a worker that sleeps between the ~150 steps of a run is woken for each; one that spins
+        # a few microseconds is not (the stage ~15% faster on 2 idle cores). Spinning long or
+        # between runs takes the core from whatever else runs (2x slower under load), hence 10
+        # us at most, stopped when the run returns (docs/depth.md)
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         so.add_session_config_entry("session.intra_op.spin_duration_us", str(_SPIN_US))
         so.add_session_config_entry("session.force_spinning_stop", "1")
@@ -114,7 +114,6 @@ class OnnxDepth:
             log.info("depth model run whole: its last layer could not be split off (%s)", e)
             return
         c = cut.weight.shape[0]
-        self._features_name = head.get_outputs()[0].name
         self._conv = np.empty((MODEL_H // 2, MODEL_W // 2), np.float32)
         self._out = np.empty((MODEL_H, MODEL_W), np.float32)
         whole, self._sess = self._sess, head
@@ -548,8 +547,8 @@ class DepthEstimator(Stage):
         self._range.deadband = config.range_deadband
         self._plane.min_cutoff = config.person_min_cutoff_hz
         self._plane.beta = config.person_beta
-        if (model_threads(config), model_spins(config)) != (model_threads(old), model_spins(old)) and self._own_backend \
-                and self._backend is not None:
+        session = (model_threads(config), model_spins(config))
+        if session != (model_threads(old), model_spins(old)) and self._own_backend and self._backend is not None:
             self._stop_async()
             self._backend.close()
             self._backend = open_backend(config)

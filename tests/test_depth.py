@@ -309,6 +309,26 @@ def test_the_model_splits_at_its_final_conv_and_nothing_else_does():
     assert split_final_conv(b"not a model") is None
 
 
+def test_a_split_that_does_not_give_the_whole_models_output_is_not_used():
+    """The load-time check: a last layer that computes something else leaves the model whole."""
+    from realtime import models
+    from realtime.depth_graph import FinalConv, split_final_conv
+
+    path = models.resolve("tcmonodepth_small")
+    cut = split_final_conv(path.read_bytes())
+    model = OnnxDepth(str(path), threads=1, split=False)
+    try:
+        x = np.random.default_rng(7).uniform(0, 255, (1, 3, MODEL_H, MODEL_W)).astype(np.float32)
+        whole = model.infer(x).copy()
+        model._try_split(FinalConv(cut.head, cut.weight * np.float32(1.01), cut.bias), str(path), 1, False)
+        assert not model.split
+        np.testing.assert_array_equal(model.infer(x), whole)
+        model._try_split(cut, str(path), 1, False)  # the true layer passes the same check
+        assert model.split
+    finally:
+        model.close()
+
+
 def test_only_a_multi_threaded_run_in_the_callers_thread_spins():
     from realtime.depth import model_spins
 
