@@ -1,0 +1,36 @@
+"""``python run.py bench``: the JSON contract other tools read, and a peak RSS that is the user's
+command's own (not the benchmark process's memory it was forked from)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from realtime import bench
+from realtime.cli import main
+
+
+def test_bench_json_has_every_reported_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--size", "320x240", "--frames", "30", "--no-micro", "--soak", "0", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["date"] and r["machine"] and r["preset"] == "portrait"
+    (row,) = r["sizes"]
+    assert row["size"] == "320x240" and row["frames"] >= 30
+    for key in ("fps", "ms_per_frame_median", "ms_per_frame_p95", "baseline_ms_median", "ratio_pipeline_baseline",
+                "cpu_cores", "latency_ms_p50", "latency_ms_p95", "peak_rss_mb"):
+        assert math.isfinite(row[key]) and row[key] > 0, key
+    assert row["ms_per_frame_p95"] >= row["ms_per_frame_median"]
+    assert math.isclose(row["ratio_pipeline_baseline"], row["ms_per_frame_median"] / row["baseline_ms_median"])
+    assert {"segmentation", "depth", "render"} <= set(row["stages"])
+
+
+def test_child_peak_rss_is_not_inflated_by_the_parent():
+    frames = [np.full((120, 160, 3), 90 + i, np.uint8) for i in range(4)]
+    ballast = np.ones(1500 * 2**20, np.uint8)  # 1.5 GB resident here, never touched by the child
+    r = bench.child_rss("portrait", frames, n_frames=10)
+    del ballast
+    assert r["exit_code"] == 0
+    assert 50 < r["peak_rss_mb"] < 1200
