@@ -16,7 +16,6 @@ the order of two medians does not depend on any monotonic mapping), "depth stage
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -26,31 +25,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from realtime import Pipeline, load_preset  # noqa: E402
+from realtime import Pipeline, load_preset, testdata  # noqa: E402
 from realtime.config import DepthFit  # noqa: E402
 from realtime.depth import MODEL_H, MODEL_W, DepthEstimator, compute_fit, open_backend  # noqa: E402
 from realtime.metrics import depth_errors  # noqa: E402
 from realtime.segmentation import Segmenter  # noqa: E402
 
 
-def _shared() -> Path:
-    for cand in (ROOT.parent / "shared", Path("/work/shared")):
-        if (cand / "models").is_dir():
-            return cand
-    return ROOT.parent / "shared"
-
-
-SHARED = _shared()
-os.environ.setdefault("REALTIME_MODEL_DIR", str(SHARED / "models"))
-DATA = Path(os.environ.get("REALTIME_DATA_DIR", SHARED / "data"))
+testdata.use_shared_models()
+DATA = testdata.data_dir()
 FRAME_MS = 33
 
-
-def load_people(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sorted((folder / "frames").glob("*.jpg"))]
-    masks = [(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127) for p in sorted((folder / "masks").glob("*.png"))]
-    n = min(len(frames), len(masks))
-    return frames[:n], masks[:n]
 
 
 def raw_model(backend, frame: np.ndarray, fit_mode: DepthFit) -> np.ndarray:
@@ -83,7 +68,8 @@ def eval_ordering(preset, sequences: list[Path], with_pipeline: bool) -> list[tu
     backend = open_backend(preset.depth)
     try:
         for folder in sequences:
-            frames, masks = load_people(folder)
+            frames, gt = testdata.people_sequence(folder)
+            masks = [m > 0.5 for m in gt]
             raw = [ordered(raw_model(backend, f, preset.depth.fit), m)[0] for f, m in zip(frames, masks)]
             stage = []
             with Segmenter(preset.segmentation) as seg, DepthEstimator(preset.depth) as dep:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
@@ -37,31 +36,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from realtime import load_preset  # noqa: E402
+from realtime import load_preset, testdata  # noqa: E402
 from realtime.config import SegModel  # noqa: E402
 from realtime.metrics import boundary_f, iou  # noqa: E402
 from realtime.segmentation import Segmenter  # noqa: E402
 
 
-def _shared() -> Path:
-    for cand in (ROOT.parent / "shared", Path("/work/shared")):
-        if (cand / "models").is_dir():
-            return cand
-    return ROOT.parent / "shared"
-
-
-SHARED = _shared()
-os.environ.setdefault("REALTIME_MODEL_DIR", str(SHARED / "models"))
-DATA = Path(os.environ.get("REALTIME_DATA_DIR", SHARED / "data"))
+testdata.use_shared_models()
+DATA = testdata.data_dir()
 FRAME_MS = 33
 
-
-def load_people(folder: Path, limit: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sorted((folder / "frames").glob("*.jpg"))[:limit]]
-    masks = [(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127).astype(np.float32)
-             for p in sorted((folder / "masks").glob("*.png"))[:limit]]
-    n = min(len(frames), len(masks))
-    return frames[:n], masks[:n]
 
 
 def evaluate(frames: list[np.ndarray], masks: list[np.ndarray], cfg) -> dict[str, float]:
@@ -84,19 +68,8 @@ TALKING = (("1.mp4", "2.mp4", "3.mp4", "4.mp4", "5.mp4"), (10, 60, 110))
 
 
 def _read_frames(path: Path, indices: tuple[int, ...]) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    out, i = [], 0
-    try:
-        while len(out) < len(indices):
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if i in indices:
-                out.append(np.ascontiguousarray(frame))
-            i += 1
-    finally:
-        cap.release()
-    return out
+    frames = testdata.read_video(path, max(indices) + 1)
+    return [np.ascontiguousarray(frames[i]) for i in indices if i < len(frames)]
 
 
 def talking_pseudo_gt(base) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -161,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
               f"| {r['raw_bf']:.4f} | {r['ref_bf']:.4f} |", flush=True)
 
     for folder in folders:
-        frames, masks = load_people(folder, args.limit)
+        frames, masks = testdata.people_sequence(folder, args.limit)
         for m in model_names:
             row(folder.name, m, evaluate(frames, masks, dataclasses.replace(base, model=SegModel(m))))
     if args.talking:
