@@ -13,6 +13,7 @@ upsampled), so the difference is the refinement alone::
     python tools/eval_matte.py --people DIR [DIR ...]   # other sequences (DIR/frames/*.jpg, DIR/masks/*.png)
     python tools/eval_matte.py --model landscape --set refine_radius_px=24 --set refine_eps=1e-3
     python tools/eval_matte.py --talking                # also head-and-shoulders, pseudo ground truth
+    python tools/eval_matte.py --crops                  # also head-and-shoulders crops, real ground truth
 
 ``--talking`` adds 15 head-and-shoulders frames of the ``talking/`` clips (frames 10, 60, 110 of
 each), which have no ground truth: a pseudo ground truth is made by OpenCV's GrabCut at full
@@ -21,6 +22,21 @@ beyond 0.05 / 0.95 after a 15-pixel erosion). GrabCut follows colour edges as th
 and starts from the model, so it is biased both ways: a sanity check, no acceptance measure. The
 square model sees the native square frames, the landscape model the frames stretched to
 1280x720 (and the pseudo ground truth stretched with them).
+
+``--crops`` adds webcam-style head-and-shoulders views with REAL ground truth, cut from the
+people sequences (DAVIS masks): in each frame the annotated person's face is found by MediaPipe's
+short-range face detector (:class:`realtime.focus.MediaPipeFaceDetector`, score >= 0.5) run on
+240x240 tiles (stride 120 down, 122 across, so a 40-pixel face is big enough for its 128x128
+input); a face counts when at least half its box is ground-truth person, and the best-scoring
+one is kept (frames without one, e.g. breakdance upside down, are skipped). The crop window is
+:data:`CROP_FACE_WIDTHS` (5) face widths wide, 16:9 for the landscape model and 4:3 for the
+square one, centred on the face horizontally with the face's top :data:`CROP_HEADROOM` (0.15)
+of the window height below its top edge, shifted (never shrunk) to stay inside the frame; a
+window that would not fit in the frame is shrunk to it. Frames whose window holds less than 10%
+person are skipped. The window is resized to 1280x720 (16:9) or 640x480 (4:3), frames with
+INTER_LINEAR (a 200-pixel window is enlarged about 5x: soft, like a webcam's optics) and masks
+by INTER_LINEAR of the 0/1 mask thresholded at 0.5 (a smooth outline rather than the 5-pixel
+steps of INTER_NEAREST).
 """
 
 from __future__ import annotations
@@ -93,6 +109,84 @@ def talking_pseudo_gt(base) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return frames, masks
 
 
+CROP_FACE_WIDTHS = 5.0
+CROP_HEADROOM = 0.15
+CROP_MIN_PERSON = 0.10
+CROP_SIZES = {"landscape": (1280, 720), "square": (640, 480)}
+
+
+def find_faces(frames: list[np.ndarray], masks: list[np.ndarray]) -> list[tuple[int, int, int, int] | None]:
+    """Per frame the annotated person's face box ``(x0, y0, x1, y1)`` in pixels, or None (see the
+    module docstring)."""
+    from realtime.focus import MediaPipeFaceDetector
+
+    tile, step_y, step_x = 240, 120, 122
+    out: list[tuple[int, int, int, int] | None] = []
+    det = MediaPipeFaceDetector(min_confidence=0.5)
+    try:
+        for frame, gt in zip(frames, masks):
+            h, w = gt.shape
+            best, best_score = None, -1.0
+            for ty in range(0, max(h - tile, 0) + 1, step_y):
+                for tx in range(0, max(w - tile, 0) + 1, step_x):
+                    rgb = np.ascontiguousarray(frame[ty:ty + tile, tx:tx + tile, ::-1])
+                    th, tw = rgb.shape[:2]
+                    for x0, y0, x1, y1, score in det.detect(rgb):
+                        bx0, by0 = int(round(tx + x0 * tw)), int(round(ty + y0 * th))
+                        bx1, by1 = int(round(tx + x1 * tw)), int(round(ty + y1 * th))
+                        cx0, cy0, cx1, cy1 = max(bx0, 0), max(by0, 0), min(bx1, w), min(by1, h)
+                        if cx1 <= cx0 or cy1 <= cy0:
+                            continue
+                        inside = float(gt[cy0:cy1, cx0:cx1].sum()) / ((bx1 - bx0) * (by1 - by0))
+                        if inside >= 0.5 and score > best_score:
+                            best, best_score = (bx0, by0, bx1, by1), score
+            out.append(best)
+    finally:
+        det.close()
+    return out
+
+
+def crop_window(face: tuple[int, int, int, int], frame_size: tuple[int, int], aspect: float) -> tuple[int, int, int, int]:
+    """``(x0, y0, width, height)`` of the head-and-shoulders window around a face box."""
+    w, h = frame_size
+    fx0, fy0, fx1, _ = face
+    cw = CROP_FACE_WIDTHS * (fx1 - fx0)
+    cw = int(round(min(cw, w, h * aspect)))
+    ch = int(round(cw / aspect))
+    x0 = int(round((fx0 + fx1) / 2 - cw / 2))
+    y0 = int(round(fy0 - CROP_HEADROOM * ch))
+    return min(max(x0, 0), w - cw), min(max(y0, 0), h - ch), cw, ch
+
+
+def head_crops(folders: list[Path], model: str) -> list[tuple[str, list[np.ndarray], list[np.ndarray]]]:
+    """Per sequence: the head-and-shoulders crops and their ground truth (module docstring)."""
+    size = CROP_SIZES[model]
+    aspect = size[0] / size[1]
+    out = []
+    for folder in folders:
+        frames, masks = testdata.people_sequence(folder)
+        faces = _FACES.get(str(folder))
+        if faces is None:
+            faces = _FACES[str(folder)] = find_faces(frames, masks)
+        cf, cm = [], []
+        for frame, gt, face in zip(frames, masks, faces):
+            if face is None:
+                continue
+            x0, y0, cw, ch = crop_window(face, gt.shape[::-1], aspect)
+            g = gt[y0:y0 + ch, x0:x0 + cw]
+            if g.mean() < CROP_MIN_PERSON:
+                continue
+            cf.append(np.ascontiguousarray(cv2.resize(frame[y0:y0 + ch, x0:x0 + cw], size,
+                                                      interpolation=cv2.INTER_LINEAR)))
+            cm.append((cv2.resize(g, size, interpolation=cv2.INTER_LINEAR) >= 0.5).astype(np.float32))
+        if cf:
+            out.append((Path(folder).name, cf, cm))
+    return out
+
+
+_FACES: dict[str, list] = {}  # face boxes per sequence, found once per run
+
+
 def _parse_set(items: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items:
@@ -118,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="override a [segmentation] knob, e.g. refine_radius_px=24")
     ap.add_argument("--talking", action="store_true",
                     help="also head-and-shoulders frames against a GrabCut pseudo ground truth (a sanity check)")
+    ap.add_argument("--crops", action="store_true",
+                    help="also head-and-shoulders crops of the people sequences, real ground truth")
+    ap.add_argument("--only-crops", action="store_true", help="the crops (and --talking) without the full sequences")
     args = ap.parse_args(argv)
 
     folders = args.people or sorted(p for p in (DATA / "people").iterdir() if (p / "masks").is_dir())
@@ -133,10 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {m} | {r['n']} | {r['raw_iou']:.4f} | {r['ref_iou']:.4f} "
               f"| {r['raw_bf']:.4f} | {r['ref_bf']:.4f} |", flush=True)
 
-    for folder in folders:
+    for folder in folders if not args.only_crops else ():
         frames, masks = testdata.people_sequence(folder, args.limit)
         for m in model_names:
             row(folder.name, m, evaluate(frames, masks, dataclasses.replace(base, model=SegModel(m))))
+    if args.crops or args.only_crops:
+        for m in model_names:
+            for name, frames, masks in head_crops(folders, m):
+                w, h = CROP_SIZES[m]
+                row(f"{name} head crops {w}x{h}", m, evaluate(frames, masks, dataclasses.replace(base, model=SegModel(m))))
     if args.talking:
         frames, masks = talking_pseudo_gt(base)
         for m in model_names:
