@@ -82,10 +82,14 @@ class SegmentationConfig:
     model: SegModel = knob(SegModel.AUTO, doc="which selfie segmentation model to run")
     model_path: str = knob("", doc="explicit model file; empty = the model store")
     refine: MatteRefine = knob(MatteRefine.GUIDED, doc="how the low-resolution confidence becomes a full-resolution matte")
-    refine_radius_px: int = knob(32, 1, 128, "guided filter window radius, in pixels of a 720-pixel-high frame")
-    refine_eps: float = knob(1e-4, 1e-6, 1.0, "guided filter regularisation (larger = smoother, less edge-following)")
+    refine_radius_px: int = knob(24, 1, 128, "guided filter window radius, in pixels of a 720-pixel-high frame")
+    refine_eps: float = knob(1e-3, 1e-6, 1.0, "guided filter regularisation (larger = smoother, less edge-following)")
+    refine_guide_scale: float = knob(1.25, 1.0, 2.0, "the guided filter's guide is the frame area-averaged to this many times "
+                                     "the model's input size (capped at the frame's), the confidence upsampled to it bilinearly")
     refine_detail: float = knob(1.0, 0.0, 1.0, "how much of the model's own shape is kept where colour does not explain it (0 = plain guided filter)")
     refine_protect: float = knob(8.0, 0.0, 100.0, "keeps the model's value where it is sure (p near 0 or 1), so no holes open inside the person; 0 = off")
+    refine_contrast: float = knob(1.15, 1.0, 3.0, "steepens the matte's transition about alpha 1/2 (k (alpha - 1/2) + 1/2, clipped): a narrower soft band, "
+                                  "the same outline; 1 = off")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ resize the full frame down and the mask back up itself, at full-resolution cost)
 the person *confidence* (never the thresholded category mask). Everything after it is ours:
 the confidence is refined to full resolution by a colour guided filter guided by the frame
 (:mod:`shaders.matte`, see ``docs/matte.md``), or upsampled bilinearly (``refine = "bilinear"``).
+The filter's local fits run on a guide ``refine_guide_scale`` times the model's input size (the
+frame area-averaged once more, the confidence upsampled to it bilinearly): a finer coefficient
+field than the model's grid, for 0.4-0.6 ms at 720p.
 Every person in frame is kept: nothing picks a largest blob.
 """
 
@@ -112,6 +115,12 @@ class MediaPipeSegmenter:
             seg.close()
 
 
+def guide_size(model_size: tuple[int, int], frame_size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(width, height) of the refinement's guide: ``scale`` times the model's input, at most the frame."""
+    (mw, mh), (w, h) = model_size, frame_size
+    return min(w, max(mw, int(round(mw * scale)))), min(h, max(mh, int(round(mh * scale))))
+
+
 def radius_at_model(radius_px_720: int, model_height: int) -> int:
     """The refinement radius in model pixels: given for a 720-pixel-high frame, and a frame of
     any height maps onto the same model rows, so the window covers the same part of the picture."""
@@ -164,7 +173,7 @@ class Segmenter(Stage):
 
     # -- per frame -----------------------------------------------------------------------------
     def _buffers(self, h: int, w: int, mw: int, mh: int) -> None:
-        from shaders.matte import AreaDownscaler, GuidedUpsampler
+        from shaders.matte import AreaDownscaler, FineGuidedUpsampler, GuidedUpsampler
 
         if self._rgb is None or self._rgb.shape[:2] != (mh, mw):
             self._rgb = np.empty((mh, mw, 3), np.uint8)
@@ -182,10 +191,14 @@ class Segmenter(Stage):
             self._matte = np.empty((h, w), np.float32)
         if self.config.refine is MatteRefine.GUIDED:
             cfg = self.config
-            key = ((mw, mh), (w, h), radius_at_model(cfg.refine_radius_px, mh), cfg.refine_eps, cfg.refine_detail,
-                   cfg.refine_protect)
+            gw, gh = guide_size((mw, mh), (w, h), cfg.refine_guide_scale)
+            key = ((mw, mh), (gw, gh), (w, h), radius_at_model(cfg.refine_radius_px, gh), cfg.refine_eps,
+                   cfg.refine_detail, cfg.refine_protect, cfg.refine_contrast)
             if self._refiner_key != key:  # new sizes, or knobs changed by configure()
-                self._refiner = GuidedUpsampler(*key)
+                if (gw, gh) == (mw, mh):
+                    self._refiner = GuidedUpsampler(key[0], *key[2:])
+                else:  # guide_size() caps the guide at the frame, so the area kernel applies
+                    self._refiner = FineGuidedUpsampler(*key)
                 self._refiner_key = key
 
     def _confidence(self, backend: SegmentationBackend, ts: int) -> np.ndarray:

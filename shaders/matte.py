@@ -11,7 +11,7 @@ run at half the model resolution (box means are smooth: a quarter of the pixels 
 resolution, where the per-pixel terms below are folded in, and the resulting coefficients are
 upsampled to the frame.
 
-Two additions over the textbook filter, both folded into ``b`` per model pixel:
+Three additions over the textbook filter, all folded into ``(a, b)`` per model pixel:
 
 - **detail**: a guided filter box-smooths ``p`` twice, so thin or faint parts of the person (an
   arm seen edge-on, a head against a similar background) average away. Where the colour does not
@@ -23,6 +23,12 @@ Two additions over the textbook filter, both folded into ``b`` per model pixel:
   against a light wall). A confidence within :data:`SETTLE` of 0 or 1 counts as exactly 0 or 1,
   so most model pixels get ``a = 0`` exactly; the output moves by at most ``SETTLE (1 + 4
   protect)``, under one 8-bit level at the default protect.
+- **contrast** ``k``: the matte is ``k (q - 1/2) + 1/2``, clipped: a narrower soft band around
+  the same alpha-1/2 outline (``a`` times ``k``, ``b`` moved to match).
+
+:class:`FineGuidedUpsampler` runs all of this on a guide finer than the model's output (the
+frame area-averaged, the confidence upsampled bilinearly to it): "model resolution" below is
+then that guide's.
 
 Passes, all on preallocated buffers (:class:`GuidedUpsampler` owns them):
 
@@ -337,10 +343,11 @@ def _regress(m, eps, lin):
 
 
 @inline
-def _fold(lm, p, detail, protect, rgb, lmw, rows, coef):
+def _fold(lm, p, detail, protect, contrast, rgb, lmw, rows, coef):
     """coef (lh, 4, lw): the half-resolution window means ``lm`` (6, hh, hw) upsampled
     bilinearly (model pixel ``x`` sits at half-resolution ``x / 2 - 1/4``) and folded with the
-    per-pixel detail and protect terms into ``(a_b, a_g, a_r, b)`` for the uint8 BGR frame.
+    per-pixel detail and protect terms and the contrast about 1/2 into ``(a_b, a_g, a_r, b)``
+    for the uint8 BGR frame.
     ``lmw`` (6, hh, lw) and ``rows`` (9, lw) scratch."""
     lh, lw = p.shape
     hh, hw = lm.shape[1], lm.shape[2]
@@ -380,6 +387,9 @@ def _fold(lm, p, detail, protect, rgb, lmw, rows, coef):
         for x in range(lw):
             v = vs[x]
             wg[x] = min(_FOUR * v * (_ONE - v) * protect, _ONE) if protect > _ZERO else _ONE
+        # the contrast k about 1/2, k (q - 1/2) + 1/2, scales a and moves b
+        ka = contrast * _INV255
+        kb = _HALF - _HALF * contrast
         for x in range(lw):
             bq[x] = l3[x] - _HALF * (l0[x] + l1[x] + l2[x]) + detail * (_ONE - l5[x]) * (vs[x] - l4[x])
         cb = coef[y, 0]
@@ -389,32 +399,32 @@ def _fold(lm, p, detail, protect, rgb, lmw, rows, coef):
         lb = rows[3 + ib]
         lr = rows[5 - ib]
         for x in range(lw):
-            cb[x] = wg[x] * _INV255 * lb[x]
+            cb[x] = wg[x] * ka * lb[x]
         for x in range(lw):
-            cg[x] = wg[x] * _INV255 * l1[x]
+            cg[x] = wg[x] * ka * l1[x]
         for x in range(lw):
-            cr[x] = wg[x] * _INV255 * lr[x]
+            cr[x] = wg[x] * ka * lr[x]
         for x in range(lw):
-            c3[x] = wg[x] * bq[x] + (_ONE - wg[x]) * vs[x]
+            c3[x] = contrast * (wg[x] * bq[x] + (_ONE - wg[x]) * vs[x]) + kb
 
 
 @kernel
-def guided_coeffs(guide, p, r, eps, detail, protect, rgb, stats, means, lin, lin_mean, accp, part, invx, lmw, rows,
-                  coef):
+def guided_coeffs(guide, p, r, eps, detail, protect, contrast, rgb, stats, means, lin, lin_mean, accp, part, invx,
+                  lmw, rows, coef):
     """Planar coefficients ``coef[y, :, x] = (a_b, a_g, a_r, b)`` at model resolution,
     ``q = a . frame_u8 + b`` for the BGR frame.
 
     ``guide`` (lh, lw, 3) uint8, RGB if ``rgb`` else BGR, and ``p`` (lh, lw) float32; ``r`` box
-    radius in half-resolution pixels; ``eps`` regularisation; ``detail`` and ``protect`` as in
-    the module docstring. Scratch: ``stats``/``means`` (14, hh, hw), ``lin``/``lin_mean`` (6, hh,
-    hw) with ``hh, hw = ceil(lh / 2), ceil(lw / 2)``; ``accp`` (hw + 2r,), ``part`` (2, hw + 2r),
+    radius in half-resolution pixels; ``eps`` regularisation; ``detail``, ``protect`` and
+    ``contrast`` as in the module docstring. Scratch: ``stats``/``means`` (14, hh, hw),
+    ``lin``/``lin_mean`` (6, hh, hw) with ``hh, hw = ceil(lh / 2), ceil(lw / 2)``; ``accp`` (hw + 2r,), ``part`` (2, hw + 2r),
     ``invx`` (hw,); ``lmw`` (6, hh, lw); ``rows`` (9, lw + 1). ``coef`` (lh, 4, lw).
     """
     _half_stats(guide, p, rows, stats)
     _box_mean(stats, r, accp, part, invx, means)
     _regress(means, eps, lin)
     _box_mean(lin, r, accp, part, invx, lin_mean)
-    _fold(lin_mean, p, detail, protect, rgb, lmw, rows, coef)
+    _fold(lin_mean, p, detail, protect, contrast, rgb, lmw, rows, coef)
 
 
 # -- full resolution -----------------------------------------------------------------------------
@@ -575,7 +585,8 @@ class GuidedUpsampler:
     """
 
     def __init__(self, low_size: tuple[int, int], full_size: tuple[int, int], radius: int, eps: float,
-                 detail: float = 1.0, protect: float = 8.0, *, rgb_guide: bool = True) -> None:
+                 detail: float = 1.0, protect: float = 8.0, contrast: float = 1.0, *,
+                 rgb_guide: bool = True) -> None:
         lw, lh = low_size
         fw, fh = full_size
         self.low_size, self.full_size = (lw, lh), (fw, fh)
@@ -584,6 +595,7 @@ class GuidedUpsampler:
         self.eps = np.float32(eps)
         self.detail = np.float32(detail)
         self.protect = np.float32(protect)
+        self.contrast = np.float32(contrast)
         self.rgb_guide = bool(rgb_guide)
         hh, hw = (lh + 1) // 2, (lw + 1) // 2
         self._stats = np.empty((N_STATS, hh, hw), np.float32)
@@ -614,7 +626,7 @@ class GuidedUpsampler:
     def coefficients(self, guide: np.ndarray, p: np.ndarray) -> np.ndarray:
         """The model-resolution planar (a_b, a_g, a_r, b), shape (lh, 4, lw) (an internal buffer,
         rewritten by the next call)."""
-        guided_coeffs(guide, p, self.half_radius, self.eps, self.detail, self.protect, self.rgb_guide,
+        guided_coeffs(guide, p, self.half_radius, self.eps, self.detail, self.protect, self.contrast, self.rgb_guide,
                       self._stats, self._means, self._lin, self._lin_mean, self._accp, self._part, self._invx,
                       self._lmw, self._rows, self.coef)
         return self.coef
@@ -629,6 +641,49 @@ class GuidedUpsampler:
     def run(self, guide: np.ndarray, p: np.ndarray, frame: np.ndarray, out: np.ndarray) -> None:
         self.coefficients(guide, p)
         self.apply(frame, out)
+
+
+class FineGuidedUpsampler:
+    """:class:`GuidedUpsampler` on a guide finer than the model's output: the frame area-averaged
+    to ``fit_size`` (RGB, :class:`AreaDownscaler`) and the confidence upsampled bilinearly to it
+    (``cv2.resize``, pixel centres aligned as everywhere here). Same interface: ``run(guide, p,
+    frame, out)`` with the model's input ``guide`` (unused: the frame's own area mean is the finer
+    guide) and confidence ``p`` at ``low_size``; ``radius`` in ``fit_size`` pixels. Buffers
+    allocated once; ``fit_size`` at most ``full_size``."""
+
+    def __init__(self, low_size: tuple[int, int], fit_size: tuple[int, int], full_size: tuple[int, int], radius: int,
+                 eps: float, detail: float = 1.0, protect: float = 8.0, contrast: float = 1.0) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        gw, gh = fit_size
+        self.low_size, self.fit_size, self.full_size = tuple(low_size), (gw, gh), tuple(full_size)
+        self.inner = GuidedUpsampler((gw, gh), full_size, radius, eps, detail, protect, contrast, rgb_guide=True)
+        self._down = AreaDownscaler(full_size, (gw, gh))
+        self._guide = np.empty((gh, gw, 3), np.uint8)
+        self._p = np.empty((gh, gw), np.float32)
+
+    @property
+    def coef(self) -> np.ndarray:
+        return self.inner.coef
+
+    def _fine_p(self, p: np.ndarray) -> np.ndarray:
+        self._cv2.resize(p, self.fit_size, dst=self._p, interpolation=self._cv2.INTER_LINEAR)
+        return self._p
+
+    def coefficients(self, guide: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Coefficients at ``fit_size`` with no frame at hand: the model-size RGB ``guide`` is
+        enlarged bilinearly (:meth:`run` uses the frame's area mean instead)."""
+        self._cv2.resize(guide, self.fit_size, dst=self._guide, interpolation=self._cv2.INTER_LINEAR)
+        return self.inner.coefficients(self._guide, self._fine_p(p))
+
+    def apply(self, frame: np.ndarray, out: np.ndarray) -> None:
+        self.inner.apply(frame, out)
+
+    def run(self, guide: np.ndarray, p: np.ndarray, frame: np.ndarray, out: np.ndarray) -> None:
+        self._down.run(frame, self._guide)
+        self.inner.coefficients(self._guide, self._fine_p(p))
+        self.inner.apply(frame, out)
 
 
 class AreaDownscaler:
@@ -673,5 +728,6 @@ def _warm() -> None:
     small = np.empty((5, 4, 3), np.uint8)
     for f in (frame, frozen):
         GuidedUpsampler((7, 5), (12, 10), 1, 1e-3).run(guide, p, f, out)
+        FineGuidedUpsampler((7, 5), (9, 6), (12, 10), 1, 1e-3).run(guide, p, f, out)
         AreaDownscaler((12, 10), (4, 5)).run(f, small)
         AreaDownscaler((12, 10), (5, 3)).run(f, small[:3, :5].copy())

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from shaders.matte import (SETTLE, AreaDownscaler, GuidedUpsampler, area_downscale, area_resample, area_table,
-                           guided_coeffs, sample_table)
+from shaders.matte import (SETTLE, AreaDownscaler, FineGuidedUpsampler, GuidedUpsampler, area_downscale,
+                           area_resample, area_table, guided_coeffs, sample_table)
 
 
 # -- slow references -------------------------------------------------------------------------------
@@ -49,7 +49,7 @@ def ref_up_from_half(a: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def ref_coeffs(guide: np.ndarray, p: np.ndarray, r: int, eps: float, detail: float, protect: float,
-               rgb: bool = False) -> np.ndarray:
+               rgb: bool = False, contrast: float = 1.0) -> np.ndarray:
     """The refinement's planar (a_b, a_g, a_r, b) per model pixel, written out with np.linalg:
     local fits on the statistics' 2x2 block means with box radius round(r / 2), their box means
     upsampled."""
@@ -80,6 +80,9 @@ def ref_coeffs(guide: np.ndarray, p: np.ndarray, r: int, eps: float, detail: flo
     out = np.empty((h, 4, w))
     out[:, :3] = np.moveaxis(wgt[..., None] * am / 255.0, 2, 1)
     out[:, 3] = wgt * bb + (1.0 - wgt) * v
+    # the contrast about 1/2: q -> contrast (q - 1/2) + 1/2
+    out[:, :3] *= contrast
+    out[:, 3] = contrast * (out[:, 3] - 0.5) + 0.5
     return out
 
 
@@ -141,27 +144,30 @@ def _scene(seed: int, lh: int, lw: int, fh: int, fw: int):
     return frame, guide, p, inside
 
 
-def _run_coeffs(guide, p, r, eps, detail, protect, rgb=False):
-    g = GuidedUpsampler((p.shape[1], p.shape[0]), (p.shape[1], p.shape[0]), r, eps, detail, protect, rgb_guide=rgb)
+def _run_coeffs(guide, p, r, eps, detail, protect, rgb=False, contrast=1.0):
+    g = GuidedUpsampler((p.shape[1], p.shape[0]), (p.shape[1], p.shape[0]), r, eps, detail, protect, contrast,
+                        rgb_guide=rgb)
     return g.coefficients(guide, p).copy()
 
 
 # -- coefficients ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seed,lh,lw,r,eps,detail,protect,rgb", [
-    (0, 13, 17, 4, 1e-3, 1.0, 8.0, False),
-    (1, 9, 23, 6, 1e-4, 0.5, 0.0, True),
-    (2, 21, 11, 2, 1e-2, 0.0, 2.0, False),
-    (3, 7, 5, 8, 1e-3, 1.0, 8.0, True),  # radius larger than the image: windows clipped everywhere
-    (16, 14, 20, 3, 1e-4, 1.0, 8.0, True),  # even sizes
-    (17, 1, 9, 2, 1e-3, 1.0, 8.0, False),  # one row
+@pytest.mark.parametrize("seed,lh,lw,r,eps,detail,protect,rgb,contrast", [
+    (0, 13, 17, 4, 1e-3, 1.0, 8.0, False, 1.0),
+    (1, 9, 23, 6, 1e-4, 0.5, 0.0, True, 1.0),
+    (2, 21, 11, 2, 1e-2, 0.0, 2.0, False, 1.0),
+    (3, 7, 5, 8, 1e-3, 1.0, 8.0, True, 1.0),  # radius larger than the image: windows clipped everywhere
+    (16, 14, 20, 3, 1e-4, 1.0, 8.0, True, 1.0),  # even sizes
+    (17, 1, 9, 2, 1e-3, 1.0, 8.0, False, 1.0),  # one row
+    (25, 15, 19, 3, 1e-3, 1.0, 8.0, True, 1.15),  # contrast
+    (26, 11, 13, 2, 1e-4, 0.5, 0.0, False, 2.5),
 ])
-def test_coefficients_match_reference(seed, lh, lw, r, eps, detail, protect, rgb):
+def test_coefficients_match_reference(seed, lh, lw, r, eps, detail, protect, rgb, contrast):
     _, guide, p, _ = _scene(seed, lh, lw, 3 * lh, 3 * lw)
     if rgb:
         guide = np.ascontiguousarray(guide[..., ::-1])
-    got = _run_coeffs(guide, p, r, eps, detail, protect, rgb)
-    want = ref_coeffs(guide, p, r, eps, detail, protect, rgb)
+    got = _run_coeffs(guide, p, r, eps, detail, protect, rgb, contrast)
+    want = ref_coeffs(guide, p, r, eps, detail, protect, rgb, contrast)
     # a is per 0..255 level: compare it scaled back to the [0, 1] guide
     np.testing.assert_allclose(got[:, :3] * 255, want[:, :3] * 255, atol=2e-3, rtol=2e-3)
     np.testing.assert_allclose(got[:, 3], want[:, 3], atol=2e-3, rtol=2e-3)
@@ -196,7 +202,7 @@ def test_guided_coeffs_is_the_kernel_the_upsampler_runs():
     f32 = np.float32
     hh, hw = 6, 8
     out = np.empty((11, 4, 15), np.float32)
-    guided_coeffs(guide, p, 2, f32(1e-3), f32(1.0), f32(8.0), False,
+    guided_coeffs(guide, p, 2, f32(1e-3), f32(1.0), f32(8.0), f32(1.0), False,
                   *[np.empty((14, hh, hw), np.float32) for _ in range(2)],
                   *[np.empty((6, hh, hw), np.float32) for _ in range(2)],
                   np.empty(hw + 4, np.float32), np.empty((2, hw + 4), np.float32), np.empty(hw, np.float32),
@@ -338,6 +344,40 @@ def test_whole_refinement_matches_reference():
     want = ref_apply(frame, ref_coeffs(guide, p, 4, 1e-3, 1.0, 8.0))
     np.testing.assert_allclose(out, want, atol=2e-3)
     assert 0.1 < np.mean((out > 0.01) & (out < 0.99)) + np.mean(out >= 0.99) < 0.9
+
+
+def test_contrast_keeps_the_outline_and_narrows_the_soft_band():
+    """contrast k maps the matte q to clip(k (q - 1/2) + 1/2): the same alpha-1/2 outline, a
+    narrower band of partial values, and (against the chained references) the same numbers."""
+    frame, guide, p, _ = _scene(27, 15, 23, 61, 71)
+    outs = {}
+    for k in (1.0, 1.6):
+        outs[k] = np.empty((61, 71), np.float32)
+        GuidedUpsampler((23, 15), (71, 61), 4, 1e-3, 1.0, 8.0, k, rgb_guide=False).run(guide, p, frame, outs[k])
+    plain, steep = outs[1.0], outs[1.6]
+    np.testing.assert_allclose(steep, np.clip(1.6 * (plain - 0.5) + 0.5, 0.0, 1.0), atol=1e-5)
+    np.testing.assert_allclose(steep, ref_apply(frame, ref_coeffs(guide, p, 4, 1e-3, 1.0, 8.0, contrast=1.6)),
+                               atol=3e-3)
+    away = np.abs(plain - 0.5) > 1e-4  # ties at exactly 1/2 may round either way
+    np.testing.assert_array_equal((steep >= 0.5)[away], (plain >= 0.5)[away])
+    soft = lambda m: np.count_nonzero((m > 0.05) & (m < 0.95))  # noqa: E731
+    assert 0 < soft(steep) < soft(plain)
+
+
+@pytest.mark.parametrize("seed,lh,lw,gh,gw,fh,fw", [(28, 9, 13, 11, 16, 45, 67), (29, 7, 11, 9, 13, 27, 39)])
+def test_fine_guide_is_the_frame_area_mean_and_the_confidence_upsampled(seed, lh, lw, gh, gw, fh, fw):
+    """The finer guide: the same result as the references chained on the frame's INTER_AREA
+    mean (RGB) at the guide's size and the confidence upsampled bilinearly to it."""
+    frame, guide, p, _ = _scene(seed, lh, lw, fh, fw)
+    out = np.empty((fh, fw), np.float32)
+    FineGuidedUpsampler((lw, lh), (gw, gh), (fw, fh), 3, 1e-3, 1.0, 8.0, 1.15).run(guide, p, frame, out)
+    fine = cv2.cvtColor(cv2.resize(frame, (gw, gh), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    fine_p = ref_bilinear(p.astype(np.float64), gh, gw)
+    want = ref_apply(frame, ref_coeffs(fine, fine_p.astype(np.float32), 3, 1e-3, 1.0, 8.0, rgb=True, contrast=1.15))
+    # the area kernel may round one level off OpenCV, which moves the fit by a hair
+    np.testing.assert_allclose(out, want, atol=5e-3)
+    assert np.mean(np.abs(out - want) > 1e-3) < 0.01
+    assert 0.05 < np.mean((out > 0.01) & (out < 0.99))
 
 
 # -- downscale -------------------------------------------------------------------------------------

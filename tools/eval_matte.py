@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     base = preset.replace({"segmentation": _parse_set(args.set)}).segmentation if args.set else preset.segmentation
     s = base
     print(f"refinement: {s.refine.value}, radius {s.refine_radius_px} px at 720p, eps {s.refine_eps:g}, "
-          f"detail {s.refine_detail:g}, protect {s.refine_protect:g}\n")
+          f"detail {s.refine_detail:g}, protect {s.refine_protect:g}, guide scale {s.refine_guide_scale:g}, "
+          f"contrast {s.refine_contrast:g}\n")
     print("| sequence | model | frames | IoU raw | IoU refined | boundary F raw | boundary F refined |")
     print("|---|---|---:|---:|---:|---:|---:|")
     def row(name: str, m: str, r: dict[str, float]) -> None:
