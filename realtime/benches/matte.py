@@ -9,8 +9,10 @@ Timed, interleaved (A B A B) so machine drift hits both alike:
   holds the other core.
 
 Also, on the same frames: the model alone (MediaPipe on the prepared input), the refinement
-alone (model-resolution coefficients + full-resolution pass) against a bilinear ``cv2.resize``
-of the confidence, and its two parts. The issue's budget: segmentation plus refinement <= 6 ms
+alone (coefficients on the guide grid + full-resolution pass; with the default finer guide the
+refiner area-averages the frame itself) against a bilinear ``cv2.resize`` of the confidence, and
+its two parts (the coefficients part alone, having no frame, enlarges the model-size RGB to the
+guide grid instead: close in cost, not the same pixels). The issue's budget: segmentation plus refinement <= 6 ms
 median per 1280x720 frame on 2 cores.
 """
 
