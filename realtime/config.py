@@ -158,6 +158,11 @@ class TemporalConfig:
                                "follows at once, whatever the image did; fades in from half this value")
     depth_follow: float = knob(0.3, 0.01, 1.0, "change of disparity against the stabilised value at which a "
                                "pixel follows at once; fades in from half this value")
+    moving_share: float = knob(0.15, 0.01, 1.0, "share of the frame's 4x4 tiles in motion (a moving camera, a "
+                               "person filling the frame) from which every pixel leans toward the current frame: "
+                               "unregistered history lags there; the lean grows to global_follow at 1.75x this")
+    global_follow: float = knob(0.75, 0.0, 1.0, "how far every pixel follows at once when the share of moving "
+                                "tiles reaches 1.75x moving_share (0 = off, 1 = no smoothing then)")
     hysteresis: float = knob(0.1, 0.0, 0.45, "dead band around alpha 0.5: a still pixel changes side only when "
                              "its smoothed alpha leaves 0.5 +/- this (0 = off)")
     scene_cut_threshold: float = knob(0.2, 0.05, 1.0, "share of the luma histogram that changes between two "

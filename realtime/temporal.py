@@ -95,6 +95,7 @@ class Stabiliser(Stage):
         self._prev_ts: int | None = None
         self.cuts = 0                # scene cuts detected since construction
         self.histogram_change = 0.0  # share of the tile-level histogram that changed, last frame
+        self.moving_share = 0.0      # share of the tiles in motion, last frame
         self._derive()
 
     def configure(self, config: TemporalConfig) -> None:
@@ -115,6 +116,8 @@ class Stabiliser(Stage):
         self._m_lo, self._m_inv = _f32(c.matte_follow / 2), _f32(2.0 / c.matte_follow)
         self._d_lo, self._d_inv = _f32(c.depth_follow / 2), _f32(2.0 / c.depth_follow)
         self._band = _f32(c.hysteresis)
+        self._share_lo, self._share_inv = c.moving_share, 1.0 / (0.75 * c.moving_share)
+        self._global_follow = c.global_follow
 
     def reset(self) -> None:
         """Forget the state: the next frame passes through unchanged and starts a new history."""
@@ -158,7 +161,13 @@ class Stabiliser(Stage):
             drift = histogram_median(b.disp_diffs, DISP_SHIFT_LO, DISP_SHIFT_BIN)
             disp_shift = _f32(np.sign(drift) * max(abs(drift) - DISP_DRIFT_DEADZONE, 0.0))
             k.motion_weight(b.luma, b.luma_prev, luma_shift, self._motion_lo, self._motion_inv, b.vmax, b.motion)
-            k.stabilise(matte, disparity, b.motion, self._k_matte, self._k_disp, self._m_lo, self._m_inv,
+            # a large share of the picture in motion (a moving camera, fast action) leaves each
+            # pixel's history unregistered: the still-looking parts lag too, so all lean toward
+            # the current frame (every other tile row and column: a share needs no more)
+            probe = b.vmax[::2, ::2]
+            self.moving_share = float(np.count_nonzero(probe > 0.5)) / probe.size
+            lean = self._global_follow * min(max((self.moving_share - self._share_lo) * self._share_inv, 0.0), 1.0)
+            k.stabilise(matte, disparity, b.motion, _f32(lean), self._k_matte, self._k_disp, self._m_lo, self._m_inv,
                         self._d_lo, self._d_inv, disp_shift, self._band, b.state_m, b.state_d, b.out_m,
                         b.out_d)
         else:

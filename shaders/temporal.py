@@ -187,13 +187,14 @@ def _encode_disp(d):
 
 
 @kernel(parallel=True)
-def stabilise(matte, disp, motion, k_matte, k_disp, m_lo, m_inv, d_lo, d_inv, d_shift, band,
+def stabilise(matte, disp, motion, lean, k_matte, k_disp, m_lo, m_inv, d_lo, d_inv, d_shift, band,
               state_m, state_d, out_m, out_d):
     """One stabiliser step for every pixel (all scalars float32).
 
     ``motion`` holds the tiles' follow weights in [0, 1] per tile row and pixel column (see
-    :func:`motion_weight`). The matte's follow weight ``f`` is the larger of its tile's motion
-    and the ramp of ``|matte - s_m|`` (from ``m_lo``, slope ``m_inv``); the disparity's is the
+    :func:`motion_weight`), ``lean`` a floor under them for the whole frame (a large share of it
+    moving). The matte's follow weight ``f`` is the largest of its tile's motion, ``lean`` and
+    the ramp of ``|matte - s_m|`` (from ``m_lo``, slope ``m_inv``); the disparity's is the
     larger of ``f`` (a moved person moves its depth too) and the ramp of ``|disp - s_d -
     d_shift|`` (``d_lo``, ``d_inv``). Each state moves toward its input by ``k + (1 - k) *
     weight`` with ``k`` the plane's static floor, so a still, agreeing pixel averages over ~1/k
@@ -218,7 +219,7 @@ def stabilise(matte, disp, motion, k_matte, k_disp, m_lo, m_inv, d_lo, d_inv, d_
             sm = np.float32(qm >> 1) * _MATTE_STEP
             m = matte[y, x]
             em = m - sm
-            f = max(moved[x], _ramp(abs(em), m_lo, m_inv))
+            f = max(max(moved[x], lean), _ramp(abs(em), m_lo, m_inv))
             d = disp[y, x]
             sd = np.float32(np.int32(state_d[y, x])) * _DISP_STEP + d_shift
             ed = d - sd
@@ -254,5 +255,5 @@ def _warm() -> None:
     sm, sd = np.empty((5, 7), np.uint16), np.empty((5, 7), np.uint16)
     out_m, out_d = np.empty((5, 7), np.float32), np.empty((5, 7), np.float32)
     restart(m, m, sm, sd, out_m, out_d)
-    stabilise(m, m, wgt, f32(0.1), f32(0.1), f32(0.2), f32(4.0), f32(0.2), f32(4.0), f32(0.0), f32(0.1),
+    stabilise(m, m, wgt, f32(0.0), f32(0.1), f32(0.1), f32(0.2), f32(4.0), f32(0.2), f32(4.0), f32(0.0), f32(0.1),
               sm, sd, out_m, out_d)

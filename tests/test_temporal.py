@@ -269,3 +269,59 @@ def test_step_change_settles_within_three_frames(shift):
     assert settle <= 3, agree
     # and the raw matte really did move: a stabiliser that ignored the jump would fail above
     assert iou(mattes[before], mattes[before - 1]) < 0.97
+
+
+def test_moving_camera_leans_toward_the_current_frame():
+    """Most tiles in motion (a panning camera): in the part of the picture that looks still, a
+    moderate change of the model's mind, too small to be followed on its own, is taken at least
+    global_follow of the way in one frame; with only that part of the picture (nothing moving)
+    or with global_follow 0, the same change is smoothed."""
+    rng = np.random.default_rng(7)
+    h, w, still_w = 64, 96, 24
+    textures = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(2)]
+    for t in textures:
+        t[:, w - still_w:] = 128  # a flat, unchanging strip on the right
+    disp = np.full((h, w), 0.5, np.float32)
+    a, b = np.full((h, w), 0.3, np.float32), np.full((h, w), 0.45, np.float32)  # 0.15: below matte_follow / 2
+    cols = slice(w - still_w + 8, w)  # clear of the moving tiles' one-tile dilation
+
+    def step_taken(cfg, moving: bool) -> tuple[float, float]:
+        with Stabiliser(cfg) as st:
+            for i in range(4):
+                st.process(textures[i % 2] if moving else textures[0], i * FRAME_MS, a, disp)
+            out, _ = st.process(textures[0], 4 * FRAME_MS, b, disp)  # after textures[1] when moving
+            return float(np.mean(out[:, cols] - 0.3)) / 0.15, st.moving_share
+
+    cfg = PRESET.temporal
+    lean, share = step_taken(cfg, moving=True)
+    assert share > 0.6 and lean >= cfg.global_follow - 0.01, (share, lean)
+    floor = 1.0 - cfg.matte_smoothing + 0.01
+    still, share = step_taken(cfg, moving=False)
+    assert share == 0.0 and still <= floor, still
+    off, _ = step_taken(PRESET.replace({"temporal": {"global_follow": 0.0}}).temporal, moving=True)
+    assert off <= floor, off
+
+
+@pytest.mark.parametrize("name", ["breakdance", "dance-twirl"])
+def test_final_matte_keeps_the_boundary_gain_over_the_raw_mask(name):
+    """What the pipeline hands out (``r.matte``, ``--save-matte``: refined, then stabilised) still
+    beats the model's mask upsampled bilinearly on boundary F, and does not lose IoU to it, on
+    fast full-body action with a moving camera."""
+    import cv2
+
+    from realtime import Pipeline
+    from realtime.metrics import boundary_f
+
+    frames, gts = load_sequence(name)
+    raw_bf, raw_iou, bf, ious = [], [], [], []
+    with Pipeline(PRESET) as pipe:
+        for i, (f, g) in enumerate(zip(frames, gts)):
+            r = pipe.process(f, i * FRAME_MS + 1)
+            h, w = f.shape[:2]
+            raw = cv2.resize(np.asarray(pipe.segmenter.confidence), (w, h), interpolation=cv2.INTER_LINEAR)
+            raw_bf.append(boundary_f(raw, g))
+            raw_iou.append(iou(raw, g))
+            bf.append(boundary_f(r.matte, g))
+            ious.append(iou(r.matte, g))
+    assert np.mean(bf) > np.mean(raw_bf), (np.mean(bf), np.mean(raw_bf))
+    assert np.mean(ious) >= np.mean(raw_iou), (np.mean(ious), np.mean(raw_iou))

@@ -56,7 +56,7 @@ def decode(state_m: np.ndarray, state_d: np.ndarray) -> tuple[np.ndarray, np.nda
         state_d.astype(np.float64) / 65535
 
 
-def ref_stabilise(matte, disp, motion, km, kd, m_lo, m_inv, d_lo, d_inv, d_shift, band, state_m, state_d):
+def ref_stabilise(matte, disp, motion, lean, km, kd, m_lo, m_inv, d_lo, d_inv, d_shift, band, state_m, state_d):
     """Returns (alpha state, disparity state, side, out_m, out_d, margin) after one step, in
     float64 and unquantised; margin = distance of the new alpha state from the side threshold
     it was compared with."""
@@ -65,7 +65,7 @@ def ref_stabilise(matte, disp, motion, km, kd, m_lo, m_inv, d_lo, d_inv, d_shift
     m, d = matte.astype(np.float64), disp.astype(np.float64)
     sm, side, sd = decode(state_m, state_d)
     sd = sd + d_shift
-    f = np.maximum(mot, ref_ramp(np.abs(m - sm), m_lo, m_inv))
+    f = np.maximum(np.maximum(mot, lean), ref_ramp(np.abs(m - sm), m_lo, m_inv))
     fd = np.maximum(f, ref_ramp(np.abs(d - sd), d_lo, d_inv))
     new_m = sm + (km + (1 - km) * f) * (m - sm)
     new_d = np.clip(sd + (kd + (1 - kd) * fd) * (d - sd), 0, 1)
@@ -177,7 +177,7 @@ def _still(shape):
 
 
 def _step(matte, disp, motion, state_m, state_d, out_m, out_d, smoothing=0.1, band=0.1):
-    k.stabilise(matte, disp, motion, F32(smoothing), F32(smoothing), F32(0.25), F32(4.0), F32(0.15),
+    k.stabilise(matte, disp, motion, F32(0.0), F32(smoothing), F32(smoothing), F32(0.25), F32(4.0), F32(0.15),
                 F32(6.0), F32(0.0), F32(band), state_m, state_d, out_m, out_d)
 
 
@@ -196,10 +196,10 @@ def test_restart_matches_reference(shape):
 
 
 @pytest.mark.parametrize("shape", [(37, 53), (6, 9), (41, 3)])
-@pytest.mark.parametrize("d_shift", [0.0, 0.05])
-def test_stabilise_matches_reference(shape, d_shift):
+@pytest.mark.parametrize("d_shift, lean", [(0.0, 0.0), (0.05, 0.0), (0.0, 0.6)])
+def test_stabilise_matches_reference(shape, d_shift, lean):
     matte, disp, motion, sm, sd = _stabilise_inputs(shape, 6)
-    params = (F32(0.1), F32(0.2), F32(0.25), F32(4.0), F32(0.15), F32(1 / 0.15), F32(d_shift), F32(0.1))
+    params = (F32(lean), F32(0.1), F32(0.2), F32(0.25), F32(4.0), F32(0.15), F32(1 / 0.15), F32(d_shift), F32(0.1))
     ref = ref_stabilise(matte, disp, motion, *[float(p) for p in params], sm, sd)
     out_m = np.empty(shape, np.float32)
     out_d = np.empty(shape, np.float32)
@@ -259,7 +259,7 @@ def test_stabilise_converges_on_a_still_input_within_a_state_step():
     sm, sd = encode(np.full(shape, 0.2, np.float32), np.zeros(shape, np.uint8), np.zeros(shape, np.float32))
     out_m, out_d = np.empty_like(matte), np.empty_like(matte)
     for _ in range(400):
-        k.stabilise(matte, disp, _still(shape), F32(0.1), F32(0.1), F32(0.9), F32(1.0), F32(0.9), F32(1.0),
+        k.stabilise(matte, disp, _still(shape), F32(0.0), F32(0.1), F32(0.1), F32(0.9), F32(1.0), F32(0.9), F32(1.0),
                     F32(0.0), F32(0.1), sm, sd, out_m, out_d)
     # the rounded state stalls where one step of the average is below half a state step
     np.testing.assert_allclose(out_m, matte, atol=0.5 / 32767 / 0.1 + 1e-6)
