@@ -205,12 +205,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline = Pipeline(preset)
         pipeline.warmup(source.size)
         status = StatusLine(quiet=args.quiet)
-        on_result = None
-        if args.first_frame_marker:
-            def on_result(sf, result, _done=[]):  # noqa: B006 - once per run
-                if not _done:
-                    _done.append(1)
-                    print("first-frame", flush=True, file=sys.stderr)
+        on_result = _first_frame_marker() if args.first_frame_marker else None
         governor = None
         if source.live and args.auto_quality == "on":
             from .scaling import QualityGovernor
@@ -308,6 +303,17 @@ def _guarded(fn: Callable[[], int], debug: bool) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
 
+
+
+def _first_frame_marker():
+    """A per-frame hook that prints ``first-frame`` once (for launch-to-first-frame timing)."""
+    done = []
+
+    def on_result(sf, result) -> None:
+        if not done:
+            done.append(1)
+            print("first-frame", flush=True, file=sys.stderr)
+    return on_result
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)

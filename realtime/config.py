@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import sys
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources

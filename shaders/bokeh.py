@@ -151,7 +151,6 @@ def split_layers(frame, src, matte, has_matte, from_disp, focus, aperture, s, lu
     hh, wh = out_fw.shape
     inv_s = np.float32(1.0) / np.float32(s)
     eps = np.float32(EPS_WEIGHT)
-    eps_near = np.float32(EPS_NEAR)
     one = np.float32(1.0)
     zero = np.float32(0.0)
     sw_full = s * SEG

@@ -7,7 +7,6 @@ The real pipeline (real MediaPipe and ONNX models) runs on small talking-head fr
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import cv2
 import numpy as np

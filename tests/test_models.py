@@ -12,7 +12,6 @@ import http.server
 import shutil
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 
