@@ -182,15 +182,21 @@ def test_gaussian_of_similar_width_spreads_further(r):
     assert min(left, right) > r + 1.5  # it fails the disk's test
 
 
-@pytest.mark.parametrize("r", [4.0, 6.0, 9.5, 13.0, 20.0])
-def test_point_becomes_a_flat_disk(r):
-    h = w = 2 * int(r) + 23
+def point_spread(shape: tuple[int, int], r: float) -> tuple[np.ndarray, np.ndarray]:
+    """One white pixel in the middle of a black frame blurred with a uniform CoC ``r``: the
+    output's brightest channel and each pixel's distance from the point."""
+    h, w = shape
     cy, cx = h // 2, w // 2
     frame = np.zeros((h, w, 3), np.uint8)
     frame[cy, cx] = 255
     out = render_bokeh(frame, np.full((h, w), r, np.float32)).max(-1)
     yy, xx = np.mgrid[0:h, 0:w]
-    dist = np.hypot(yy - cy, xx - cx)
+    return out, np.hypot(yy - cy, xx - cx)
+
+
+@pytest.mark.parametrize("r", [4.0, 6.0, 9.5, 13.0, 20.0])
+def test_point_becomes_a_flat_disk(r):
+    out, dist = point_spread((2 * int(r) + 23,) * 2, r)
     lit = out >= 1
     assert dist[lit].max() <= r + 1.0
     assert np.all(lit[dist <= r - 1.0])
@@ -201,13 +207,7 @@ def test_point_becomes_a_flat_disk(r):
 @pytest.mark.parametrize("r", [13.0, 20.0])
 def test_point_at_720p_is_a_disk_with_a_soft_rim(r):
     """Half-resolution layers: the same disk, its rim softened and placed to a layer pixel."""
-    h, w = HD
-    cy, cx = h // 2, w // 2
-    frame = np.zeros((h, w, 3), np.uint8)
-    frame[cy, cx] = 255
-    out = render_bokeh(frame, np.full((h, w), r, np.float32)).max(-1)
-    yy, xx = np.mgrid[0:h, 0:w]
-    dist = np.hypot(yy - cy, xx - cx)
+    out, dist = point_spread(HD, r)
     lit = out >= 1
     assert dist[lit].max() <= r + 2.0
     assert np.all(lit[dist <= r - 2.0])

@@ -65,6 +65,19 @@ def timed(fn: Callable[[int], object], repeats: int, warmup: int = 3) -> list[fl
     return out
 
 
+def alternated(a: Callable[[int], float], b: Callable[[int], float], repeats: int,
+               warmup: int = 5) -> tuple[list[float], list[float]]:
+    """Like :func:`interleaved` for calls that time themselves (each returns its ms): A B A B
+    ..., the first ``warmup`` pairs dropped."""
+    ta, tb = [], []
+    for i in range(warmup + repeats):
+        ca, cb = a(i), b(i)
+        if i >= warmup:
+            ta.append(ca)
+            tb.append(cb)
+    return ta, tb
+
+
 def interleaved(a: Callable[[int], object], b: Callable[[int], object], repeats: int,
                 warmup: int = 3) -> tuple[list[float], list[float]]:
     """Times ``a`` and ``b`` alternately (A B A B ...) so drift hits both; ms per call each."""

@@ -48,7 +48,7 @@ from ..depth import DepthEstimator, OnnxDepth, OpenCVDepth, model_spins, model_t
 from ..focus import FocusTracker
 from ..models import resolve
 from ..segmentation import Segmenter
-from . import Measurement, interleaved, timed
+from . import Measurement, alternated, interleaved, timed
 
 FRAME_MS = 33
 BUDGET_MS = 8.0
@@ -220,13 +220,7 @@ def _cpu_time_split(path: str, sync, frames, mattes, tick, repeats: int) -> Meas
                     return (time.thread_time() - t) * 1000.0
                 return call
 
-            ta, tb = [], []
-            run_a, run_b = cpu(a), cpu(b)
-            for i in range(repeats + 5):
-                ca, cb = run_a(i), run_b(i)
-                if i >= 5:
-                    ta.append(ca)
-                    tb.append(cb)
+            ta, tb = alternated(cpu(a), cpu(b), repeats)
     finally:
         numba.set_num_threads(prev_numba)
         cv2.setNumThreads(prev_cv)
@@ -267,13 +261,7 @@ def _overlapped(path: str, preset, frames, tick, repeats: int) -> Measurement:
                     return (time.perf_counter() - t) * 1000.0
                 return call
 
-            run_a, run_b = frame(a), frame(b)
-            ta, tb = [], []
-            for i in range(repeats + 5):
-                ca, cb = run_a(i), run_b(i)
-                if i >= 5:
-                    ta.append(ca)
-                    tb.append(cb)
+            ta, tb = alternated(frame(a), frame(b), repeats)
     finally:
         split.close()
         whole.close()
