@@ -304,7 +304,6 @@ def _guarded(fn: Callable[[], int], debug: bool) -> int:
         return 130
 
 
-
 def _first_frame_marker():
     """A per-frame hook that prints ``first-frame`` once (for launch-to-first-frame timing)."""
     done = []
@@ -314,6 +313,7 @@ def _first_frame_marker():
             done.append(1)
             print("first-frame", flush=True, file=sys.stderr)
     return on_result
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
