@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Thin entry point: ``python run.py --help``. Everything lives in :mod:`realtime.cli`."""
+"""Thin entry point: ``python run.py --help``. Everything lives in :mod:`realtime.app.cli`."""
 
 import sys
 
-from realtime.cli import main
+from realtime.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

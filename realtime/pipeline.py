@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from .config import Preset, load_preset
-from .depth import DepthBackend, DepthEstimator
-from .focus import FocusTracker
-from .errors import StageError
-from .frames import check_frame, check_plane, readonly
-from .render import Renderer
-from .segmentation import SegmentationBackend, Segmenter
-from .stage import Stage
-from .temporal import Stabiliser
+from realtime.core.config import Preset, load_preset
+from realtime.stages.depth import DepthBackend, DepthEstimator
+from realtime.stages.focus import FocusTracker
+from realtime.core.errors import StageError
+from realtime.core.frames import check_frame, check_plane, readonly
+from realtime.stages.render import Renderer
+from realtime.stages.segmentation import SegmentationBackend, Segmenter
+from realtime.core.stage import Stage
+from realtime.stages.temporal import Stabiliser
 
 STAGES = ("segmentation", "depth", "temporal", "focus", "render")
 

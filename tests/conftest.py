@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime import testdata
+from realtime.devtools import testdata
 
 ROOT = testdata.ROOT
 MODELS = testdata.use_shared_models()

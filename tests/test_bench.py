@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 
-from realtime import bench
-from realtime.cli import main
+from realtime.devtools import bench
+from realtime.app.cli import main
 
 
 def test_bench_json_has_every_reported_figure(tmp_path):

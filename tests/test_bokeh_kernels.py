@@ -209,7 +209,7 @@ def test_split_layers_matches_reference(s, with_matte):
 def test_split_from_disparity_writes_the_coc_and_splits_as_with_it(s):
     """The renderer stage's path: the CoC computed in the split equals coc_from_disparity's, and
     the layers equal the split of that CoC; a near row left from the last frame is cleared."""
-    from realtime.render import coc_from_disparity
+    from realtime.stages.render import coc_from_disparity
 
     rng = np.random.default_rng(RNG_SEED + 7)
     h, w = 19, 2 * bokeh.SEG + 13  # more than one segment

@@ -15,8 +15,8 @@ import pytest
 
 import vcam_capture
 from conftest import DATA, ROOT, people_frames
-from realtime.cli import main
-from realtime.testdata import read_video
+from realtime.app.cli import main
+from realtime.devtools.testdata import read_video
 
 N = 6
 
@@ -134,7 +134,7 @@ def test_no_loopback_device_says_the_fix(frames_dir, capsys, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.delenv("REALTIME_VCAM_BACKEND", raising=False)
-    monkeypatch.setattr("realtime.sinks.loopback_devices", lambda *a: [])
+    monkeypatch.setattr("realtime.io.sinks.loopback_devices", lambda *a: [])
     assert main(["--input", str(frames_dir), "--output", "virtualcam"]) == 2
     assert 'sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="Portrait Cam"' in _err(capsys)
 
@@ -142,7 +142,7 @@ def test_no_loopback_device_says_the_fix(frames_dir, capsys, monkeypatch):
 def test_default_run_without_camera_or_loopback_exits_2(capsys, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setattr("realtime.sinks.loopback_devices", lambda *a: [])
+    monkeypatch.setattr("realtime.io.sinks.loopback_devices", lambda *a: [])
     assert main([]) == 2
     assert "modprobe v4l2loopback" in _err(capsys)
 

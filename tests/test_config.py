@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from realtime.config import FocusMode, Preset, builtin_presets, describe_knobs, load_preset
-from realtime.errors import ConfigError
+from realtime.core.config import FocusMode, Preset, builtin_presets, describe_knobs, load_preset
+from realtime.core.errors import ConfigError
 
 
 def test_builtin_presets_load_and_differ():

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, talking_frame
-from realtime import controls, debugviews as dv
-from realtime.config import load_preset
-from realtime.controls import BINDINGS, Controller
-from realtime.errors import ModelError
+from realtime.app import controls, debugviews as dv
+from realtime.core.config import load_preset
+from realtime.app.controls import BINDINGS, Controller
+from realtime.core.errors import ModelError
 from realtime.pipeline import Pipeline
-from realtime.sinks import OutputFrame, PreviewSink
+from realtime.io.sinks import OutputFrame, PreviewSink
 
 SIZE = (320, 240)
 _ts = itertools.count(1000, 33)
@@ -125,7 +125,7 @@ def test_radius_keys(ctl):
 
 def test_keys_with_quality_scaling_keep_the_users_base(pipe):
     """With the governor applying, a key works on the user's value, not on the reduced one."""
-    from realtime.scaling import QualityGovernor
+    from realtime.app.scaling import QualityGovernor
 
     base = load_preset("portrait")
     pipe.apply(base)

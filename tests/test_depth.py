@@ -12,12 +12,12 @@ import pytest
 
 from conftest import DATA, load_sequence, talking_frame
 from realtime import Pipeline, load_preset
-from realtime.config import DepthBackend as DepthBackendKind
-from realtime.config import DepthConfig, DepthFit, SegmentationConfig
-from realtime.depth import (MODEL_H, MODEL_W, THREAD_NAME, DepthEstimator, OnnxDepth, OpenCVDepth, RangeStabiliser,
+from realtime.core.config import DepthBackend as DepthBackendKind
+from realtime.core.config import DepthConfig, DepthFit, SegmentationConfig
+from realtime.stages.depth import (MODEL_H, MODEL_W, THREAD_NAME, DepthEstimator, OnnxDepth, OpenCVDepth, RangeStabiliser,
                             _bounds, _sampling, compute_fit, open_backend, save_disparity)
-from realtime.errors import ClosedError, FrameShapeError, FrameTypeError, ModelError, StageError
-from realtime.segmentation import Segmenter
+from realtime.core.errors import ClosedError, FrameShapeError, FrameTypeError, ModelError, StageError
+from realtime.stages.segmentation import Segmenter
 from shaders import depth as k
 
 FRAME_MS = 33
@@ -122,7 +122,7 @@ def test_pack_model_input_row_sums_do_not_overflow():
 
 
 def test_grid_reads_few_enough_rows_for_its_row_sums():
-    from realtime.depth import _MAX_PACK_ROWS, _Grid
+    from realtime.stages.depth import _MAX_PACK_ROWS, _Grid
 
     for h, w in ((720, 1280), (4320, 7680), (60000, 3)):
         g = _Grid(compute_fit(h, w, DepthFit.LETTERBOX))
@@ -169,7 +169,7 @@ def test_gather_samples_matches_boolean_indexing(rng):
 
 @pytest.mark.parametrize("shape", [(37, 61), (5, 3), (2, 2)])
 def test_pushpull_fill_matches_reference(rng, shape):
-    from realtime.depth import PushPull
+    from realtime.stages.depth import PushPull
 
     values = rng.random(shape, dtype=np.float32)
     weights = (rng.random(shape) > 0.7).astype(np.float32) * rng.random(shape, dtype=np.float32)
@@ -181,7 +181,7 @@ def test_pushpull_fill_matches_reference(rng, shape):
 
 
 def test_pushpull_fill_keeps_valid_values_and_fills_holes_within_their_range(rng):
-    from realtime.depth import PushPull
+    from realtime.stages.depth import PushPull
 
     h, w = 45, 80
     values = rng.random((h, w), dtype=np.float32)
@@ -297,8 +297,8 @@ def test_final_conv_up2_matches_reference(rng, c, h, w):
 
 
 def test_the_model_splits_at_its_final_conv_and_nothing_else_does():
-    from realtime import models
-    from realtime.depth_graph import split_final_conv
+    from realtime.core import models
+    from realtime.stages.depth_graph import split_final_conv
 
     data = models.resolve("tcmonodepth_small").read_bytes()
     cut = split_final_conv(data)
@@ -311,8 +311,8 @@ def test_the_model_splits_at_its_final_conv_and_nothing_else_does():
 
 def test_a_split_that_does_not_give_the_whole_models_output_is_not_used():
     """The load-time check: a last layer that computes something else leaves the model whole."""
-    from realtime import models
-    from realtime.depth_graph import FinalConv, split_final_conv
+    from realtime.core import models
+    from realtime.stages.depth_graph import FinalConv, split_final_conv
 
     path = models.resolve("tcmonodepth_small")
     cut = split_final_conv(path.read_bytes())
@@ -330,7 +330,7 @@ def test_a_split_that_does_not_give_the_whole_models_output_is_not_used():
 
 
 def test_only_a_multi_threaded_run_in_the_callers_thread_spins():
-    from realtime.depth import model_spins
+    from realtime.stages.depth import model_spins
 
     assert model_spins(DepthConfig(asynchronous=False))  # 2 threads, the caller waits: spin briefly
     assert not model_spins(DepthConfig(asynchronous=False, spin=False))
@@ -341,7 +341,7 @@ def test_only_a_multi_threaded_run_in_the_callers_thread_spins():
 
 def test_split_model_gives_the_whole_models_output():
     """The last layer outside onnxruntime: same output on real frames, to float rounding."""
-    from realtime import models
+    from realtime.core import models
 
     path = str(models.resolve("tcmonodepth_small"))
     split, whole = OnnxDepth(path, threads=1), OnnxDepth(path, threads=1, split=False)
@@ -610,7 +610,7 @@ def test_crop_fit_and_opencv_backend_give_the_same_ordering(people):
 
 def test_opencv_and_onnxruntime_agree():
     x = np.random.default_rng(0).random((1, 3, MODEL_H, MODEL_W), dtype=np.float32) * 255
-    from realtime import models
+    from realtime.core import models
 
     path = str(models.resolve("tcmonodepth_small"))
     a, b = OnnxDepth(path), OpenCVDepth(path)
@@ -721,7 +721,7 @@ def test_no_depth_fallback_is_a_uniform_blur(caplog):
         assert not dep.uses_model
         np.testing.assert_allclose(d[matte == 1], 1.0)
         np.testing.assert_allclose(d[matte == 0], dep.config.background_disparity)
-    with caplog.at_level(logging.WARNING, logger="realtime.depth"):
+    with caplog.at_level(logging.WARNING, logger="realtime.stages.depth"):
         dep = DepthEstimator(DepthConfig(model_path="/nonexistent/model.onnx"))
         try:
             assert not dep.available and not dep.uses_model

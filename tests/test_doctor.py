@@ -15,10 +15,11 @@ import pytest
 
 import vcam_capture
 from conftest import MODELS
-from realtime import doctor, models
-from realtime.cli import main as cli_main
-from realtime.doctor import CameraInfo, Check, Identity
-from realtime.sinks import MODPROBE_FIX
+from realtime.app import doctor
+from realtime.core import models
+from realtime.app.cli import main as cli_main
+from realtime.app.doctor import CameraInfo, Check, Identity
+from realtime.io.sinks import MODPROBE_FIX
 
 ALICE = Identity("alice", 1000, 1000, frozenset({1000}))
 ALICE_VIDEO = Identity("alice", 1000, 1000, frozenset({1000, 44}))

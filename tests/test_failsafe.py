@@ -11,11 +11,11 @@ import pytest
 import vcam_capture
 from conftest import DATA
 from realtime import Pipeline, load_preset
-from realtime.failsafe import Watchdog, privacy_frame
-from realtime.loop import run_stream
-from realtime.segmentation import MediaPipeSegmenter
-from realtime.sinks import NullSink, OutputFrame, PngFolderSink, Sink, VirtualCameraSink
-from realtime.sources import LiveSource, ReplayReader, VideoFileSource
+from realtime.app.failsafe import Watchdog, privacy_frame
+from realtime.app.loop import run_stream
+from realtime.stages.segmentation import MediaPipeSegmenter
+from realtime.io.sinks import NullSink, OutputFrame, PngFolderSink, Sink, VirtualCameraSink
+from realtime.io.sources import LiveSource, ReplayReader, VideoFileSource
 
 CLIP = DATA / "talking" / "5.mp4"
 SIZE = (320, 320)
@@ -182,8 +182,8 @@ class FaultyDepth:
     """The real depth model, raising or returning NaN on calls [start, stop)."""
 
     def __init__(self, mode: str, start: int, stop: int) -> None:
-        from realtime.depth import OnnxDepth
-        from realtime.models import resolve
+        from realtime.stages.depth import OnnxDepth
+        from realtime.core.models import resolve
 
         self.inner = OnnxDepth(str(resolve("tcmonodepth_small")), threads=1)
         self.mode, self.start, self.stop = mode, start, stop

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import DATA, talking_frame
-from realtime.config import FocusConfig, FocusMode
-from realtime.errors import ConfigError, FrameShapeError
-from realtime.focus import FocusTracker, MediaPipeFaceDetector, OneEuroFilter, choose_face, parse_focus
+from realtime.core.config import FocusConfig, FocusMode
+from realtime.core.errors import ConfigError, FrameShapeError
+from realtime.stages.focus import FocusTracker, MediaPipeFaceDetector, OneEuroFilter, choose_face, parse_focus
 
 FRAME_MS = 33
 
@@ -198,7 +198,7 @@ def test_a_failing_face_detector_falls_back_to_the_person(face_frame, caplog):
     disp = _ramp_disparity(h, w)
     matte = np.zeros((h, w), np.float32)
     matte[:, 500:600] = 1.0
-    with caplog.at_level(logging.WARNING, logger="realtime.focus"):
+    with caplog.at_level(logging.WARNING, logger="realtime.stages.focus"):
         with FocusTracker(FocusConfig(face_every_n_frames=1), face_backend=_BrokenDetector()) as foc:
             foc.process(face_frame, 1, matte, disp)
             assert foc.source == "face"

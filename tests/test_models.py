@@ -16,8 +16,8 @@ import threading
 import pytest
 
 from conftest import MODELS
-from realtime import models
-from realtime.errors import ConfigError, ModelError, ModelHashError, ModelUnavailableError, PortraitCamError
+from realtime.core import models
+from realtime.core.errors import ConfigError, ModelError, ModelHashError, ModelUnavailableError, PortraitCamError
 
 NAME = "selfie_landscape"
 MODEL = models.REGISTRY[NAME]

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import load_sequence, talking_frame
 from realtime import Pipeline, load_preset
-from realtime.errors import ClosedError, FrameShapeError, FrameTypeError, PortraitCamError, TimestampError
+from realtime.core.errors import ClosedError, FrameShapeError, FrameTypeError, PortraitCamError, TimestampError
 
 
 @pytest.fixture(scope="module")

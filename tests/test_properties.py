@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from realtime import Pipeline, load_preset
-from realtime.config import _SECTION_TYPES, Preset
-from realtime.errors import ConfigError, FrameShapeError, FrameTypeError, PortraitCamError, TimestampError
-from realtime.render import coc_from_disparity, render_bokeh
-from realtime.sinks import SinkError, check_vcam_size
+from realtime.core.config import _SECTION_TYPES, Preset
+from realtime.core.errors import ConfigError, FrameShapeError, FrameTypeError, PortraitCamError, TimestampError
+from realtime.stages.render import coc_from_disparity, render_bokeh
+from realtime.io.sinks import SinkError, check_vcam_size
 
 KEYS = {s: [f.name for f in dataclasses.fields(c)] for s, c in _SECTION_TYPES.items()}
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from realtime import config, reload
-from realtime.errors import ModelError
-from realtime.reload import PresetWatcher, preset_file
+from realtime.core import config
+from realtime.app import reload
+from realtime.core.errors import ModelError
+from realtime.app.reload import PresetWatcher, preset_file
 
 
 def preset_text(aperture: float, extra: str = "") -> str:

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.config import RenderConfig
-from realtime.errors import ConfigError, FrameShapeError, FrameTypeError
-from realtime.render import Renderer, coc_from_disparity, render_bokeh
+from realtime.core.config import RenderConfig
+from realtime.core.errors import ConfigError, FrameShapeError, FrameTypeError
+from realtime.stages.render import Renderer, coc_from_disparity, render_bokeh
 from shaders.color import linear_to_srgb, srgb_to_linear
 
 SMALL = (97, 131)     # full-resolution layers

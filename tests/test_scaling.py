@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from realtime.config import Preset
-from realtime.scaling import LEVELS, QualityGovernor
+from realtime.core.config import Preset
+from realtime.app.scaling import LEVELS, QualityGovernor
 
 
 def _gov():

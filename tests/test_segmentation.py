@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import DATA, MODELS, PEOPLE, load_sequence, talking_frame
-from realtime import models
-from realtime.config import MatteRefine, SegModel, SegmentationConfig, load_preset
-from realtime.errors import ClosedError, FrameShapeError, FrameTypeError, ModelHashError, StageError, TimestampError
-from realtime.metrics import boundary_f, iou
-from realtime.segmentation import MediaPipeSegmenter, Segmenter, choose_model, guide_size, radius_at_model
+from realtime.core import models
+from realtime.core.config import MatteRefine, SegModel, SegmentationConfig, load_preset
+from realtime.core.errors import ClosedError, FrameShapeError, FrameTypeError, ModelHashError, StageError, TimestampError
+from realtime.devtools.metrics import boundary_f, iou
+from realtime.stages.segmentation import MediaPipeSegmenter, Segmenter, choose_model, guide_size, radius_at_model
 
 PEOPLE_DIR = DATA / "people"
 

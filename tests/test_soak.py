@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.bench import soak
+from realtime.devtools.bench import soak
 
 
 @pytest.mark.slow

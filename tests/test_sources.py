@@ -7,8 +7,8 @@ import time
 import pytest
 
 from conftest import DATA, people_frames
-from realtime.errors import SourceError
-from realtime.sources import (FrameReader, ImageFolderSource, LiveSource, ReplayReader, VideoFileSource,
+from realtime.core.errors import SourceError
+from realtime.io.sources import (FrameReader, ImageFolderSource, LiveSource, ReplayReader, VideoFileSource,
                               open_source, parse_size)
 
 CLIP = DATA / "talking" / "5.mp4"

@@ -13,12 +13,12 @@ import pytest
 from conftest import load_sequence, talking_frame
 
 from realtime import load_preset
-from realtime.config import TemporalConfig
-from realtime.depth import DepthEstimator
-from realtime.errors import ClosedError, ConfigError, FrameShapeError, FrameTypeError, TimestampError
-from realtime.metrics import dtssd, iou
-from realtime.segmentation import Segmenter
-from realtime.temporal import Stabiliser
+from realtime.core.config import TemporalConfig
+from realtime.stages.depth import DepthEstimator
+from realtime.core.errors import ClosedError, ConfigError, FrameShapeError, FrameTypeError, TimestampError
+from realtime.devtools.metrics import dtssd, iou
+from realtime.stages.segmentation import Segmenter
+from realtime.stages.temporal import Stabiliser
 
 FRAME_MS = 33
 PRESET = load_preset("portrait")
@@ -310,7 +310,7 @@ def test_final_matte_keeps_the_boundary_gain_over_the_raw_mask(name):
     import cv2
 
     from realtime import Pipeline
-    from realtime.metrics import boundary_f
+    from realtime.devtools.metrics import boundary_f
 
     frames, gts = load_sequence(name)
     raw_bf, raw_iou, bf, ious = [], [], [], []

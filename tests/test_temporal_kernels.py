@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.temporal import histogram_median
+from realtime.stages.temporal import histogram_median
 from shaders import temporal as k
 
 F32 = np.float32
@@ -271,9 +271,9 @@ def test_warmup_compiles_what_the_pipeline_calls():
     """The pipeline hands the matte and the disparity on read-only; Numba compiles read-only
     arrays apart, so the warm-up must cover them or the first camera frame stalls."""
     import shaders
-    from realtime.config import TemporalConfig
-    from realtime.frames import readonly
-    from realtime.temporal import Stabiliser
+    from realtime.core.config import TemporalConfig
+    from realtime.core.frames import readonly
+    from realtime.stages.temporal import Stabiliser
 
     shaders.warmup()
     kernels = (k.tile_luma, k.luma_histogram, k.difference_histogram, k.motion_weight, k.restart, k.stabilise)

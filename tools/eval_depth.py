@@ -9,7 +9,7 @@ Prints one markdown table per measurement (pasted into docs/depth.md)::
 Ordering: per frame, is the median disparity inside the ground-truth person mask larger than
 the median of the background? "raw" is the model alone (letterboxed, upsampled bilinearly:
 the order of two medians does not depend on any monotonic mapping), "depth stage" is
-:class:`realtime.depth.DepthEstimator` fed the real segmentation matte, "pipeline" is
+:class:`realtime.stages.depth.DepthEstimator` fed the real segmentation matte, "pipeline" is
 ``Result.disparity`` of the whole :class:`realtime.Pipeline`.
 """
 
@@ -25,11 +25,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from realtime import Pipeline, load_preset, testdata  # noqa: E402
-from realtime.config import DepthFit  # noqa: E402
-from realtime.depth import MODEL_H, MODEL_W, DepthEstimator, compute_fit, open_backend  # noqa: E402
-from realtime.metrics import depth_errors  # noqa: E402
-from realtime.segmentation import Segmenter  # noqa: E402
+from realtime import Pipeline, load_preset  # noqa: E402
+from realtime.devtools import testdata
+from realtime.core.config import DepthFit  # noqa: E402
+from realtime.stages.depth import MODEL_H, MODEL_W, DepthEstimator, compute_fit, open_backend  # noqa: E402
+from realtime.devtools.metrics import depth_errors  # noqa: E402
+from realtime.stages.segmentation import Segmenter  # noqa: E402
 
 
 testdata.use_shared_models()
@@ -147,7 +148,7 @@ def eval_flicker(preset, sigma: float, n: int = 40, warmup: int = 10, with_pipel
     rows.append(("raw model, min-max per frame", np.mean(ch), np.max(ch), None))
     stage, focus = [], []
     with Segmenter(preset.segmentation) as seg, DepthEstimator(preset.depth) as dep:
-        from realtime.focus import FocusTracker
+        from realtime.stages.focus import FocusTracker
 
         with FocusTracker(preset.focus) as foc:
             for i, f in enumerate(frames):

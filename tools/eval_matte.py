@@ -4,7 +4,7 @@ Prints a markdown table (pasted into docs/matte.md): per sequence and model, mea
 0.5 and mean boundary F (DAVIS, tolerance 0.8% of the diagonal), for
 
 - **raw**: the model's confidence upsampled bilinearly to the frame (``refine = "bilinear"``);
-- **refined**: the :class:`realtime.segmentation.Segmenter` output with the preset's refinement.
+- **refined**: the :class:`realtime.stages.segmentation.Segmenter` output with the preset's refinement.
 
 Both come from the same model run per frame (the raw mask is ``Segmenter.confidence``
 upsampled), so the difference is the refinement alone::
@@ -25,7 +25,7 @@ square model sees the native square frames, the landscape model the frames stret
 
 ``--crops`` adds webcam-style head-and-shoulders views with REAL ground truth, cut from the
 people sequences (DAVIS masks): in each frame the annotated person's face is found by MediaPipe's
-short-range face detector (:class:`realtime.focus.MediaPipeFaceDetector`, score >= 0.5) run on
+short-range face detector (:class:`realtime.stages.focus.MediaPipeFaceDetector`, score >= 0.5) run on
 240x240 tiles (stride 120 down, 122 across, so a 40-pixel face is big enough for its 128x128
 input); a face counts when at least half its box is ground-truth person, and the best-scoring
 one is kept (frames without one, e.g. breakdance upside down, are skipped). The crop window is
@@ -52,10 +52,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from realtime import load_preset, testdata  # noqa: E402
-from realtime.config import SegModel  # noqa: E402
-from realtime.metrics import boundary_f, iou  # noqa: E402
-from realtime.segmentation import Segmenter  # noqa: E402
+from realtime import load_preset  # noqa: E402
+from realtime.devtools import testdata
+from realtime.core.config import SegModel  # noqa: E402
+from realtime.devtools.metrics import boundary_f, iou  # noqa: E402
+from realtime.stages.segmentation import Segmenter  # noqa: E402
 
 
 testdata.use_shared_models()
@@ -118,7 +119,7 @@ CROP_SIZES = {"landscape": (1280, 720), "square": (640, 480)}
 def find_faces(frames: list[np.ndarray], masks: list[np.ndarray]) -> list[tuple[int, int, int, int] | None]:
     """Per frame the annotated person's face box ``(x0, y0, x1, y1)`` in pixels, or None (see the
     module docstring)."""
-    from realtime.focus import MediaPipeFaceDetector
+    from realtime.stages.focus import MediaPipeFaceDetector
 
     tile, step_y, step_x = 240, 120, 122
     out: list[tuple[int, int, int, int] | None] = []

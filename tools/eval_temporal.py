@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from realtime import testdata  # noqa: E402
+from realtime.devtools import testdata  # noqa: E402
 
 testdata.use_shared_models()
 DATA = testdata.data_dir()
@@ -42,11 +42,11 @@ FRAME_MS = 33
 SIZE = (1280, 720)
 
 from realtime import load_preset  # noqa: E402
-from realtime.config import Preset  # noqa: E402
-from realtime.depth import DepthEstimator  # noqa: E402
-from realtime.metrics import dtssd, iou  # noqa: E402
-from realtime.segmentation import Segmenter  # noqa: E402
-from realtime.temporal import Stabiliser  # noqa: E402
+from realtime.core.config import Preset  # noqa: E402
+from realtime.stages.depth import DepthEstimator  # noqa: E402
+from realtime.devtools.metrics import dtssd, iou  # noqa: E402
+from realtime.stages.segmentation import Segmenter  # noqa: E402
+from realtime.stages.temporal import Stabiliser  # noqa: E402
 
 
 def talking_frame(clip: str, index: int = 0, size: tuple[int, int] = SIZE) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from realtime.config import builtin_presets, describe_knobs, load_preset  # noqa: E402
+from realtime.core.config import builtin_presets, describe_knobs, load_preset  # noqa: E402
 
 HEAD = """# Presets and their knobs
 
@@ -45,7 +45,7 @@ Lengths in pixels are given for a 720-pixel-high frame and scale with the frame 
 
 ## All knobs
 
-(Generated from `realtime/config.py` by `python tools/gen_preset_docs.py`; a test keeps it current.)
+(Generated from `realtime/core/config.py` by `python tools/gen_preset_docs.py`; a test keeps it current.)
 
 | key | default | allowed | what it does |
 | --- | --- | --- | --- |

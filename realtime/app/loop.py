@@ -1,6 +1,6 @@
 """The streaming loop: source -> pipeline -> sinks, with timing, status and clean shutdown.
 
-Fail closed (see :mod:`realtime.failsafe`): the pipeline runs under a watchdog; when it fails
+Fail closed (see :mod:`realtime.app.failsafe`): the pipeline runs under a watchdog; when it fails
 or stalls, sinks get the last good rendered frame for a short gap, then a fully blurred frame,
 never the raw camera frame (unless ``privacy`` is off, for debugging). When a live camera is
 lost, live outputs (virtual camera, preview) show a "camera unavailable" card while the source
@@ -16,13 +16,13 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import SinkError
-from .failsafe import Watchdog, privacy_frame, unavailable_card
-from .pipeline import Pipeline, Result
-from .scaling import QualityGovernor
-from .sinks import OutputFrame, Sink
-from .sources import Source, SourceFrame
-from .status import Stats, StatusLine, format_progress, format_status
+from realtime.core.errors import SinkError
+from realtime.app.failsafe import Watchdog, privacy_frame, unavailable_card
+from realtime.pipeline import Pipeline, Result
+from realtime.app.scaling import QualityGovernor
+from realtime.io.sinks import OutputFrame, Sink
+from realtime.io.sources import Source, SourceFrame
+from realtime.app.status import Stats, StatusLine, format_progress, format_status
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import ConfigError, ModelError, ModelHashError, ModelUnavailableError
+from realtime.core.errors import ConfigError, ModelError, ModelHashError, ModelUnavailableError
 
 ENV_MODEL_DIR = "REALTIME_MODEL_DIR"
 ENV_CACHE_DIR = "REALTIME_CACHE_DIR"  # overrides the platform cache folder (tests, shared machines)
@@ -322,7 +322,7 @@ def _cmd_verify(args: Sequence[str], out, err) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``models list|fetch|verify``; errors are :class:`~realtime.errors.PortraitCamError` (one line, exit 2)."""
+    """``models list|fetch|verify``; errors are :class:`~realtime.core.errors.PortraitCamError` (one line, exit 2)."""
     argv = list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_USAGE)

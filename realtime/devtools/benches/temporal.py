@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import load_preset
-from ..depth import DepthEstimator
-from ..frames import readonly
-from ..segmentation import Segmenter
-from ..temporal import Stabiliser
-from . import Measurement, interleaved
+from realtime.core.config import load_preset
+from realtime.stages.depth import DepthEstimator
+from realtime.core.frames import readonly
+from realtime.stages.segmentation import Segmenter
+from realtime.stages.temporal import Stabiliser
+from realtime.devtools.benches import Measurement, interleaved
 
 FRAME_MS = 33
 

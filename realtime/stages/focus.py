@@ -20,11 +20,11 @@ from typing import Protocol, Sequence, Union
 import cv2
 import numpy as np
 
-from . import models
-from .config import FocusConfig, FocusMode
-from .errors import ConfigError, ModelError
-from .frames import check_disparity, check_frame, check_matte
-from .stage import Stage
+from realtime.core import models
+from realtime.core.config import FocusConfig, FocusMode
+from realtime.core.errors import ConfigError, ModelError
+from realtime.core.frames import check_disparity, check_frame, check_matte
+from realtime.core.stage import Stage
 
 log = logging.getLogger(__name__)
 

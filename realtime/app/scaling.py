@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .config import Preset
+from realtime.core.config import Preset
 
 log = logging.getLogger(__name__)
 

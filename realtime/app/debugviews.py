@@ -16,8 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .errors import FrameShapeError
-from .frames import check_frame, check_plane
+from realtime.core.errors import FrameShapeError
+from realtime.core.frames import check_frame, check_plane
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 NEAR_BGR = (0, 140, 255)   # orange: in front of the focus plane

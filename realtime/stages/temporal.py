@@ -26,9 +26,9 @@ import numpy as np
 
 from shaders import temporal as k
 
-from .config import TemporalConfig
-from .frames import check_disparity, check_frame, check_matte, readonly
-from .stage import Stage
+from realtime.core.config import TemporalConfig
+from realtime.core.frames import check_disparity, check_frame, check_matte, readonly
+from realtime.core.stage import Stage
 
 HIST_BINS = 32  # scene-cut histogram of tile levels over 0..256
 # global-change estimates: median of a histogram of frame-to-frame differences

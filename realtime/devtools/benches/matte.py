@@ -24,9 +24,9 @@ import cv2
 import numba
 import numpy as np
 
-from ..config import MatteRefine, load_preset
-from ..segmentation import Segmenter
-from . import Measurement, interleaved
+from realtime.core.config import MatteRefine, load_preset
+from realtime.stages.segmentation import Segmenter
+from realtime.devtools.benches import Measurement, interleaved
 
 FRAME_MS = 33
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import SinkError, VirtualCameraUnavailableError
-from .stage import Closable
+from realtime.core.errors import SinkError, VirtualCameraUnavailableError
+from realtime.core.stage import Closable
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Setup (untimed): the real segmenter, depth stage and focus tracker give each frame its matte,
 disparity and focus; the CoC comes from the default preset's aperture with the maximum radius
 of 24 px at 720p scaled with the frame height (what the pipeline renders). Without the models
-(a :class:`~realtime.errors.PortraitCamError`), a synthetic scene stands in: a CoC ramp from
+(a :class:`~realtime.core.errors.PortraitCamError`), a synthetic scene stands in: a CoC ramp from
 30 % to 100 % of the maximum behind a zero-CoC subject ellipse.
 
 Timed, interleaved (A B A B) with the baseline ``cv2.GaussianBlur(frame, (0, 0), 8)`` on the
@@ -24,19 +24,19 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..config import load_preset
-from ..errors import PortraitCamError
-from ..render import Renderer, coc_from_disparity, render_bokeh
-from . import Measurement, interleaved
+from realtime.core.config import load_preset
+from realtime.core.errors import PortraitCamError
+from realtime.stages.render import Renderer, coc_from_disparity, render_bokeh
+from realtime.devtools.benches import Measurement, interleaved
 
 FRAME_MS = 33
 MAX_SCENES = 8
 
 
 def _real_inputs(frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
-    from ..depth import DepthEstimator
-    from ..focus import FocusTracker
-    from ..segmentation import Segmenter
+    from realtime.stages.depth import DepthEstimator
+    from realtime.stages.focus import FocusTracker
+    from realtime.stages.segmentation import Segmenter
 
     preset = load_preset("portrait")
     h = frames[0].shape[0]

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from .errors import ConfigError, PortraitCamError, VirtualCameraUnavailableError  # noqa: E402
+from realtime.core.errors import ConfigError, PortraitCamError, VirtualCameraUnavailableError  # noqa: E402
 
 PROG = "portrait-cam"
 log = logging.getLogger("realtime")
@@ -40,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _size(text: str) -> tuple[int, int]:
-    from .sources import parse_size
+    from realtime.io.sources import parse_size
 
     try:
         return parse_size(text)
@@ -146,12 +146,12 @@ def _install_sigterm() -> Callable[[], None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import sinks as sk
-    from .config import load_preset
-    from .loop import run_stream
-    from .pipeline import Pipeline
-    from .sources import open_source
-    from .status import StatusLine
+    from realtime.io import sinks as sk
+    from realtime.core.config import load_preset
+    from realtime.app.loop import run_stream
+    from realtime.pipeline import Pipeline
+    from realtime.io.sources import open_source
+    from realtime.app.status import StatusLine
 
     def overrides(p, size=None):
         """Command-line overrides, applied to the preset at start and to every reloaded one."""
@@ -208,10 +208,10 @@ def run(args: argparse.Namespace) -> int:
         on_result = _first_frame_marker() if args.first_frame_marker else None
         governor = None
         if source.live and args.auto_quality == "on":
-            from .scaling import QualityGovernor
+            from realtime.app.scaling import QualityGovernor
 
             governor = QualityGovernor(pipeline.apply, pipeline.preset, source.fps)
-        from .controls import Controller
+        from realtime.app.controls import Controller
 
         controller = Controller(pipeline, adjust=lambda p: overrides(p, source.size), live_reload=source.live,
                                 apply=governor.rebase if governor is not None else None)
@@ -250,10 +250,10 @@ def debug_strip(args: argparse.Namespace, preset, overrides) -> int:
     """``--debug-strip``: run the pipeline on the input and write one labelled strip picture."""
     import cv2
 
-    from .debugviews import debug_strip as make_strip
-    from .errors import SinkError
-    from .pipeline import Pipeline
-    from .sources import open_source
+    from realtime.app.debugviews import debug_strip as make_strip
+    from realtime.core.errors import SinkError
+    from realtime.pipeline import Pipeline
+    from realtime.io.sources import open_source
 
     outs = args.output or []
     if len(outs) != 1 or not outs[0].lower().endswith((".png", ".jpg", ".jpeg")):
@@ -322,14 +322,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         cmd, rest = argv[0], [a for a in argv[1:] if a != "--debug"]
         if cmd == "models":
-            from . import models
+            from realtime.core import models
 
             return _guarded(lambda: models.main(rest), debug)
         if cmd == "bench":
-            from . import bench
+            from realtime.devtools import bench
 
             return _guarded(lambda: bench.main(rest), debug)
-        from . import doctor
+        from realtime.app import doctor
 
         return _guarded(lambda: doctor.main(rest), debug)
 

@@ -3,7 +3,7 @@
 A :class:`Controller` turns keys and clicks into preset changes (through ``Preset.replace``,
 so every value is validated, then ``Pipeline.apply``), picks what the preview shows (output or
 a debug view) and draws the help overlay and short messages. A window is only needed to feed
-it keys and clicks: :meth:`Controller.bind` wires a :class:`~realtime.sinks.PreviewSink`.
+it keys and clicks: :meth:`Controller.bind` wires a :class:`~realtime.io.sinks.PreviewSink`.
 
 Per frame the loop calls :meth:`Controller.poll` before ``pipeline.process``, while the
 pipeline is idle: keys, clicks and live reload only *record* changes, and ``poll`` is the one
@@ -39,10 +39,10 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from . import debugviews as dv
-from .config import Preset, RenderConfig, builtin_presets, load_preset
-from .errors import PortraitCamError
-from .reload import PresetWatcher
+from realtime.app import debugviews as dv
+from realtime.core.config import Preset, RenderConfig, builtin_presets, load_preset
+from realtime.core.errors import PortraitCamError
+from realtime.app.reload import PresetWatcher
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class Controller:
     one the pipeline runs now; by default that one (``pipeline.preset.source``) followed by the
     built-in presets. ``adjust`` is applied to every preset loaded by cycling or reloading (for
     command-line overrides such as ``--focus``). ``live_reload`` watches the current preset's
-    file (see :mod:`realtime.reload`).
+    file (see :mod:`realtime.app.reload`).
 
     The controls work on the *user's* preset (``preset``), which starts as the pipeline's and is
     handed to ``apply`` (default ``pipeline.apply``) at the next poll. With automatic quality

@@ -39,9 +39,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from . import models
-from .errors import ConfigError
-from .sinks import MODPROBE_FIX, loopback_devices
+from realtime.core import models
+from realtime.core.errors import ConfigError
+from realtime.io.sinks import MODPROBE_FIX, loopback_devices
 
 USERMOD_FIX = "sudo usermod -aG video $USER   (then log out and back in)"
 INSTALL_FIX = ("sudo apt install v4l2loopback-dkms   (Fedora: sudo dnf install akmod-v4l2loopback; "

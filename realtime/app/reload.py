@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .config import Preset, load_preset, presets_dir
-from .errors import ConfigError, PortraitCamError
+from realtime.core.config import Preset, load_preset, presets_dir
+from realtime.core.errors import ConfigError, PortraitCamError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def preset_file(spec: str | Path) -> Path:
 class PresetWatcher:
     """Watches one preset file; see the module docstring.
 
-    ``spec`` is what was given to :func:`~realtime.config.load_preset` (a built-in name or a
+    ``spec`` is what was given to :func:`~realtime.core.config.load_preset` (a built-in name or a
     path); a built-in name watches its ``configs/NAME.toml``. The content present at
     construction (or at :meth:`watch`) is the baseline: it is not applied again.
     """

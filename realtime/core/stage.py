@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ClosedError
-from .frames import check_timestamp
+from realtime.core.errors import ClosedError
+from realtime.core.frames import check_timestamp
 
 
 class Closable:

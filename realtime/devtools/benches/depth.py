@@ -43,12 +43,12 @@ import cv2
 import numba
 import numpy as np
 
-from ..config import DepthBackend, FocusMode, load_preset
-from ..depth import DepthEstimator, OnnxDepth, OpenCVDepth, model_spins, model_threads
-from ..focus import FocusTracker
-from ..models import resolve
-from ..segmentation import Segmenter
-from . import Measurement, alternated, interleaved, timed
+from realtime.core.config import DepthBackend, FocusMode, load_preset
+from realtime.stages.depth import DepthEstimator, OnnxDepth, OpenCVDepth, model_spins, model_threads
+from realtime.stages.focus import FocusTracker
+from realtime.core.models import resolve
+from realtime.stages.segmentation import Segmenter
+from realtime.devtools.benches import Measurement, alternated, interleaved, timed
 
 FRAME_MS = 33
 BUDGET_MS = 8.0
@@ -270,11 +270,11 @@ def _overlapped(path: str, preset, frames, tick, repeats: int) -> Measurement:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m realtime.benches.depth [--repeats N] [--size WxH]``: this benchmark alone."""
+    """``python -m realtime.devtools.benches.depth [--repeats N] [--size WxH]``: this benchmark alone."""
     import argparse
 
-    from ..bench import load_frames
-    from ..sources import parse_size
+    from realtime.devtools.bench import load_frames
+    from realtime.io.sources import parse_size
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--repeats", type=int, default=60)

@@ -8,8 +8,8 @@
   focus plane, positive = behind it.
 - **timestamp_ms**: ``int`` milliseconds, strictly increasing per stream.
 
-Dtype problems raise :class:`~realtime.errors.FrameTypeError` (a ``TypeError``), shape and
-layout problems :class:`~realtime.errors.FrameShapeError` (a ``ValueError``); both quote the
+Dtype problems raise :class:`~realtime.core.errors.FrameTypeError` (a ``TypeError``), shape and
+layout problems :class:`~realtime.core.errors.FrameShapeError` (a ``ValueError``); both quote the
 actual and the expected value, as pyvirtualcam does.
 
 Stages that hand back an internal buffer hand it back read-only (see :func:`readonly`), so a
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import FrameShapeError, FrameTypeError
+from realtime.core.errors import FrameShapeError, FrameTypeError
 
 
 def _describe(a: object) -> str:
@@ -73,7 +73,7 @@ def check_disparity(disparity: object, shape: tuple[int, int], name: str = "disp
 
 def check_timestamp(timestamp_ms: object, last: int | None, who: str) -> int:
     """Validate a timestamp against the previous one; returns it as ``int``."""
-    from .errors import TimestampError
+    from realtime.core.errors import TimestampError
 
     if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, np.integer, float, np.floating)):
         raise TimestampError(f"{who}: timestamp_ms must be a number of milliseconds, got {type(timestamp_ms).__name__}")

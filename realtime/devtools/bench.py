@@ -6,7 +6,7 @@ machine drift hits both alike, the **baseline**: MediaPipe selfie mask of the fu
 ``cv2.GaussianBlur`` of the whole frame (sigma 12) and a float alpha composite. Reported: per
 stage median/p95, end-to-end fps, processing per frame, the ratio pipeline/baseline, capture-
 to-sink latency with a live source at 30 fps, CPU use in cores and peak RSS; then the stage
-micro-benchmarks of :mod:`realtime.benches`. ``--soak N`` runs N frames and reports memory and
+micro-benchmarks of :mod:`realtime.devtools.benches`. ``--soak N`` runs N frames and reports memory and
 thread growth; ``--startup`` times launch to first output frame, cold and warm.
 """
 
@@ -28,18 +28,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import load_preset
-from .errors import ConfigError, SourceError
-from .loop import run_stream
-from .pipeline import STAGES, Pipeline
-from .sinks import NullSink
-from .sources import ArrayReader, ArraySource, IMAGE_EXTENSIONS, LiveSource, parse_size
-from .status import Stats
-from .testdata import data_dir, read_video
+from realtime.core.config import load_preset
+from realtime.core.errors import ConfigError, SourceError
+from realtime.app.loop import run_stream
+from realtime.pipeline import STAGES, Pipeline
+from realtime.io.sinks import NullSink
+from realtime.io.sources import ArrayReader, ArraySource, IMAGE_EXTENSIONS, LiveSource, parse_size
+from realtime.app.status import Stats
+from realtime.devtools.testdata import data_dir, read_video
 
 DEFAULT_SIZES = ("640x480", "1280x720", "1920x1080")
 MICRO = ("matte", "depth", "temporal", "render")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -89,7 +89,7 @@ class Baseline:
         from mediapipe.tasks import python as mp_tasks
         from mediapipe.tasks.python import vision
 
-        from . import models
+        from realtime.core import models
 
         self._mp = mp
         path = models.resolve("selfie_landscape")
@@ -199,7 +199,7 @@ def bench_size(preset_name: str, size: tuple[int, int], n_frames: int, block: in
 # The child's own high-water mark, read in the child at exit: ``wait4``'s ru_maxrss would also
 # count the pages the forked copy of this (large) benchmark process held before ``exec``.
 _HWM_LAUNCHER = """
-import atexit, runpy, sys
+import atexit, os, runpy, sys
 report = sys.argv[1]
 def _hwm():
     with open('/proc/self/status') as f:
@@ -209,6 +209,7 @@ def _hwm():
             out.write(kb)
 atexit.register(_hwm)
 sys.argv = sys.argv[2:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))  # as 'python run.py' would
 runpy.run_path(sys.argv[0], run_name='__main__')
 """
 
@@ -242,7 +243,7 @@ def run_micro(size: tuple[int, int], frames: list[np.ndarray], repeats: int) -> 
     rows = []
     for name in MICRO:
         try:
-            mod = importlib.import_module(f"realtime.benches.{name}")
+            mod = importlib.import_module(f"realtime.devtools.benches.{name}")
         except ModuleNotFoundError:
             continue
         for m in mod.run(frames[:20], repeats):

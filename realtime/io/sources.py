@@ -21,8 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import SourceError
-from .stage import Closable
+from realtime.core.errors import SourceError
+from realtime.core.stage import Closable
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from . import models
-from .config import MatteRefine, SegModel, SegmentationConfig
-from .errors import ModelError, ModelHashError, StageError
-from .frames import check_frame, readonly
-from .stage import Stage
+from realtime.core import models
+from realtime.core.config import MatteRefine, SegModel, SegmentationConfig
+from realtime.core.errors import ModelError, ModelHashError, StageError
+from realtime.core.frames import check_frame, readonly
+from realtime.core.stage import Stage
 
 SEGMENTATION_MODELS = ("selfie_landscape", "selfie_square")
 

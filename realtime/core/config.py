@@ -9,7 +9,7 @@ A preset file holds only what differs from the defaults below (the defaults *are
     aperture_px = 30
 
 Every key is checked at load time: an unknown key, a wrong type or an out-of-range value is a
-:class:`~realtime.errors.ConfigError` whose message names the file, the key and what is
+:class:`~realtime.core.errors.ConfigError` whose message names the file, the key and what is
 allowed. Nothing is silently clamped or "corrected".
 
 Lengths in pixels (``aperture_px``, ``max_coc_px``, ...) are given for a 720-pixel-high frame
@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from realtime.core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -313,7 +313,7 @@ def _check_consistency(p: Preset, origin: str) -> None:
 
 def presets_dir():
     """``configs/`` of a source checkout, else the copy installed as ``realtime.presets``."""
-    here = Path(__file__).resolve().parent.parent / "configs"
+    here = Path(__file__).resolve().parents[2] / "configs"
     if here.is_dir():
         return here
     return resources.files("realtime.presets")

@@ -37,14 +37,14 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from . import models
-from .config import DepthBackend as DepthBackendKind
-from .config import DepthConfig, DepthFit
-from .depth_graph import FinalConv, split_final_conv
-from .errors import ModelError, SinkError, StageError
-from .focus import OneEuroFilter
-from .frames import check_disparity, check_frame, check_matte, readonly
-from .stage import Stage
+from realtime.core import models
+from realtime.core.config import DepthBackend as DepthBackendKind
+from realtime.core.config import DepthConfig, DepthFit
+from realtime.stages.depth_graph import FinalConv, split_final_conv
+from realtime.core.errors import ModelError, SinkError, StageError
+from realtime.stages.focus import OneEuroFilter
+from realtime.core.frames import check_disparity, check_frame, check_matte, readonly
+from realtime.core.stage import Stage
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Where the real models and the real test footage live, and small readers for them.
 
 Used by the tests, the evaluation tools and the benchmark (never by the running product):
-``../shared`` beside the repository (or ``/work/shared``), overridden by ``REALTIME_MODEL_DIR``
+``../shared`` beside the repository (or beside the working directory), overridden by ``REALTIME_MODEL_DIR``
 and ``REALTIME_DATA_DIR``.
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def shared_dir() -> Path:
-    for cand in (ROOT.parent / "shared", Path.cwd().parent / "shared", Path("/work/shared")):
+    for cand in (ROOT.parent / "shared", Path.cwd().parent / "shared"):
         if (cand / "models").is_dir() or (cand / "data").is_dir():
             return cand
     return ROOT.parent / "shared"

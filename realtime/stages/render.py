@@ -1,0 +1,350 @@
+"""Lens renderer: signed circle of confusion from disparity, then an occlusion-correct bokeh.
+
+:func:`coc_from_disparity` turns disparity into a signed CoC in pixels (negative = in front of
+the focus plane). :func:`render_bokeh` renders a frame through a lens with that CoC: a flat
+disk (or n-gon) point spread of per-pixel radius, gathered in linear light with a highlight
+boost, the far field foreground-free (no halo around the sharp subject), the near field spread
+over what is behind it, the subject composited with the soft matte. :class:`Lens` holds the
+lookup tables and the per-size buffers; :class:`Renderer` is the pipeline stage.
+See ``docs/render.md`` for the design and the measured numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import cv2
+import numba
+import numpy as np
+
+from shaders import bokeh
+from shaders.color import ColorLuts, make_luts
+
+from realtime.core.config import RenderConfig
+from realtime.core.errors import ConfigError, FrameShapeError, FrameTypeError
+from realtime.core.frames import check_disparity, check_frame, check_matte, check_plane
+from realtime.core.stage import Stage
+
+REFERENCE_HEIGHT = 720  # lengths in presets are given for a 720-pixel-high frame
+
+# Render the layers at full resolution while the gather work stays below what the
+# half-resolution path costs at 720p with the default 24 px: small frames (and small blurs on
+# mid-sized ones) get the exact full-resolution lens, large ones the fast half-resolution one.
+# Work = layer pixels x (radius + a fixed cost per pixel worth about 10 disk-row pairs, measured).
+GATHER_FIXED = 10
+FULL_RES_WORK = (1280 * 720 // 4) * (12 + GATHER_FIXED)
+
+# Half-resolution layers: the 2x2 block sums and the bilinear upsampling widen a disk by about
+# two full-res pixels; the gather radius is shrunk by as much (in layer pixels) so that a disk
+# still reaches r +/- 1.5 px. The reach of a 3-px line moves in steps of a layer pixel (2 px)
+# with the radius, plus 1 px between the two sides (an odd width over 2x2 blocks): 3 px in all,
+# so only this shrink centres it: r - 1.5 exactly where r / 2 - 1.25 is a whole number, up to
+# r + 1.45 just past it (measured for r = 4..24 px on a 0.05-px grid, tests/test_render.py).
+HALF_RES_SHRINK = 1.25
+
+MAX_COC_PX = 256.0  # any CoC is clamped to this many pixels
+ROW_CHUNK = 8       # layer rows a thread takes at a time
+
+
+def coc_from_disparity(disparity: np.ndarray, focus: float, aperture_px: float, max_coc_px: float,
+                       *, out: np.ndarray | None = None) -> np.ndarray:
+    """Signed CoC in pixels: ``aperture_px * (focus - disparity)`` clamped to +/- ``max_coc_px``.
+
+    Negative = nearer than the focus plane, positive = behind it. A non-finite ``focus``,
+    ``aperture_px`` or ``max_coc_px``, or a negative ``max_coc_px``, raises :class:`ConfigError`
+    (a NaN CoC map would silently render as all in focus).
+    """
+    if not isinstance(disparity, np.ndarray) or disparity.ndim != 2:
+        raise FrameShapeError(f"disparity must be an (H, W) array, got "
+                              f"{getattr(disparity, 'shape', type(disparity).__name__)}")
+    check_disparity(disparity, disparity.shape)
+    focus, aperture, limit = lens_params(focus, aperture_px, max_coc_px)
+    if out is None:
+        out = np.empty(disparity.shape, np.float32)
+    else:
+        check_plane(out, disparity.shape, "out")
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.subtract(np.float32(focus), disparity, out=out)
+        out *= np.float32(aperture)
+    np.clip(out, -limit, limit, out=out)
+    return out
+
+
+def lens_params(focus: float, aperture_px: float, max_coc_px: float) -> tuple[float, float, float]:
+    """The three numbers of :func:`coc_from_disparity` as floats, checked: finite, and the CoC
+    bound not negative."""
+    values = []
+    for name, v in (("focus", focus), ("aperture_px", aperture_px), ("max_coc_px", max_coc_px)):
+        try:
+            f = float(v)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{name} must be a number, got {v!r}") from e
+        if not math.isfinite(f):
+            raise ConfigError(f"{name} must be finite, got {f}")
+        values.append(f)
+    if values[2] < 0.0:
+        raise ConfigError(f"max_coc_px must not be negative, got {values[2]}")
+    return values[0], values[1], values[2]
+
+
+class Lens:
+    """The lens model of one :class:`RenderConfig`: tables built once, buffers once per size.
+
+    Not thread-safe: one lens per thread (``render_bokeh`` keeps one per thread).
+    """
+
+    def __init__(self, config: RenderConfig | None = None) -> None:
+        self.config = config or RenderConfig()
+        self.luts: ColorLuts = make_luts(self.config.highlight_boost, self.config.highlight_threshold)
+        self._shapes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._key: tuple | None = None
+        self._bufs: dict = {}
+        self._rects: dict[int, np.ndarray] = {}
+        self._rows = np.zeros(0, np.int32)
+
+    # -- public ------------------------------------------------------------------------------
+    def render(self, frame_bgr: np.ndarray, coc_px: np.ndarray, matte: np.ndarray | None = None,
+               out: np.ndarray | None = None, *, coc_limit: float | None = None) -> np.ndarray:
+        """See :func:`render_bokeh`. ``coc_limit``: a bound the caller guarantees on ``|coc_px|``
+        (saves two passes over the map; larger values are clamped to it)."""
+        check_frame(frame_bgr, "frame_bgr")
+        h, w = frame_bgr.shape[:2]
+        check_plane(coc_px, (h, w), "coc_px")
+        if matte is not None:
+            check_matte(matte, (h, w))
+        out = self._out(out, frame_bgr)
+        coc = np.ascontiguousarray(coc_px)
+        if coc_limit is None:
+            if self._rows.shape[0] != h:
+                self._rows = np.zeros(h, np.int32)
+            bokeh.abs_max_bits(coc, self._rows)
+            top = int(self._rows.max())
+            lim = MAX_COC_PX if top >= 0x7F800000 else float(np.int32(top).view(np.float32))
+        else:
+            lim = float(coc_limit)
+        self._run(frame_bgr, coc, matte, lim, out, None)
+        return out
+
+    def render_disparity(self, frame_bgr: np.ndarray, disparity: np.ndarray, focus: float,
+                         aperture_px: float, max_coc_px: float, matte: np.ndarray | None,
+                         out: np.ndarray | None, coc_out: np.ndarray) -> np.ndarray:
+        """:meth:`render` of ``coc_from_disparity(disparity, focus, aperture_px, max_coc_px)``,
+        the CoC computed in the same pass over the frame and written to ``coc_out`` (the same
+        values as ``coc_from_disparity``)."""
+        check_frame(frame_bgr, "frame_bgr")
+        h, w = frame_bgr.shape[:2]
+        check_disparity(disparity, (h, w))
+        check_plane(coc_out, (h, w), "coc_out")
+        if matte is not None:
+            check_matte(matte, (h, w))
+        focus, aperture, limit = lens_params(focus, aperture_px, max_coc_px)
+        out = self._out(out, frame_bgr)
+        disp = np.ascontiguousarray(disparity)
+        self._run(frame_bgr, disp, matte, limit, out, (np.float32(focus), np.float32(aperture), coc_out))
+        return out
+
+    # -- the passes --------------------------------------------------------------------------
+    @staticmethod
+    def _out(out: np.ndarray | None, frame_bgr: np.ndarray) -> np.ndarray:
+        if out is None:
+            return np.empty_like(frame_bgr)
+        _check_out(out, frame_bgr.shape)
+        return out
+
+    def _run(self, frame_bgr, src, matte, lim, out, lens) -> None:
+        h, w = frame_bgr.shape[:2]
+        m = np.ascontiguousarray(matte) if matte is not None else src
+        tol = np.float32(self.config.subject_near_px * h / REFERENCE_HEIGHT)
+        if not lim <= MAX_COC_PX:  # inf or NaN somewhere: clamp, never index with it
+            lim = MAX_COC_PX
+        lim = max(lim, 0.0)
+        if not self.config.half_res_far or h * w * (lim + GATHER_FIXED) <= FULL_RES_WORK:
+            s = 1
+        else:
+            s = 2
+        kmax = int(math.ceil(lim / s)) + 1
+        kmax = 8 * ((kmax + 7) // 8)  # few distinct table sizes
+        b = self._buffers(h, w, s, kmax)
+        # rows differ in cost (the subject is cheap): threads take rows in small chunks, which
+        # also keeps one stalled thread from holding up the frame on a busy machine
+        with numba.parallel_chunksize(ROW_CHUNK):
+            self._render(frame_bgr, src, m, matte is not None, lens, s, lim, kmax, tol, b, out)
+
+    def _render(self, frame_bgr, src, m, has_matte, lens, s, lim, kmax, tol, b, out) -> None:
+        wt, areas = self._shape(kmax)
+        d_max = kmax + 2
+        rmax = np.float32(kmax + 1 - 1e-3)
+        shrink = np.float32(HALF_RES_SHRINK if s == 2 else 0.0)
+        flim = np.float32(lim)
+        if lens is None:
+            focus, aperture, coc_out = np.float32(0.0), np.float32(0.0), _NO_COC
+        else:
+            focus, aperture, coc_out = lens
+        bokeh.split_layers(frame_bgr, src, m, has_matte, lens is not None, focus, aperture, s,
+                           self.luts.decode, tol, flim, b["pad"], b["split_scratch"], b["near_dirty"],
+                           coc_out, b["prefix"], b["near_src"], b["rw"], b["fw"], b["rnear"], b["need0"],
+                           b["alpha"])
+        # far field: foreground-free, its radius filled in behind the subject
+        ksize = (2 * kmax + 1, 2 * kmax + 1)
+        cv2.boxFilter(b["rw"], -1, ksize, dst=b["box_rw"], borderType=cv2.BORDER_REPLICATE)
+        cv2.boxFilter(b["fw"], -1, ksize, dst=b["box_fw"], borderType=cv2.BORDER_REPLICATE)
+        # upsampling reads the neighbours of every layer pixel that shows
+        cv2.dilate(b["need0"], _K3, dst=b["need"])
+        # the near field (rows the split found something in front of the focus plane on): every
+        # pixel it can reach gathers with the largest near CoC around it
+        near_on = bool(b["near_dirty"].any())
+        if near_on:
+            rn = float(b["rnear"].max())
+            kn = min(max(int(math.ceil(rn)), 1), kmax)
+            if kn not in self._rects:
+                self._rects[kn] = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * kn + 1, 2 * kn + 1))
+            cv2.dilate(b["rnear"], self._rects[kn], dst=b["rad_near"], borderType=cv2.BORDER_REPLICATE)
+            np.subtract(b["rad_near"], shrink, out=b["rad_near"])
+            np.clip(b["rad_near"], 0.0, rmax, out=b["rad_near"])
+        bokeh.gather_far(b["prefix"], b["rw"], b["fw"], b["box_rw"], b["box_fw"], shrink, rmax,
+                         b["rad_near"], near_on, b["need"], wt, d_max, b["pad"], b["scratch"],
+                         b["rad_rows"], self.luts.encode, b["far"])
+        bg = b["bg"]
+        if s == 2:
+            # even sizes: the far field goes straight into the output, the finish only touches
+            # what is not all far
+            direct = b["bg_full"].shape == out.shape and not np.may_share_memory(out, frame_bgr)
+            bg = out if direct else b["bg_full"]
+            cv2.resize(b["far"], bg.shape[1::-1], dst=bg, interpolation=cv2.INTER_LINEAR)
+        if near_on:
+            bokeh.row_prefix(b["near_src"], b["pad"], b["prefix"])
+            bokeh.gather_near(b["prefix"], b["rad_near"], wt, areas, d_max, b["pad"], b["scratch"],
+                              b["near"])
+        bokeh.finish(frame_bgr, b["alpha"], bg, self.luts.decode, self.luts.encode, b["near"],
+                     near_on, b["tap_y"], b["tap_x"], b["finish_scratch"], out)
+
+    # -- buffers -----------------------------------------------------------------------------
+    def _shape(self, kmax: int) -> tuple[np.ndarray, np.ndarray]:
+        if kmax not in self._shapes:
+            wt = bokeh.shape_table(kmax, self.config.blades)
+            self._shapes[kmax] = (wt, bokeh.shape_areas(wt))
+        return self._shapes[kmax]
+
+    def _buffers(self, h: int, w: int, s: int, kmax: int) -> dict:
+        key = (h, w, s)
+        if self._key != key:
+            hl, wl = (h + s - 1) // s, (w + s - 1) // s
+            n = bokeh.threads()
+            b = {
+                "split_scratch": np.zeros((n, bokeh.SEG * (6 * s + 5)), np.float32),
+                "near_dirty": np.zeros(hl, np.uint8),
+                "rad_rows": np.zeros((n, wl), np.float32),
+                "near_src": np.zeros((hl, wl, 4), np.float32),
+                # rows padded to whole 8-byte words: the finish reads eight pixels at a time
+                "alpha": np.zeros((h, 8 * ((w + 7) // 8)), np.uint8),
+                "need0": np.zeros((hl, wl), np.uint8),
+                "need": np.zeros((hl, wl), np.uint8),
+                "far": np.zeros((hl, wl, 3), np.uint8),
+                "near": np.zeros((hl, wl, 4), np.float32),
+                "scratch": np.zeros((n, 3, 4 * bokeh.RUN), np.float32),
+                "finish_scratch": np.zeros((n, 4), np.float32),
+                "tap_y": bokeh.bilinear_taps(h, hl, s),
+                "tap_x": bokeh.bilinear_taps(w, wl, s),
+                "pad": 0,
+            }
+            for name in ("rw", "fw", "box_rw", "box_fw", "rnear", "rad_near"):
+                b[name] = np.zeros((hl, wl), np.float32)
+            if s == 1:
+                b["bg"] = b["far"]
+            else:
+                # exactly s times the layer, so the resize keeps the layer's pixel centres (the
+                # finish reads its top-left h x w part)
+                b["bg_full"] = np.zeros((hl * s, wl * s, 3), np.uint8)
+                b["bg"] = b["bg_full"]
+            self._bufs, self._key = b, key
+        b = self._bufs
+        pad = kmax + 2
+        if b["pad"] < pad:  # grows only when a larger blur than ever before shows up
+            hl, wl = b["rw"].shape
+            # one more row, all zeros, stands for the rows outside the image
+            b["prefix"] = np.zeros((hl + 1, 4 * (wl + 2 * pad + 1)), np.float32)
+            b["pad"] = pad
+        return b
+
+
+_K3 = np.ones((3, 3), np.uint8)
+_NO_COC = np.zeros((1, 1), np.float32)  # the split writes no CoC when it is given one
+
+
+def _check_out(out: object, shape: tuple[int, ...]) -> None:
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint8:
+        raise FrameTypeError(f"out must be a uint8 array of shape {shape}, got "
+                             f"{getattr(out, 'dtype', type(out).__name__)}")
+    if out.shape != shape or not out.flags.c_contiguous or not out.flags.writeable:
+        raise FrameShapeError(f"out must be a writable C-contiguous array of shape {shape}, got "
+                              f"{out.shape}")
+
+
+_local = threading.local()
+
+
+def render_bokeh(frame_bgr: np.ndarray, coc_px: np.ndarray, matte: np.ndarray | None = None, *,
+                 out: np.ndarray | None = None, config: RenderConfig | None = None) -> np.ndarray:
+    """Render ``frame_bgr`` through a lens with the signed CoC map ``coc_px``; returns uint8 BGR.
+
+    ``matte`` (optional, soft, [0, 1]) marks the subject, which stays sharp unless it is clearly
+    in front of the focus plane. ``config`` gives the aperture shape and highlight boost (the
+    default preset otherwise); buffers are kept per thread and reused for frames of one size.
+    """
+    cfg = config or RenderConfig()
+    lenses = getattr(_local, "lenses", None)
+    if lenses is None:
+        lenses = _local.lenses = {}
+    lens = lenses.get(cfg)
+    if lens is None:
+        if len(lenses) > 4:
+            lenses.clear()
+        lens = lenses[cfg] = Lens(cfg)
+    return lens.render(frame_bgr, coc_px, matte, out)
+
+
+class Renderer(Stage):
+    name = "render"
+
+    def __init__(self, config: RenderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.lens = Lens(config)
+        self._coc: np.ndarray | None = None
+        self._out: np.ndarray | None = None
+
+    def configure(self, config: RenderConfig) -> None:
+        """A new [render] section while running: the lens is rebuilt only when its tables change
+        (aperture shape, highlight boost); buffers are kept."""
+        super().configure(config)
+        old = self.lens.config
+        if (old.blades, old.highlight_boost, old.highlight_threshold) != (
+                config.blades, config.highlight_boost, config.highlight_threshold):
+            self.lens = Lens(config)
+        else:
+            self.lens.config = config
+
+    def scaled(self, height: int) -> tuple[float, float]:
+        """(aperture_px, max_coc_px) for a frame of this height."""
+        s = height / REFERENCE_HEIGHT
+        return self.config.aperture_px * s, self.config.max_coc_px * s
+
+    def process(self, frame: np.ndarray, timestamp_ms: int, matte: np.ndarray, disparity: np.ndarray,
+                focus: float) -> tuple[np.ndarray, np.ndarray]:
+        self._begin(timestamp_ms)
+        check_frame(frame)
+        h, w = frame.shape[:2]
+        check_matte(matte, (h, w))
+        check_disparity(disparity, (h, w))
+        if self._out is None or self._out.shape != frame.shape:
+            self._out = np.empty_like(frame)
+            self._coc = np.empty((h, w), np.float32)
+        aperture, max_coc = self.scaled(h)
+        if not self.config.effect:
+            coc_from_disparity(disparity, focus, aperture, max_coc, out=self._coc)
+            np.copyto(self._out, frame)
+        else:
+            # the CoC is computed by the renderer's own pass over the frame
+            self.lens.render_disparity(frame, disparity, focus, aperture, max_coc, matte, self._out, self._coc)
+        return self._out, self._coc
