@@ -206,23 +206,21 @@ def run(args: argparse.Namespace) -> int:
         pipeline.warmup(source.size)
         status = StatusLine(quiet=args.quiet)
         on_result = _first_frame_marker() if args.first_frame_marker else None
-        governor = None
-        if source.live and args.auto_quality == "on":
-            from realtime.app.scaling import QualityGovernor
-
-            governor = QualityGovernor(pipeline.apply, pipeline.preset, source.fps)
         from realtime.app.controls import Controller
+        from realtime.app.session import Session
 
-        controller = Controller(pipeline, adjust=lambda p: overrides(p, source.size), live_reload=source.live,
-                                apply=governor.rebase if governor is not None else None)
+        # The one owner of the live settings: keys, file reload and the governor submit to it.
+        session = Session(pipeline, adjust=lambda p: overrides(p, source.size), live_reload=source.live)
+        governor = session.governor(source.fps) if source.live and args.auto_quality == "on" else None
+        controller = Controller(pipeline, session=session)
         try:
             for s in opened:
                 if isinstance(s, sk.PreviewSink):
                     controller.bind(s)
             report = run_stream(pipeline, source, opened, status=status, max_frames=args.frames,
-                                on_result=on_result, governor=governor, hooks=[controller.poll])
+                                on_result=on_result, governor=governor, session=session)
         finally:
-            controller.close()
+            session.close()
         if report.interrupted and not source.live:
             print(f"{PROG}: interrupted after {report.frames} frames; unfinished file outputs were discarded",
                   file=sys.stderr)

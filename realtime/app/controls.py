@@ -1,17 +1,17 @@
 """Live controls for the preview window, with no window dependency.
 
-A :class:`Controller` turns keys and clicks into preset changes (through ``Preset.replace``,
-so every value is validated, then ``Pipeline.apply``), picks what the preview shows (output or
-a debug view) and draws the help overlay and short messages. A window is only needed to feed
-it keys and clicks: :meth:`Controller.bind` wires a :class:`~realtime.io.sinks.PreviewSink`.
+A :class:`Controller` turns keys and clicks into changes submitted to the session's one owner
+of live settings (:class:`~realtime.app.session.Session`: every value validated through
+``Preset.replace``), and draws what the preview shows (output or a debug view), the help
+overlay and short messages. A window is only needed to feed it keys and clicks:
+:meth:`Controller.bind` wires a :class:`~realtime.io.sinks.PreviewSink`.
 
-Per frame the loop calls :meth:`Controller.poll` before ``pipeline.process``, while the
-pipeline is idle: keys, clicks and live reload only *record* changes, and ``poll`` is the one
-place that applies them to the pipeline (presets, the focus override). Keys and clicks arrive
-inside the preview sink's ``write``, when the pipeline may still be running a stalled frame in
-the watchdog's thread, so applying them there could race it. :meth:`Controller.observe` after
-``process`` gives the result the debug views and click-to-focus read (``bind`` does this from
-the preview's ``OutputFrame.result`` by itself).
+Keys and clicks arrive inside the preview sink's ``write``, when the pipeline may still be
+running a stalled frame in the watchdog's thread, so they only *record* changes; the session's
+``poll``, between two frames, applies them (:meth:`Controller.poll` is that poll, for a
+controller used on its own). :meth:`Controller.observe` after ``process`` gives the result the
+debug views and click-to-focus read (``bind`` does this from the preview's
+``OutputFrame.result`` by itself).
 
 Choices:
 
@@ -40,18 +40,16 @@ import cv2
 import numpy as np
 
 from realtime.app import debugviews as dv
-from realtime.core.config import Preset, RenderConfig, builtin_presets, load_preset
+from realtime.app.session import CLICK_RADIUS, VIEWS, Session, focus_target  # noqa: F401 (re-exported)
+from realtime.core.config import Preset, RenderConfig
 from realtime.core.errors import PortraitCamError
-from realtime.app.reload import PresetWatcher
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("output", "matte", "disparity", "coc", "side-by-side")
 VIEW_LABELS = {"matte": "matte", "disparity": "disparity (red = near)", "coc": "CoC (orange near, blue far)",
                "side-by-side": "camera | output"}
 STEP = 1.25             # multiplicative step of aperture and maximum radius
 MIN_STEP_PX = 1.0       # first step up from 0; below this a step down gives 0
-CLICK_RADIUS = 0.015    # click-to-focus median window, as a fraction of the frame height
 MARKER_SECONDS = 1.0    # how long the focus marker stays after a click
 
 
@@ -101,121 +99,83 @@ def _knob_range(cls: type, name: str) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _smoothstep(t: float) -> float:
-    t = min(1.0, max(0.0, t))
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _spec_label(spec: str | Path) -> str:
-    s = str(spec)
-    return Path(s).stem if s.endswith(".toml") else s
-
-
 class Controller:
     """Keys, clicks and views for a running :class:`~realtime.pipeline.Pipeline`.
 
-    ``presets`` are the specs ``p`` cycles through (names or .toml paths), the first being the
-    one the pipeline runs now; by default that one (``pipeline.preset.source``) followed by the
-    built-in presets. ``adjust`` is applied to every preset loaded by cycling or reloading (for
-    command-line overrides such as ``--focus``). ``live_reload`` watches the current preset's
-    file (see :mod:`realtime.app.reload`).
-
-    The controls work on the *user's* preset (``preset``), which starts as the pipeline's and is
-    handed to ``apply`` (default ``pipeline.apply``) at the next poll. With automatic quality
-    scaling pass ``apply=governor.rebase``: the governor's level stays on top of the user's
-    settings, and its reduced values never come back as the base of a key press. Build the
-    controller before the run starts, when the pipeline's preset is still the user's.
+    Changes go to ``session`` (the one owner of the live settings). Without one the controller
+    makes its own :class:`~realtime.app.session.Session` from the remaining arguments (see
+    there: ``presets``, ``adjust``, ``live_reload``, ``apply``...) and closes it with itself.
     """
 
     def __init__(self, pipeline, presets: Sequence[str | Path] | None = None, *,
                  adjust: Callable[[Preset], Preset] | None = None, live_reload: bool = True,
                  clock: Callable[[], float] = time.monotonic, message_seconds: float = 2.5,
                  focus_pull_s: float = 0.3, reload_interval: float = 0.25,
-                 apply: Callable[[Preset], object] | None = None) -> None:
+                 apply: Callable[[Preset], object] | None = None, session: Session | None = None) -> None:
         self.pipeline = pipeline
-        self._apply_fn = apply or pipeline.apply
-        self._base: Preset = pipeline.preset   # the user's settings as last applied
-        self._specs = list(presets) if presets else self._default_specs(pipeline.preset)
-        self._index = 0
-        self._adjust = adjust or (lambda p: p)
-        self._clock = clock
-        self.message_seconds = float(message_seconds)
-        self.focus_pull_s = float(focus_pull_s)
-        self.view = VIEWS[0]
+        self._own_session = session is None
+        if session is None:
+            session = Session(pipeline, presets, adjust=adjust, live_reload=live_reload,
+                              reload_interval=reload_interval, clock=clock, message_seconds=message_seconds,
+                              focus_pull_s=focus_pull_s, apply=apply)
+        self.session = session
+        self._clock = session._clock
         self.help_visible = False
-        self._effect_off = not pipeline.preset.render.effect
-        self._message = ""
-        self._message_until = 0.0
-        self._target: Preset | None = None     # preset to apply at the next poll
-        self._auto_focus = False                # give focus back to the tracker at the next poll
-        self._pull: tuple[float, float, float] | None = None  # (from, to, start time)
         self._marker: tuple[float, float, float] | None = None  # (x, y) in frame pixels, time
         self._input: np.ndarray | None = None
         self._result = None
         self._shown_size: tuple[int, int] | None = None
         self._buffers = dv.Buffers()
-        self.watcher: PresetWatcher | None = None
-        if live_reload:
-            self.watcher = PresetWatcher(self._specs[0], self._reloaded, self._reload_failed, reload_interval,
-                                         clock=clock)
         self._actions = {k: getattr(self, b.action) for b in BINDINGS for k in b.keys}
 
-    @staticmethod
-    def _default_specs(current: Preset) -> list[str | Path]:
-        names = builtin_presets()
-        src = current.source
-        if src.startswith("configs/") and src[8:-5] in names:
-            first: str | Path = src[8:-5]
-        elif src:
-            first = Path(src)
-        else:
-            first = current.name if current.name in names else names[0]
-        return [first, *(n for n in names if n != first)]
-
-    # -- per frame -------------------------------------------------------------------------
+    # -- the session's state, as the controls see it -----------------------------------------
     @property
     def preset(self) -> Preset:
-        """The user's preset as the controls see it: what the next :meth:`poll` applies, else
-        the one last applied."""
-        return self._target if self._target is not None else self._base
+        """The user's preset: what the next poll applies, else the one last applied."""
+        return self.session.preset
 
+    @property
+    def view(self) -> str:
+        return self.session.view
+
+    @view.setter
+    def view(self, value: str) -> None:
+        self.session.set_view(value)
+
+    @property
+    def focus_pull_s(self) -> float:
+        return self.session.focus_pull_s
+
+    @focus_pull_s.setter
+    def focus_pull_s(self, value: float) -> None:
+        self.session.focus_pull_s = float(value)
+
+    @property
+    def message_seconds(self) -> float:
+        return self.session.message_seconds
+
+    @property
+    def watcher(self):
+        return self.session.watcher
+
+    @property
+    def message(self) -> str:
+        """The current short message ('' once it has expired), e.g. for the status line."""
+        return self.session.message
+
+    def _say(self, text: str, seconds: float | None = None) -> str:
+        return self.session.say(text, seconds)
+
+    # -- per frame -------------------------------------------------------------------------
     def poll(self) -> None:
-        """Before each ``pipeline.process``, with the pipeline idle: apply what keys, clicks and
-        live reload recorded, and advance the focus pull."""
-        if self.watcher is not None:
-            self.watcher.poll()
-        if self._target is not None:
-            target, self._target = self._target, None
-            try:
-                self._apply_fn(target)
-                self._base = target
-            except PortraitCamError as e:  # e.g. a model the preset names cannot be loaded
-                log.warning("preset %s not applied: %s", target.name, e)
-                self._say(f"preset {target.name} not applied: {e}", max(self.message_seconds, 6.0))
-        if self._auto_focus:
-            self._auto_focus = False
-            self.pipeline.focus.override = None
-        if self._pull is not None:
-            a, b, t0 = self._pull
-            k = _smoothstep((self._clock() - t0) / self.focus_pull_s) if self.focus_pull_s > 0 else 1.0
-            self.pipeline.focus.override = a + (b - a) * k
-            if k >= 1.0:
-                self._pull = None
+        """Before each ``pipeline.process``, with the pipeline idle: the session applies what
+        keys, clicks and live reload submitted (the streaming loop polls the session itself)."""
+        self.session.poll()
 
     def observe(self, input_frame: np.ndarray, result) -> None:
         """After each ``pipeline.process``: the frame and result the views and clicks use."""
         self._input = input_frame
         self._result = result
-
-    @property
-    def message(self) -> str:
-        """The current short message ('' once it has expired), e.g. for the status line."""
-        return self._message if self._clock() < self._message_until else ""
-
-    def _say(self, text: str, seconds: float | None = None) -> str:
-        self._message = text
-        self._message_until = self._clock() + (self.message_seconds if seconds is None else seconds)
-        return text
 
     # -- keys ------------------------------------------------------------------------------
     def handle_key(self, ch: str) -> str:
@@ -225,26 +185,26 @@ class Controller:
             return self._say(f"key {ch!r} does nothing; h shows the keys")
         return self._say(action())
 
-    def _apply(self, preset: Preset) -> None:
-        """Have ``preset`` applied at the next poll, keeping session state (effect switched off)."""
-        if self._effect_off and preset.render.effect:
-            preset = preset.replace({"render": {"effect": False}})
-        self._target = preset
-
     def _step(self, key: str, up: bool, what: str) -> str:
         lo, hi = _knob_range(RenderConfig, key)
-        v = float(getattr(self.preset.render, key))
-        if up:
-            new = max(v * STEP, MIN_STEP_PX)
-        else:
-            new = v / STEP
-            if new < MIN_STEP_PX:
-                new = lo
-        new = round(min(hi, max(lo, new)), 2)
+        done: list[float] = []
+
+        def change(p: Preset) -> Preset:
+            v = float(getattr(p.render, key))
+            if up:
+                new = max(v * STEP, MIN_STEP_PX)
+            else:
+                new = v / STEP
+                if new < MIN_STEP_PX:
+                    new = lo
+            new = round(min(hi, max(lo, new)), 2)
+            done.append(new)
+            return p.replace({"render": {key: new}})
         try:
-            self._apply(self.preset.replace({"render": {key: new}}))
+            self.session.update(change)
         except PortraitCamError as e:
             return f"cannot change {what}: {e}"
+        new = done[-1]
         edge = " (maximum)" if new >= hi else " (minimum)" if new <= lo else ""
         return f"{what} {new:g} px{edge}"
 
@@ -261,53 +221,24 @@ class Controller:
         return self._step("max_coc_px", False, "max blur radius")
 
     def toggle_effect(self) -> str:
-        self._effect_off = not self._effect_off
-        p = self.preset
         try:
-            self._apply(p.replace({"render": {"effect": not self._effect_off}}))
+            return self.session.toggle_effect()
         except PortraitCamError as e:
-            self._effect_off = not self._effect_off
             return f"cannot switch the effect: {e}"
-        return "effect off" if self._effect_off else "effect on"
 
     def next_preset(self) -> str:
-        if len(self._specs) < 2:
-            return f"only one preset ({_spec_label(self._specs[0])})"
-        i = (self._index + 1) % len(self._specs)
-        spec = self._specs[i]
-        try:
-            preset = self._adjust(load_preset(spec))
-            self._apply(preset)
-        except PortraitCamError as e:
-            log.warning("preset %s not switched to: %s", _spec_label(spec), e)
-            return f"preset {_spec_label(spec)} not used: {e}"
-        self._index = i
-        if self.watcher is not None:
-            self.watcher.watch(spec)
-        return f"preset {preset.name}" + (" (effect off)" if self._effect_off else "")
+        return self.session.next_preset()
 
     def next_view(self) -> str:
-        self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
-        return f"view: {self.view}"
+        return self.session.next_view()
 
     def auto_focus(self) -> str:
-        self._pull = None
         self._marker = None
-        self._auto_focus = True
-        return "focus: automatic"
+        return self.session.auto_focus()
 
     def toggle_help(self) -> str:
         self.help_visible = not self.help_visible
         return "help on" if self.help_visible else "help off (h shows it again)"
-
-    # -- live reload -----------------------------------------------------------------------
-    def _reloaded(self, preset: Preset) -> None:
-        self._apply(self._adjust(preset))  # applied by poll() right after the watcher's look
-        self._say(f"preset {preset.name} reloaded" + (" (effect off)" if self._effect_off else ""))
-
-    def _reload_failed(self, message: str) -> None:
-        log.warning("%s", message)
-        self._say(message, max(self.message_seconds, 6.0))
 
     # -- click to focus --------------------------------------------------------------------
     def _to_frame(self, x: float, y: float, shown: tuple[int, int], frame: tuple[int, int]) -> tuple[float, float]:
@@ -335,20 +266,10 @@ class Controller:
             return self._say("click inside the picture to focus")
         fx, fy = self._to_frame(x, y, shown, (fw, fh))
         fx, fy = min(fx, fw - 1), min(fy, fh - 1)
-        ix, iy = int(fx), int(fy)
-        rad = max(2, int(round(CLICK_RADIUS * fh)))
-        window = disp[max(0, iy - rad):iy + rad + 1, max(0, ix - rad):ix + rad + 1]
-        target = float(np.median(window))
-        current = self.pipeline.focus.override
-        if self._pull is not None:  # clicked again during a pull: continue from where it is
-            a, b, t0 = self._pull
-            k = _smoothstep((self._clock() - t0) / self.focus_pull_s) if self.focus_pull_s > 0 else 1.0
-            current = a + (b - a) * k
-        start = float(current) if isinstance(current, (int, float)) and not self._auto_focus else float(r.focus)
-        self._auto_focus = False
-        self._pull = (start, target, self._clock())  # the next poll holds focus at start, then pulls
+        target = focus_target(disp, fx, fy)
+        self.session.pull_focus(target, r.focus)  # the next poll holds focus at the start, then pulls
         self._marker = (fx, fy, self._clock())
-        return self._say(f"focus at {ix},{iy}: disparity {target:.2f} (f: automatic)")
+        return self._say(f"focus at {int(fx)},{int(fy)}: disparity {target:.2f} (f: automatic)")
 
     def _on_mouse(self, event: int, x: int, y: int) -> None:
         if event == cv2.EVENT_LBUTTONDOWN:
@@ -371,9 +292,10 @@ class Controller:
         return self.compose(out.frame, view="output")
 
     def close(self) -> None:
-        """Stop live reload (idempotent). The pipeline is the caller's to close."""
-        if self.watcher is not None:
-            self.watcher.close()
+        """Close the session if the controller made it (idempotent). The pipeline is the
+        caller's to close."""
+        if self._own_session:
+            self.session.close()
 
     def __enter__(self):
         return self
@@ -394,7 +316,7 @@ class Controller:
         result = self._result if result is None else result
         input_frame = self._input if input_frame is None else input_frame
         now = self._clock()
-        message = self._message if now < self._message_until else ""
+        message = self.message
         marker = self._marker if self._marker is not None and now - self._marker[2] < MARKER_SECONDS else None
         view = view or (self.view if result is not None else "output")
         if view == "side-by-side" and (input_frame is None or input_frame.shape != out_frame.shape):

@@ -20,9 +20,10 @@ from realtime.core.errors import SinkError
 from realtime.app.failsafe import Watchdog, privacy_frame, unavailable_card
 from realtime.pipeline import Pipeline, Result
 from realtime.app.scaling import QualityGovernor
+from realtime.app.session import Session
 from realtime.io.sinks import OutputFrame, Sink
 from realtime.io.sources import Source, SourceFrame
-from realtime.app.status import Stats, StatusLine, format_progress, format_status
+from realtime.app.status import Stats, StatusLine, format_progress, format_status, status_fields
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +96,16 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                deadline_ms: float | None = None, short_gap_s: float = 0.3,
                hooks: list[Callable[[], None]] | None = None,
                on_result: Callable[[SourceFrame, Result | None], None] | None = None,
-               governor: QualityGovernor | None = None) -> RunReport:
+               governor: QualityGovernor | None = None, session: Session | None = None,
+               status_interval_s: float = 0.25) -> RunReport:
     """Run until the source ends, a sink asks to quit, ``max_frames`` or Ctrl-C.
 
-    Sinks must already be open; the caller finishes and closes them. ``hooks`` run once per
-    loop turn in this thread (preset reload, controls). A ``governor`` (live sources only) steps
-    quality down when processing falls behind the frame rate and back up with headroom. When
-    every sink has failed the run stops with the last sink's error.
+    Sinks must already be open; the caller finishes and closes them. ``session`` (the owner of
+    the live settings) is polled between two frames, the one moment its submitted changes may
+    touch the pipeline, sees every result and gets the status every ``status_interval_s``.
+    ``hooks`` run once per loop turn in this thread too. A ``governor`` (live sources only)
+    steps quality down when processing falls behind the frame rate and back up with headroom.
+    When every sink has failed the run stops with the last sink's error.
     """
     status = status or StatusLine(quiet=True)
     stats = stats or Stats()
@@ -118,6 +122,18 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
     generation = None
     lost_since: float | None = None
     note = ""
+    published = -1e9
+
+    def publish(now: float) -> None:
+        nonlocal published
+        if session is None or now - published < status_interval_s:
+            return
+        published = now
+        st = status_fields(stats, source.dropped)
+        st.update(live=live, total=source.total, note=note, fail_closed=fail.failing_since is not None,
+                  fail_reason=fail.reason or "", camera_lost=lost_since is not None,
+                  quality=governor.status() if governor is not None else "")
+        session.publish_status(st)
 
     def describe_busy() -> str:
         return f"{pipeline.current_stage or 'pipeline'} stage"
@@ -143,6 +159,8 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
     try:
         while max_frames is None or report.frames < max_frames:
             if not watchdog.busy:  # hooks may change the pipeline: never under a stalled frame
+                if session is not None:
+                    session.poll()
                 for hook in hooks or ():
                     hook()
             lost = getattr(source, "lost", False)
@@ -159,6 +177,7 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                     deliver(OutputFrame(card, None, None, "", -1, now), only_live=True)
                     note = f"CAMERA LOST {now - lost_since:.0f} s: reconnecting"
                     status.update(format_status(stats, source.dropped, note))
+                    publish(now)
                     if any(s.quit_requested for s in active):
                         report.quit_by_user = True
                         break
@@ -187,12 +206,15 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                 shown = fail.bad(sf.frame, reason, now)
                 out = OutputFrame(shown, None, None, sf.name, sf.index, sf.captured_at, input=sf.frame)
                 note = f"FAIL-CLOSED: {reason}"
+            if session is not None:
+                session.observe(sf.frame, result)
             if on_result is not None:
                 on_result(sf, result)
             deliver(out)
             now = time.perf_counter()
             stats.record(result.timings_ms if result is not None else {}, (now - sf.captured_at) * 1000.0, now)
             report.frames += 1
+            publish(now)
             if live:
                 gov = governor.status() if governor is not None else ""
                 status.update(format_status(stats, source.dropped, " | ".join(x for x in (note, gov) if x)))

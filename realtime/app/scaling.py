@@ -42,13 +42,27 @@ LEVELS = (
 )
 
 
-class QualityGovernor:
-    """Watches per-frame processing time against the frame budget and picks a level."""
+def level_preset(base: Preset, level: int) -> Preset:
+    """The user's preset ``base`` at quality ``level`` (0 = as it is)."""
+    return base.replace(LEVELS[level].changes(base)) if level else base
 
-    def __init__(self, apply: Callable[[Preset], Any], base: Preset, target_fps: float, *,
+
+class QualityGovernor:
+    """Watches per-frame processing time against the frame budget and picks a level.
+
+    With ``on_level`` (a :class:`~realtime.app.session.Session` owns the settings) the governor
+    only decides: each new level is handed to ``on_level``, which applies it on top of the
+    user's settings. Without it, ``apply`` gets the preset for the level computed from ``base``.
+    """
+
+    def __init__(self, apply: Callable[[Preset], Any] | None, base: Preset, target_fps: float, *,
                  window: int = 20, down_margin: float = 0.95, up_margin: float = 0.65,
-                 cooldown_s: float = 1.0, up_after_s: float = 3.0) -> None:
+                 cooldown_s: float = 1.0, up_after_s: float = 3.0,
+                 on_level: Callable[[int], Any] | None = None) -> None:
+        if (apply is None) == (on_level is None):
+            raise ValueError("give the governor either apply or on_level")
         self._apply = apply
+        self._on_level = on_level
         self.base = base
         self.budget_ms = 1000.0 / target_fps
         self.level = 0
@@ -66,17 +80,21 @@ class QualityGovernor:
         return "" if self.level == 0 else f"quality -{self.level}: {self.label}"
 
     def preset_for(self, level: int) -> Preset:
-        return self.base.replace(LEVELS[level].changes(self.base))
+        return level_preset(self.base, level)
 
     def rebase(self, preset: Preset) -> None:
         """The user changed settings: keep the current level on top of the new base."""
         self.base = preset
-        self._apply(self.preset_for(self.level))
+        if self._apply is not None:
+            self._apply(self.preset_for(self.level))
 
     def _set(self, level: int, now: float, why: str) -> str:
         old = self.level
         self.level = level
-        self._apply(self.preset_for(level))
+        if self._on_level is not None:
+            self._on_level(level)
+        else:
+            self._apply(self.preset_for(level))
         self._changed_at = now
         self._headroom_since = None
         self.window.clear()

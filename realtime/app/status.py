@@ -73,6 +73,14 @@ def format_status(stats: Stats, dropped: int = 0, note: str = "") -> str:
     return " | ".join(parts)
 
 
+def status_fields(stats: Stats, dropped: int = 0) -> dict:
+    """The status line's numbers as plain values (the control page shows them)."""
+    return {"fps": round(stats.fps, 1), "latency_p50_ms": round(stats.latency_pct(50), 1),
+            "latency_p95_ms": round(stats.latency_pct(95), 1),
+            "stages_ms": {k: round(stats.stage_median(k), 1) for k in list(stats.stages)},
+            "dropped": int(dropped), "frames": stats.frames}
+
+
 def format_eta(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     m, s = divmod(seconds, 60)
