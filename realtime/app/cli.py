@@ -161,6 +161,10 @@ def run(args: argparse.Namespace) -> int:
             p = apply_focus(p, args.focus, size)
         return p
 
+    from realtime.io.paths import check_job_paths, kept_summary
+
+    check_job_paths(args.input, [] if args.debug_strip else list(args.output or []), save_matte=args.save_matte,
+                    save_depth=args.save_depth)
     preset = overrides(load_preset(args.preset))
     if args.debug_strip:
         return debug_strip(args, preset, overrides)
@@ -222,8 +226,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             session.close()
         if report.interrupted and not source.live:
-            print(f"{PROG}: interrupted after {report.frames} frames; unfinished file outputs were discarded",
-                  file=sys.stderr)
+            ok = True  # stopped, not failed: this line says what was kept
+            print(f"{PROG}: interrupted after {report.frames} frames; {kept_summary(opened)}", file=sys.stderr)
             return 130
         for s in opened:
             s.finish()
@@ -240,8 +244,8 @@ def run(args: argparse.Namespace) -> int:
         if pipeline is not None:
             pipeline.close()
         source.close()
-        if not ok:
-            log.debug("run ended early")
+        if not ok and any(getattr(s, "folder", None) and s.written for s in opened):
+            print(f"{PROG}: the job did not finish; {kept_summary(opened)}", file=sys.stderr)
 
 
 def debug_strip(args: argparse.Namespace, preset, overrides) -> int:
@@ -257,6 +261,9 @@ def debug_strip(args: argparse.Namespace, preset, overrides) -> int:
     if len(outs) != 1 or not outs[0].lower().endswith((".png", ".jpg", ".jpeg")):
         raise ConfigError("--debug-strip writes one picture: give exactly one --output FILE.png")
     target = outs[0]
+    from realtime.io.paths import check_job_paths
+
+    check_job_paths(args.input, [], picture=target)
     with open_source(args.input, size=args.size, fps=args.fps or preset.capture.fps, fourcc=preset.capture.fourcc,
                      camera_size=(preset.capture.width, preset.capture.height)) as source:
         preset = overrides(preset, source.size)

@@ -30,6 +30,7 @@ import numpy as np
 
 from realtime.core.errors import SinkError, VirtualCameraUnavailableError
 from realtime.core.stage import Closable
+from realtime.io.paths import make_folders, remove_if_empty
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,13 @@ class NullSink(Sink):
 
 def _atomic_png(path: Path, img: np.ndarray) -> None:
     tmp = path.with_name(f".{path.stem}.partial.png")
-    if not cv2.imwrite(str(tmp), img):
+    try:
+        if not cv2.imwrite(str(tmp), img):
+            raise SinkError(f"cannot write {path} (disk full or no permission?)")
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C mid-write included: no partial file is left behind
         tmp.unlink(missing_ok=True)
-        raise SinkError(f"cannot write {path} (disk full or no permission?)")
-    os.replace(tmp, path)
+        raise
 
 
 def _matte_u8(matte: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
@@ -109,10 +113,11 @@ class PngFolderSink(Sink):
         self.folder = Path(folder)
         self.plane = plane
         self.wants_matte = plane in ("rgba", "matte", "depth")
+        self._created: list[Path] = []
 
     def open(self, width: int, height: int, fps: float) -> None:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self._created = make_folders(self.folder)
         except OSError as e:
             raise SinkError(f"cannot create output folder {self.folder} ({e.strerror or e})") from e
         if not os.access(self.folder, os.W_OK):
@@ -134,6 +139,9 @@ class PngFolderSink(Sink):
         _atomic_png(self.folder / f"{out.name}.png", img)
         self.written += 1
 
+    def _release(self) -> None:
+        remove_if_empty(self._created)  # a job that wrote nothing leaves no folder behind
+
     def describe(self) -> str:
         what = {"frame": "PNG frames", "rgba": "RGBA PNG frames (alpha = matte)", "matte": "matte PNGs",
                 "depth": "disparity PNGs"}[self.plane]
@@ -153,11 +161,12 @@ class VideoFileSink(Sink):
         self._fps = fps
         self._writer: cv2.VideoWriter | None = None
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._created: list[Path] = []
 
     def open(self, width: int, height: int, fps: float) -> None:
         if self.path.parent and not self.path.parent.exists():
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._created = make_folders(self.path.parent)
             except OSError as e:
                 raise SinkError(f"cannot create folder for {self.path} ({e.strerror or e})") from e
         fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
@@ -191,6 +200,7 @@ class VideoFileSink(Sink):
             self._writer.release()
             self._writer = None
         self._tmp.unlink(missing_ok=True)
+        remove_if_empty(self._created)
 
     def describe(self) -> str:
         return f"{'matte video' if self.plane == 'matte' else 'video'} {self.path}"
