@@ -20,13 +20,14 @@ import numba
 import numpy as np
 
 from realtime.core.config import Preset, load_preset
-from realtime.stages.depth import DepthBackend, DepthEstimator
+from realtime.stages.depth import DepthEstimator, DepthModel
 from realtime.stages.focus import FocusTracker
 from realtime.core.errors import StageError
 from realtime.core.frames import check_frame, check_plane, readonly
 from realtime.stages.render import Renderer
 from realtime.stages.segmentation import SegmentationBackend, Segmenter
 from realtime.core.stage import Stage
+from realtime.core.threads import set_process_policy
 from realtime.stages.temporal import Stabiliser
 
 STAGES = ("segmentation", "depth", "temporal", "focus", "render")
@@ -84,8 +85,9 @@ class Pipeline(Stage):
 
     def __init__(self, preset: Preset | str | None = None, *,
                  segmentation_backend: SegmentationBackend | None = None,
-                 depth_backend: DepthBackend | None = None) -> None:
+                 depth_backend: DepthModel | None = None) -> None:
         super().__init__()
+        set_process_policy()
         if preset is None or isinstance(preset, str):
             preset = load_preset(preset or "portrait")
         self.preset = preset

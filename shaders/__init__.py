@@ -6,6 +6,31 @@ C-contiguous float32 (or uint8 frames); ``jit`` options live in :mod:`shaders.ji
 does not stall.
 """
 
-from .jit import warmup
+from __future__ import annotations
+
+import threading
+
+_lock = threading.Lock()
+_done = False
+
+
+def warmup() -> None:
+    """Compile every kernel once (idempotent, thread-safe).
+
+    The kernel modules are imported here, when warm-up is asked for, not when the package is:
+    importing one kernel module (which imports :mod:`shaders.jit`, and so this package) must not
+    import all the others, and no module imported by this package imports it back.
+    """
+    global _done
+    with _lock:
+        if _done:
+            return
+        from . import bokeh, depth, matte, temporal  # noqa: F401  (each registers its warm-up)
+        from .jit import warmups
+
+        for fn in warmups:
+            fn()
+        _done = True
+
 
 __all__ = ["warmup"]

@@ -69,7 +69,7 @@ def pack_model_input(frame, row_bounds, col_bounds, step, dy, dx, acc, out_x, ou
 
 @kernel
 def final_conv_up2(features, weight, bias, conv, out):
-    """The depth model's last layer (see realtime/depth_graph.py): ``relu(conv3x3 + bias)``, then x2.
+    """The depth model's last layer (see realtime/stages/depth/graph.py): ``relu(conv3x3 + bias)``, then x2.
 
     ``features`` ``(C, h, w)``, ``weight`` ``(C, 3, 3)`` (zero padding, stride 1, like the
     ONNX ``Conv`` it replaces), ``conv`` ``(h, w)`` scratch; ``out`` ``(2h, 2w)`` is the

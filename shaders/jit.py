@@ -3,21 +3,16 @@
 ``cache=True`` so compiled kernels are reused across runs; an explicit fastmath flag set (no
 ``nnan``/``ninf``: the fail-closed checks must still see NaN); ``parallel=True`` kernels use
 ``prange`` on their outer row loop only. :func:`register_warmup` lets each kernel module add a
-function that calls its kernels once on tiny inputs; :func:`warmup` runs them all.
+function that calls its kernels once on tiny inputs; :func:`shaders.warmup` runs them. This module
+knows nothing of the kernels (they import it, never the other way round) and changes nothing
+process-wide: the OpenMP wait policy is the application's choice (``realtime.core.threads``).
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Callable
 
-# Numba's OpenMP workers spin after each parallel region by default; on 2 cores that spinning
-# steals the CPU MediaPipe and onnxruntime need between our kernels (measured: segmentation
-# 19.7 vs 7.5 ms). Must be set before the OpenMP runtime starts, i.e. before any kernel runs.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba  # noqa: E402
+import numba
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
@@ -36,25 +31,10 @@ def inline(fn: Callable):
     return numba.njit(inline="always", **_JIT)(fn)
 
 
-_warmups: list[Callable[[], None]] = []
-_warm_lock = threading.Lock()
-_warm_done = False
+warmups: list[Callable[[], None]] = []
 
 
 def register_warmup(fn: Callable[[], None]) -> Callable[[], None]:
-    _warmups.append(fn)
+    """Decorator for a kernel module's warm-up (its kernels called once on tiny inputs)."""
+    warmups.append(fn)
     return fn
-
-
-def warmup() -> None:
-    """Compile every registered kernel once (idempotent, thread-safe)."""
-    global _warm_done
-    with _warm_lock:
-        if _warm_done:
-            return
-        # importing the kernel modules registers their warm-ups
-        from . import registry  # noqa: F401
-
-        for fn in _warmups:
-            fn()
-        _warm_done = True

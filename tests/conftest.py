@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from realtime.core.threads import set_process_policy
 from realtime.devtools import testdata
+
+set_process_policy()  # as the entry points do: the kernel tests run without a Pipeline
 
 ROOT = testdata.ROOT
 MODELS = testdata.use_shared_models()

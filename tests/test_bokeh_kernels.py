@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from shaders import bokeh
+from shaders import bokeh, gather
 from shaders.color import ENCODE_SIZE, boost_curve, encode_bits, linear_to_srgb, make_luts, srgb_to_linear
 
 RNG_SEED = 20240607
@@ -84,19 +84,19 @@ def _shape_mask(wt: np.ndarray, k: int) -> np.ndarray:
 
 def test_disk_table_is_pixel_centres_inside_radius():
     kmax = 13
-    wt = bokeh.shape_table(kmax)
+    wt = gather.shape_table(kmax)
     d_max = kmax + 2
     yy, xx = np.mgrid[-d_max:d_max + 1, -d_max:d_max + 1]
     for k in range(kmax + 2):
         expect = xx ** 2 + yy ** 2 <= k ** 2
         assert np.array_equal(_shape_mask(wt, k), expect), k
-    np.testing.assert_array_equal(bokeh.shape_areas(wt), [_shape_mask(wt, k).sum() for k in range(kmax + 2)])
+    np.testing.assert_array_equal(gather.shape_areas(wt), [_shape_mask(wt, k).sum() for k in range(kmax + 2)])
 
 
 @pytest.mark.parametrize("blades", [5, 6, 7, 9])
 def test_polygon_table_is_pixel_centres_inside_polygon(blades):
     kmax = 11
-    wt = bokeh.shape_table(kmax, blades)
+    wt = gather.shape_table(kmax, blades)
     d_max = kmax + 2
     yy, xx = np.mgrid[-d_max:d_max + 1, -d_max:d_max + 1].astype(np.float64)
     for k in range(kmax + 2):
@@ -251,7 +251,7 @@ def test_row_prefix_matches_cumsum():
     src = rng.random((h, w, 4), dtype=np.float32)
     p = np.full((h + 1, 4 * (w + 2 * pad + 1)), np.nan, np.float32)
     p[h] = 0.0
-    bokeh.row_prefix(src, pad, p)
+    gather.row_prefix(src, pad, p)
     q = p[:h].reshape(h, w + 2 * pad + 1, 4)
     cs = np.concatenate([np.zeros((h, 1, 4)), np.cumsum(src.astype(np.float64), axis=1)], axis=1)
     np.testing.assert_allclose(q[:, pad:pad + w + 1], cs, rtol=1e-5, atol=1e-6)
@@ -276,7 +276,7 @@ def test_far_radius_row_fills_behind_the_subject_and_clamps():
     for near_on in (False, True):
         out = np.empty((h, w), np.float32)
         for y in range(h):
-            bokeh.far_radius_row(rw, fw, box_rw, box_fw, np.float32(1.0), np.float32(7.5), rad_near,
+            gather.far_radius_row(rw, fw, box_rw, box_fw, np.float32(1.0), np.float32(7.5), rad_near,
                                  near_on, y, out[y])
         np.testing.assert_allclose(out, np.minimum(np.maximum(expect, rad_near), 7.5) if near_on else expect,
                                    rtol=1e-5, atol=1e-5)
@@ -306,7 +306,7 @@ def ref_blend_sum(src, wt, r, y, x):
 def _prefix(src, pad):
     h, w, _ = src.shape
     p = np.zeros((h + 1, 4 * (w + 2 * pad + 1)), np.float32)
-    bokeh.row_prefix(src, pad, p)
+    gather.row_prefix(src, pad, p)
     return p
 
 
@@ -322,13 +322,13 @@ def test_gather_far_matches_reference(blades):
     rad[4, :] = 3.0  # a run of equal K
     rad[5, :] = np.linspace(0, kmax + 0.99, w)
     need = (rng.random((h, w)) < 0.8).astype(np.uint8)
-    wt = bokeh.shape_table(kmax, blades)
+    wt = gather.shape_table(kmax, blades)
     pad = kmax + 2
     out = np.full((h, w, 3), 77, np.uint8)
-    scratch = np.zeros((bokeh.threads(), 3, 4 * bokeh.RUN), np.float32)
+    scratch = np.zeros((bokeh.threads(), 3, 4 * gather.RUN), np.float32)
     # radius planes that make far_radius_row hand back ``rad`` itself (all far field)
     ones, zeros = np.ones((h, w), np.float32), np.zeros((h, w), np.float32)
-    bokeh.gather_far(_prefix(src, pad), rad, ones, zeros, zeros, np.float32(0), np.float32(kmax + 1 - 1e-3),
+    gather.gather_far(_prefix(src, pad), rad, ones, zeros, zeros, np.float32(0), np.float32(kmax + 1 - 1e-3),
                      zeros, False, need, wt, kmax + 2, pad, scratch,
                      np.zeros((bokeh.threads(), w), np.float32), luts.encode, out)
     for y in range(h):
@@ -350,11 +350,11 @@ def test_gather_near_matches_reference():
     src[..., :3] = rng.uniform(0, 1, (h, w, 3)) * cov[..., None]
     rad = rng.uniform(0, kmax + 1 - 1e-3, (h, w)).astype(np.float32)
     rad[rng.random((h, w)) < 0.2] = 0.0
-    wt = bokeh.shape_table(kmax)
+    wt = gather.shape_table(kmax)
     pad = kmax + 2
     out = np.full((h, w, 4), np.nan, np.float32)
-    scratch = np.zeros((bokeh.threads(), 2, 4 * bokeh.RUN), np.float32)
-    bokeh.gather_near(_prefix(src, pad), rad, wt, bokeh.shape_areas(wt), kmax + 2, pad, scratch, out)
+    scratch = np.zeros((bokeh.threads(), 2, 4 * gather.RUN), np.float32)
+    gather.gather_near(_prefix(src, pad), rad, wt, gather.shape_areas(wt), kmax + 2, pad, scratch, out)
     ones = np.ones((h, w, 1))
     for y in range(h):
         for x in range(w):
@@ -374,7 +374,7 @@ def test_point_spreads_to_flat_disk_at_float_precision(r):
     src = np.zeros((n, n, 4), np.float32)
     src[c, c] = 1.0
     kmax = int(r) + 1
-    wt = bokeh.shape_table(kmax)
+    wt = gather.shape_table(kmax)
     pad = kmax + 2
     p = _prefix(src, pad)
     acc_in = np.zeros(4 * n, np.float32)
@@ -383,7 +383,7 @@ def test_point_spreads_to_flat_disk_at_float_precision(r):
     t = np.float32(r - k)
     psf = np.zeros((n, n))
     for y in range(n):
-        bokeh._accumulate_run(p, y, 0, n, k, wt, kmax + 2, pad, acc_in, acc_out)
+        gather._accumulate_run(p, y, 0, n, k, wt, kmax + 2, pad, acc_in, acc_out)
         psf[y] = (acc_in + t * (acc_out - acc_in))[3::4]
     yy, xx = np.mgrid[0:n, 0:n]
     dist = np.hypot(yy - c, xx - c)

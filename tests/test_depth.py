@@ -14,8 +14,10 @@ from conftest import DATA, load_sequence, talking_frame
 from realtime import Pipeline, load_preset
 from realtime.core.config import DepthBackend as DepthBackendKind
 from realtime.core.config import DepthConfig, DepthFit, SegmentationConfig
-from realtime.stages.depth import (MODEL_H, MODEL_W, THREAD_NAME, DepthEstimator, OnnxDepth, OpenCVDepth, RangeStabiliser,
-                            _bounds, _sampling, compute_fit, open_backend, save_disparity)
+from realtime.stages.depth import (MODEL_H, MODEL_W, THREAD_NAME, DepthEstimator, OnnxDepth, OpenCVDepth, compute_fit,
+                                   open_backend)
+from realtime.stages.depth.fitting import MAX_PACK_ROWS, Grid, PushPull, _bounds, _sampling
+from realtime.stages.filters import RangeStabiliser
 from realtime.core.errors import ClosedError, FrameShapeError, FrameTypeError, ModelError, StageError
 from realtime.stages.segmentation import Segmenter
 from shaders import depth as k
@@ -122,13 +124,11 @@ def test_pack_model_input_row_sums_do_not_overflow():
 
 
 def test_grid_reads_few_enough_rows_for_its_row_sums():
-    from realtime.stages.depth import _MAX_PACK_ROWS, _Grid
-
     for h, w in ((720, 1280), (4320, 7680), (60000, 3)):
-        g = _Grid(compute_fit(h, w, DepthFit.LETTERBOX))
+        g = Grid(compute_fit(h, w, DepthFit.LETTERBOX))
         rows = int(np.diff(g.row_bounds).max())
-        assert -(-rows // g.step) <= _MAX_PACK_ROWS, (h, w)
-    assert _Grid(compute_fit(720, 1280, DepthFit.LETTERBOX)).step == 2
+        assert -(-rows // g.step) <= MAX_PACK_ROWS, (h, w)
+    assert Grid(compute_fit(720, 1280, DepthFit.LETTERBOX)).step == 2
 
 
 def test_motion_adaptive_update_matches_reference(rng):
@@ -169,8 +169,6 @@ def test_gather_samples_matches_boolean_indexing(rng):
 
 @pytest.mark.parametrize("shape", [(37, 61), (5, 3), (2, 2)])
 def test_pushpull_fill_matches_reference(rng, shape):
-    from realtime.stages.depth import PushPull
-
     values = rng.random(shape, dtype=np.float32)
     weights = (rng.random(shape) > 0.7).astype(np.float32) * rng.random(shape, dtype=np.float32)
     other = (rng.random(shape) > 0.4).astype(np.float32)
@@ -181,8 +179,6 @@ def test_pushpull_fill_matches_reference(rng, shape):
 
 
 def test_pushpull_fill_keeps_valid_values_and_fills_holes_within_their_range(rng):
-    from realtime.stages.depth import PushPull
-
     h, w = 45, 80
     values = rng.random((h, w), dtype=np.float32)
     weights = np.ones((h, w), np.float32)
@@ -298,7 +294,7 @@ def test_final_conv_up2_matches_reference(rng, c, h, w):
 
 def test_the_model_splits_at_its_final_conv_and_nothing_else_does():
     from realtime.core import models
-    from realtime.stages.depth_graph import split_final_conv
+    from realtime.stages.depth.graph import split_final_conv
 
     data = models.resolve("tcmonodepth_small").read_bytes()
     cut = split_final_conv(data)
@@ -312,7 +308,7 @@ def test_the_model_splits_at_its_final_conv_and_nothing_else_does():
 def test_a_split_that_does_not_give_the_whole_models_output_is_not_used():
     """The load-time check: a last layer that computes something else leaves the model whole."""
     from realtime.core import models
-    from realtime.stages.depth_graph import FinalConv, split_final_conv
+    from realtime.stages.depth.graph import FinalConv, split_final_conv
 
     path = models.resolve("tcmonodepth_small")
     cut = split_final_conv(path.read_bytes())
@@ -732,14 +728,6 @@ def test_no_depth_fallback_is_a_uniform_blur(caplog):
             dep.close()
     warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(warnings) == 1
-
-
-def test_save_disparity_round_trips(tmp_path):
-    d = np.linspace(0, 1, 60 * 80, dtype=np.float32).reshape(60, 80)
-    save_disparity(tmp_path / "d.png", d)
-    back = cv2.imread(str(tmp_path / "d.png"), cv2.IMREAD_UNCHANGED)
-    assert back.dtype == np.uint16
-    np.testing.assert_allclose(back / 65535.0, d, atol=1.0 / 65535)
 
 
 def test_unknown_backend_file_is_a_model_error(tmp_path):

@@ -12,7 +12,8 @@ import pytest
 from conftest import DATA, talking_frame
 from realtime.core.config import FocusConfig, FocusMode
 from realtime.core.errors import ConfigError, FrameShapeError
-from realtime.stages.focus import FocusTracker, MediaPipeFaceDetector, OneEuroFilter, choose_face, parse_focus
+from realtime.stages.filters import OneEuroFilter
+from realtime.stages.focus import FocusTracker, MediaPipeFaceDetector, choose_face, parse_focus
 
 FRAME_MS = 33
 

@@ -498,10 +498,10 @@ def test_real_frame_keeps_the_subject_and_blurs_the_room(data_dir, model_dir):
 def test_warmup_compiles_every_signature_the_renderer_uses():
     """No first-frame stall: after shaders.warmup() rendering compiles nothing new."""
     import shaders
-    from shaders import bokeh
+    from shaders import bokeh, gather
 
     shaders.warmup()
-    kernels = [bokeh.split_layers, bokeh.row_prefix, bokeh.gather_far, bokeh.gather_near,
+    kernels = [bokeh.split_layers, gather.row_prefix, gather.gather_far, gather.gather_near,
                bokeh.finish, bokeh.abs_max_bits]
     before = [len(k.signatures) for k in kernels]
     rng = np.random.default_rng(10)

@@ -26,6 +26,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from realtime.core.errors import ConfigError, PortraitCamError, VirtualCameraUnavailableError  # noqa: E402
+from realtime.core.threads import set_process_policy  # noqa: E402
 
 PROG = "portrait-cam"
 log = logging.getLogger("realtime")
@@ -323,6 +324,7 @@ def _first_frame_marker():
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    set_process_policy()
     _setup_logging("--verbose" in argv or "-v" in argv)
     if argv and argv[0] in SUBCOMMANDS:
         cmd, rest = argv[0], [a for a in argv[1:] if a != "--debug"]

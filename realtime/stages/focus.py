@@ -25,6 +25,7 @@ from realtime.core.config import FocusConfig, FocusMode
 from realtime.core.errors import ConfigError, ModelError
 from realtime.core.frames import check_disparity, check_frame, check_matte
 from realtime.core.stage import Stage
+from realtime.stages.filters import OneEuroFilter
 
 log = logging.getLogger(__name__)
 
@@ -35,50 +36,6 @@ _FACE_INNER = 0.6        # central part of a face box that is surely face (not h
 _STICKY_AREA = 1.3       # another face must be this much larger to take focus from the tracked one
 _MAX_SAMPLES = 1024      # pixels read for one median
 _POINT_RADIUS = 0.01     # point focus reads a window of this fraction of the frame height
-
-
-class OneEuroFilter:
-    """Casiez et al.'s One Euro filter for one scalar, driven by timestamps in milliseconds.
-
-    The cutoff frequency grows with the (smoothed) speed of the signal: low jitter when still,
-    low lag when moving.
-    """
-
-    def __init__(self, min_cutoff_hz: float, beta: float, d_cutoff_hz: float = 1.0) -> None:
-        self.min_cutoff = float(min_cutoff_hz)
-        self.beta = float(beta)
-        self.d_cutoff = float(d_cutoff_hz)
-        self.reset()
-
-    def reset(self) -> None:
-        self._x: float | None = None
-        self._dx = 0.0
-        self._t: float | None = None
-
-    @property
-    def value(self) -> float | None:
-        return self._x
-
-    @staticmethod
-    def _alpha(cutoff: float, dt: float) -> float:
-        tau = 1.0 / (2.0 * math.pi * cutoff)
-        return 1.0 / (1.0 + tau / dt)
-
-    def __call__(self, x: float, timestamp_ms: float) -> float:
-        x = float(x)
-        t = float(timestamp_ms) / 1000.0
-        if self._x is None or self._t is None or t <= self._t:
-            self._x, self._t = x, t
-            return x
-        dt = t - self._t
-        self._t = t
-        dx = (x - self._x) / dt
-        a_d = self._alpha(self.d_cutoff, dt)
-        self._dx += a_d * (dx - self._dx)
-        cutoff = self.min_cutoff + self.beta * abs(self._dx)
-        a = self._alpha(cutoff, dt)
-        self._x += a * (x - self._x)
-        return self._x
 
 
 def parse_focus(text: str) -> FocusOverride:

@@ -18,7 +18,7 @@ import cv2
 import numba
 import numpy as np
 
-from shaders import bokeh
+from shaders import bokeh, gather
 from shaders.color import ColorLuts, make_luts
 
 from realtime.core.config import RenderConfig
@@ -202,7 +202,7 @@ class Lens:
             cv2.dilate(b["rnear"], self._rects[kn], dst=b["rad_near"], borderType=cv2.BORDER_REPLICATE)
             np.subtract(b["rad_near"], shrink, out=b["rad_near"])
             np.clip(b["rad_near"], 0.0, rmax, out=b["rad_near"])
-        bokeh.gather_far(b["prefix"], b["rw"], b["fw"], b["box_rw"], b["box_fw"], shrink, rmax,
+        gather.gather_far(b["prefix"], b["rw"], b["fw"], b["box_rw"], b["box_fw"], shrink, rmax,
                          b["rad_near"], near_on, b["need"], wt, d_max, b["pad"], b["scratch"],
                          b["rad_rows"], self.luts.encode, b["far"])
         bg = b["bg"]
@@ -213,8 +213,8 @@ class Lens:
             bg = out if direct else b["bg_full"]
             cv2.resize(b["far"], bg.shape[1::-1], dst=bg, interpolation=cv2.INTER_LINEAR)
         if near_on:
-            bokeh.row_prefix(b["near_src"], b["pad"], b["prefix"])
-            bokeh.gather_near(b["prefix"], b["rad_near"], wt, areas, d_max, b["pad"], b["scratch"],
+            gather.row_prefix(b["near_src"], b["pad"], b["prefix"])
+            gather.gather_near(b["prefix"], b["rad_near"], wt, areas, d_max, b["pad"], b["scratch"],
                               b["near"])
         bokeh.finish(frame_bgr, b["alpha"], bg, self.luts.decode, self.luts.encode, b["near"],
                      near_on, b["tap_y"], b["tap_x"], b["finish_scratch"], out)
@@ -222,8 +222,8 @@ class Lens:
     # -- buffers -----------------------------------------------------------------------------
     def _shape(self, kmax: int) -> tuple[np.ndarray, np.ndarray]:
         if kmax not in self._shapes:
-            wt = bokeh.shape_table(kmax, self.config.blades)
-            self._shapes[kmax] = (wt, bokeh.shape_areas(wt))
+            wt = gather.shape_table(kmax, self.config.blades)
+            self._shapes[kmax] = (wt, gather.shape_areas(wt))
         return self._shapes[kmax]
 
     def _buffers(self, h: int, w: int, s: int, kmax: int) -> dict:
@@ -242,7 +242,7 @@ class Lens:
                 "need": np.zeros((hl, wl), np.uint8),
                 "far": np.zeros((hl, wl, 3), np.uint8),
                 "near": np.zeros((hl, wl, 4), np.float32),
-                "scratch": np.zeros((n, 3, 4 * bokeh.RUN), np.float32),
+                "scratch": np.zeros((n, 3, 4 * gather.RUN), np.float32),
                 "finish_scratch": np.zeros((n, 4), np.float32),
                 "tap_y": bokeh.bilinear_taps(h, hl, s),
                 "tap_x": bokeh.bilinear_taps(w, wl, s),

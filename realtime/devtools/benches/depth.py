@@ -17,7 +17,7 @@ Timed, interleaved (A B A B) so machine drift hits both alike:
   the model and waits for it (``async_max_lag``); paced at 30 fps (the rest of each frame
   idle) it pays packing and fusion only.
 - **model onnxruntime** against **model cv2.dnn** (the measurement behind the default backend).
-- **model, last layer split off** (the default, see realtime/depth_graph.py) against **model,
+- **model, last layer split off** (the default, see realtime/stages/depth/graph.py) against **model,
   whole graph in onnxruntime**, and the synchronous stage with each: wall clock (2 threads) and
   CPU time with one thread everywhere (``time.thread_time``: hardly moved by other processes
   sharing the cores, so the steadiest A/B on a busy machine); and the default synchronous stage
