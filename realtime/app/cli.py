@@ -14,12 +14,13 @@ Bad input gives one line on stderr saying what was wrong and how to fix it, and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 # MediaPipe/TFLite log from C++ at import and model load; keep the terminal for our status.
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -134,16 +135,21 @@ def _setup_logging(verbose: bool) -> None:
     root.propagate = False
 
 
-def _install_sigterm() -> Callable[[], None]:
-    """SIGTERM behaves like Ctrl-C (clean shutdown); returns a function restoring the old handler."""
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM behaves like Ctrl-C (clean shutdown); the old handler after it."""
     if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+        yield
+        return
 
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, old)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -191,62 +197,61 @@ def run(args: argparse.Namespace) -> int:
     if args.save_depth:
         sinks.append(sk.PngFolderSink(args.save_depth, "depth"))
 
-    source = open_source(args.input, size=args.size, fps=fps, fourcc=preset.capture.fourcc,
-                         camera_size=(preset.capture.width, preset.capture.height), live=args.live)
-    pipeline = None
-    opened: list = []
-    restore = _install_sigterm()
+    opened: list = []  # the outputs opened so far
     ok = False
-    try:
-        if args.focus and "," in args.focus:
-            preset = overrides(preset, source.size)
-        say = (lambda *a: None) if args.quiet else (lambda text: print(f"{PROG}: {text}", file=sys.stderr))
-        for s in sinks:
-            s.open(source.width, source.height, fps if source.live else (args.fps or source.fps))
-            opened.append(s)
-        say(f"input: {source.describe()}")  # for a camera: what it actually gave, next to what was asked
-        for s in opened:
-            say(f"output: {s.describe()}")
-        pipeline = Pipeline(preset)
-        pipeline.warmup(source.size)
-        status = StatusLine(quiet=args.quiet)
-        on_result = _first_frame_marker() if args.first_frame_marker else None
-        from realtime.app.controls import Controller
-        from realtime.app.session import Session
 
-        # The one owner of the live settings: keys, file reload and the governor submit to it.
-        session = Session(pipeline, adjust=lambda p: overrides(p, source.size), live_reload=source.live)
-        governor = session.governor(source.fps) if source.live and args.auto_quality == "on" else None
-        controller = Controller(pipeline, session=session)
-        try:
-            for s in opened:
-                if isinstance(s, sk.PreviewSink):
-                    controller.bind(s)
-            report = run_stream(pipeline, source, opened, status=status, max_frames=args.frames,
-                                on_result=on_result, governor=governor, session=session)
-        finally:
-            session.close()
-        if report.interrupted and not source.live:
-            ok = True  # stopped, not failed: this line says what was kept
-            print(f"{PROG}: interrupted after {report.frames} frames; {kept_summary(opened)}", file=sys.stderr)
-            return 130
-        for s in opened:
-            s.finish()
-        ok = True
-        if not args.quiet:
-            where = ", ".join(s.describe() for s in opened)
-            print(f"{PROG}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} fps) -> {where}",
-                  file=sys.stderr)
-        return 0
-    finally:
-        restore()
-        for s in reversed(sinks):
-            s.close()
-        if pipeline is not None:
-            pipeline.close()
-        source.close()
+    def say_what_was_kept() -> None:
         if not ok and any(getattr(s, "folder", None) and s.written for s in opened):
             print(f"{PROG}: the job did not finish; {kept_summary(opened)}", file=sys.stderr)
+
+    # Everything opened here is closed in the reverse order on the way out, whatever happens:
+    # the SIGTERM handler restored first, then the pipeline (its threads), the outputs (an
+    # unfinished file output is discarded) and the source; last, what a failed job kept.
+    with contextlib.ExitStack() as stack:
+        stack.callback(say_what_was_kept)
+        source = stack.enter_context(open_source(args.input, size=args.size, fps=fps, fourcc=preset.capture.fourcc,
+                                                 camera_size=(preset.capture.width, preset.capture.height),
+                                                 live=args.live))
+        with _sigterm_as_interrupt():
+            if args.focus and "," in args.focus:
+                preset = overrides(preset, source.size)
+            say = (lambda *a: None) if args.quiet else (lambda text: print(f"{PROG}: {text}", file=sys.stderr))
+            out_fps = fps if source.live else (args.fps or source.fps)
+            for s in sinks:
+                stack.enter_context(s).open(source.width, source.height, out_fps)
+                opened.append(s)
+            say(f"input: {source.describe()}")  # for a camera: what it actually gave, next to what was asked
+            for s in opened:
+                say(f"output: {s.describe()}")
+            pipeline = stack.enter_context(Pipeline(preset))
+            pipeline.warmup(source.size)
+            status = StatusLine(quiet=args.quiet)
+            on_result = _first_frame_marker() if args.first_frame_marker else None
+            from realtime.app.controls import Controller
+            from realtime.app.session import Session
+
+            # The one owner of the live settings: keys, file reload and the governor submit to it.
+            with contextlib.closing(Session(pipeline, adjust=lambda p: overrides(p, source.size),
+                                            live_reload=source.live)) as session:
+                governor = session.governor(source.fps) if source.live and args.auto_quality == "on" else None
+                controller = Controller(pipeline, session=session)
+                for s in opened:
+                    if isinstance(s, sk.PreviewSink):
+                        controller.bind(s)
+                report = run_stream(pipeline, source, opened, status=status, max_frames=args.frames,
+                                    on_result=on_result, governor=governor, session=session)
+            if report.interrupted and not source.live:
+                ok = True  # stopped, not failed: this line says what was kept
+                print(f"{PROG}: interrupted after {report.frames} frames; {kept_summary(opened)}", file=sys.stderr)
+                return 130
+            for s in opened:
+                s.finish()
+            ok = True
+            if not args.quiet:
+                where = ", ".join(s.describe() for s in opened)
+                print(f"{PROG}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} fps) -> {where}",
+                      file=sys.stderr)
+            return 0
 
 
 def debug_strip(args: argparse.Namespace, preset, overrides) -> int:
