@@ -1,9 +1,13 @@
 """The lifecycle every pipeline stage shares.
 
-A stage is constructed from its config section, then called with
-``process(frame, timestamp_ms, ...)`` once per frame; ``reset()`` forgets temporal state (new
-stream, scene cut); ``close()`` releases models and threads and may be called any number of
-times; ``with Stage(cfg) as s:`` closes on exit.
+A stage is constructed from its config section, then called once per frame with
+``process(frame, timestamp_ms, *inputs)``: the frame and its timestamp first, then the outputs of
+the stages before it that it reads, in pipeline order (segmentation's matte, depth's disparity,
+focus); it returns its own outputs, read-only buffers it reuses on the next call (see
+:class:`realtime.pipeline.Pipeline` for the whole flow). ``prefetch(frame)`` may start work on
+the frame early (in the stage's own thread, while the stages before it run). ``reset()`` forgets
+temporal state (new stream, scene cut); ``close()`` releases models and threads and may be called
+any number of times; ``with Stage(cfg) as s:`` closes on exit.
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ class Stage(Closable):
     def reset(self) -> None:
         """Forget all temporal state; the next frame is treated as the first of a stream."""
         self._last_ts = None
+
+    def prefetch(self, frame: Any) -> bool:
+        """Start this stage's work on ``frame`` ahead of :meth:`process` (which then collects it),
+        in the stage's own thread, so it overlaps the stages before it; True if started. Stages
+        whose work needs their inputs start nothing."""
+        return False
 
     def configure(self, config: Any) -> None:
         """Take a new config section while running (live controls, preset reload), keeping

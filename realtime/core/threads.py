@@ -6,7 +6,11 @@ from stealing time the others need (numbers in ``docs/depth.md`` and ``docs/rend
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
+
+import numba
 
 
 def set_process_policy() -> None:
@@ -19,3 +23,18 @@ def set_process_policy() -> None:
     value the user set in the environment is kept.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@contextlib.contextmanager
+def one_numba_thread() -> Iterator[None]:
+    """Numba kernels run on one thread within the block.
+
+    While another stage's model runs on the second core (depth overlapped with segmentation), a
+    two-thread kernel would wait for that core to do its other half.
+    """
+    prev = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(prev)

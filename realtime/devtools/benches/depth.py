@@ -47,6 +47,7 @@ from realtime.core.config import DepthBackend, FocusMode, load_preset
 from realtime.stages.depth import DepthEstimator, OnnxDepth, OpenCVDepth, model_spins, model_threads
 from realtime.stages.focus import FocusTracker
 from realtime.core.models import resolve
+from realtime.core.threads import one_numba_thread
 from realtime.stages.segmentation import Segmenter
 from realtime.devtools.benches import Measurement, alternated, interleaved, timed
 
@@ -250,12 +251,8 @@ def _overlapped(path: str, preset, frames, tick, repeats: int) -> Measurement:
                     ts = tick()
                     if not dep.prefetch(f):
                         raise RuntimeError("the overlapped benchmark needs depth.overlap on")
-                    prev = numba.get_num_threads()
-                    numba.set_num_threads(1)
-                    try:
+                    with one_numba_thread():  # as the pipeline does
                         matte = seg.process(f, ts)
-                    finally:
-                        numba.set_num_threads(prev)
                     t = time.perf_counter()
                     dep.process(f, ts, matte)
                     return (time.perf_counter() - t) * 1000.0
