@@ -57,10 +57,10 @@ centred (``I/255 - 0.5``) so float32 variances keep their digits.
 from __future__ import annotations
 
 import numpy as np
-import numba
-from numba import prange
 
+from .area import AreaDownscaler, area_downscale, area_resample, area_table  # noqa: F401 (one import path)
 from .jit import inline, kernel, register_warmup
+from .matte_apply import apply_coeffs, plan_spans, widen_coeffs  # noqa: F401
 
 N_STATS = 14  # I (3), p, I_i I_j for i <= j (6), I p (3), p p
 N_LIN = 6     # per window: a (3), b, mean p, R^2
@@ -77,8 +77,6 @@ _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
 _FOUR = np.float32(4.0)
 _TINY = np.float32(1e-8)
-_COMPUTE = np.float32(-1.0)  # run value of a run that is computed, not filled
-_U8_MAX = np.float32(255.0)
 
 
 def sample_table(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,105 +88,6 @@ def sample_table(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     i1 = np.minimum(i0 + 1, n_in - 1).astype(np.int32)
     w1 = (pos - i0).astype(np.float32)
     return i0, i1, w1
-
-
-def area_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Area resampling ``n_in -> n_out`` (``n_in >= n_out``), as ``cv2.resize`` INTER_AREA: for
-    each output index the first input index and the weights of the input pixels it overlaps
-    (overlap / scale; trailing taps zero)."""
-    if n_out > n_in or n_out < 1:
-        raise ValueError(f"area_table downscales only: {n_in} -> {n_out}")
-    scale = n_in / n_out
-    lo = np.arange(n_out) * scale
-    taps = int(np.max(np.ceil(lo + scale - 1e-9) - np.floor(lo)))  # most input pixels one output touches
-    taps = max(1, min(taps, n_in))
-    start = np.empty(n_out, np.int32)
-    weights = np.zeros((n_out, taps), np.float32)
-    for o in range(n_out):
-        lo_o, hi_o = o * scale, (o + 1) * scale
-        i0 = min(int(np.floor(lo_o)), n_in - taps)
-        start[o] = i0
-        for t in range(taps):
-            weights[o, t] = max(0.0, min(hi_o, i0 + t + 1) - max(lo_o, i0 + t)) / scale
-    return start, weights
-
-
-# -- downscale ------------------------------------------------------------------------------------
-
-@kernel(parallel=True)
-def area_downscale(src, sy, sx, acc, hsum, out):
-    """out = mean of each ``sy x sx`` block of the uint8 BGR ``src``, rounded, channels reversed
-    (RGB, what the model takes): ``cv2.resize`` INTER_AREA for integer factors and ``cvtColor``
-    in one pass (OpenCV's resize alone is 3-4x slower). Scratch per band of output rows (one band
-    per thread at most): ``acc`` (bands, W * 3) uint16 column sums (``sy <= 257``), ``hsum``
-    (bands, W * 3) int32 sums of ``sx`` neighbouring pixels."""
-    oh, ow = out.shape[0], out.shape[1]
-    n = src.shape[1] * 3
-    m = ow * sx * 3 - 3 * (sx - 1)
-    inv = _ONE / np.float32(sy * sx)
-    nb = acc.shape[0]
-    for band in prange(nb):
-        a = acc[band]
-        hs = hsum[band]
-        for y in range(band * oh // nb, (band + 1) * oh // nb):
-            r = src[y * sy].reshape(n)
-            for i in range(n):
-                a[i] = np.uint16(r[i])
-            for k in range(1, sy):
-                r = src[y * sy + k].reshape(n)
-                for i in range(n):
-                    a[i] += np.uint16(r[i])
-            for i in range(m):
-                hs[i] = np.int32(a[i])
-            for k in range(1, sx):
-                sh = a[3 * k:]
-                for i in range(m):
-                    hs[i] += np.int32(sh[i])
-            o = out[y].reshape(ow * 3)
-            for x in range(ow):
-                b = 3 * sx * x
-                o[3 * x] = np.uint8(np.float32(hs[b + 2]) * inv + _HALF)
-                o[3 * x + 1] = np.uint8(np.float32(hs[b + 1]) * inv + _HALF)
-                o[3 * x + 2] = np.uint8(np.float32(hs[b]) * inv + _HALF)
-
-
-@kernel(parallel=True)
-def area_resample(src, ys, wy, xs, wx, acc, out):
-    """out = area-weighted mean (``cv2.resize`` INTER_AREA, any downscale factors; tables from
-    :func:`area_table`) of the uint8 BGR ``src``, rounded, channels reversed (RGB). ``acc``
-    (bands, W * 3) float32 scratch per band of output rows (one band per thread at most)."""
-    oh, ow = out.shape[0], out.shape[1]
-    n = src.shape[1] * 3
-    ty = wy.shape[1]
-    tx = wx.shape[1]
-    nb = acc.shape[0]
-    for band in prange(nb):
-        a = acc[band]
-        for y in range(band * oh // nb, (band + 1) * oh // nb):
-            w = wy[y, 0]
-            r = src[ys[y]].reshape(n)
-            for i in range(n):
-                a[i] = w * np.float32(r[i])
-            for t in range(1, ty):
-                w = wy[y, t]
-                if w != _ZERO:
-                    r = src[ys[y] + t].reshape(n)
-                    for i in range(n):
-                        a[i] += w * np.float32(r[i])
-            o = out[y].reshape(ow * 3)
-            for x in range(ow):
-                s = 3 * xs[x]
-                v0 = _ZERO
-                v1 = _ZERO
-                v2 = _ZERO
-                for t in range(tx):
-                    w = wx[x, t]
-                    v0 += w * a[s + 3 * t]
-                    v1 += w * a[s + 3 * t + 1]
-                    v2 += w * a[s + 3 * t + 2]
-                o[3 * x] = np.uint8(min(v2 + _HALF, _U8_MAX))
-                o[3 * x + 1] = np.uint8(min(v1 + _HALF, _U8_MAX))
-                o[3 * x + 2] = np.uint8(min(v0 + _HALF, _U8_MAX))
 
 
 # -- coefficients at model resolution ------------------------------------------------------------
@@ -427,154 +326,6 @@ def guided_coeffs(guide, p, r, eps, detail, protect, contrast, rgb, stats, means
     _fold(lin_mean, p, detail, protect, contrast, rgb, lmw, rows, coef)
 
 
-# -- full resolution -----------------------------------------------------------------------------
-
-@kernel
-def plan_spans(coef, jstart, jend, zero, key, spans, values, nspans, wspans, nwspans):
-    """Runs of output columns per pair of coefficient rows ``(i, min(i + 1, lh - 1))``:
-    ``spans[i, s] = (x0, x1)``, ``values[i, s]`` the constant matte there or -1 where it is
-    computed; and per coefficient row the output columns its widened coefficients are needed
-    for, ``wspans[r, s] = (x0, x1)`` (the computed runs of both pairs it belongs to).
-
-    ``jstart/jend`` (npx,): output columns whose left sample is model column ``j`` (from
-    :func:`sample_table`); scratch ``zero`` (lh, lw) bool, ``key`` (npx,) float32. ``spans``
-    (npy, npx, 2), ``values`` (npy, npx), ``nspans`` (npy,), ``wspans`` (lh, npx, 2), ``nwspans``
-    (lh,), with ``npy, npx = max(lh - 1, 1), max(lw - 1, 1)``."""
-    lh, lw = coef.shape[0], coef.shape[2]
-    npy = max(lh - 1, 1)
-    npx = max(lw - 1, 1)
-    nxt = 1 if lw > 1 else 0
-    for r in range(lh):
-        z = zero[r]
-        a0 = coef[r, 0]
-        a1 = coef[r, 1]
-        a2 = coef[r, 2]
-        for j in range(lw):
-            z[j] = (a0[j] == _ZERO) & (a1[j] == _ZERO) & (a2[j] == _ZERO)
-    for i in range(npy):
-        i1 = min(i + 1, lh - 1)
-        za = zero[i]
-        zb = zero[i1]
-        ba = coef[i, 3]
-        bb = coef[i1, 3]
-        za1 = za[nxt:]
-        zb1 = zb[nxt:]
-        ba1 = ba[nxt:]
-        bb1 = bb[nxt:]
-        for j in range(npx):
-            b = ba[j]
-            flat = za[j] & za1[j] & zb[j] & zb1[j] & (ba1[j] == b) & (bb[j] == b) & (bb1[j] == b)
-            key[j] = min(max(b, _ZERO), _ONE) if flat else _COMPUTE
-        n = 0
-        cur = np.float32(-2.0)
-        for j in range(npx):
-            if jend[j] <= jstart[j]:
-                continue
-            kv = key[j]
-            if kv == cur:
-                spans[i, n - 1, 1] = jend[j]
-            else:
-                spans[i, n, 0] = jstart[j]
-                spans[i, n, 1] = jend[j]
-                values[i, n] = kv
-                cur = kv
-                n += 1
-        nspans[i] = n
-    # coefficient row r is the top of pair r and the bottom of pair r - 1
-    for r in range(lh):
-        pa = r if r < npy else -1
-        pb = r - 1 if 1 <= r <= npy else -1
-        na = nspans[pa] if pa >= 0 else 0
-        nb = nspans[pb] if pb >= 0 else 0
-        sa = 0
-        sb = 0
-        n = 0
-        while True:
-            while sa < na and values[pa, sa] >= _ZERO:
-                sa += 1
-            while sb < nb and values[pb, sb] >= _ZERO:
-                sb += 1
-            if sa >= na and sb >= nb:
-                break
-            if sb >= nb or (sa < na and spans[pa, sa, 0] <= spans[pb, sb, 0]):
-                x0 = spans[pa, sa, 0]
-                x1 = spans[pa, sa, 1]
-                sa += 1
-            else:
-                x0 = spans[pb, sb, 0]
-                x1 = spans[pb, sb, 1]
-                sb += 1
-            if n > 0 and x0 <= wspans[r, n - 1, 1]:
-                wspans[r, n - 1, 1] = max(wspans[r, n - 1, 1], x1)
-            else:
-                wspans[r, n, 0] = x0
-                wspans[r, n, 1] = x1
-                n += 1
-        nwspans[r] = n
-
-
-@kernel
-def widen_coeffs(coef, x0s, x1s, wxs, wspans, nwspans, wide):
-    """wide[y, k, x] = coef[y, k, :] resampled to the frame's width, for x in the runs
-    ``wspans[y, :nwspans[y]]`` only (elsewhere ``wide`` keeps whatever it held)."""
-    lh = coef.shape[0]
-    for y in range(lh):
-        for s in range(nwspans[y]):
-            xa = np.int64(wspans[y, s, 0])
-            n = np.int64(wspans[y, s, 1]) - xa
-            i0 = x0s[xa:xa + n]
-            i1 = x1s[xa:xa + n]
-            wx = wxs[xa:xa + n]
-            for k in range(4):
-                c = coef[y, k]
-                d = wide[y, k, xa:xa + n]
-                for x in range(n):
-                    c0 = c[i0[x]]
-                    d[x] = c0 + wx[x] * (c[i1[x]] - c0)
-
-
-@kernel(parallel=True)
-def apply_coeffs(frame, wide, y0s, y1s, wys, spans, values, nspans, out):
-    """out = clip(a . frame + b, 0, 1) with ``(a, b)`` lerped between the two widened
-    coefficient rows of each output row (``y0s/y1s/wys`` from :func:`sample_table`); runs
-    :func:`plan_spans` found constant are filled with their value."""
-    hh, ww = out.shape
-    for y in prange(hh):
-        wy = wys[y]
-        i = y0s[y]
-        j = y1s[y]
-        # the frame row indexed flat: (x, channel) indexing of the uint8 row keeps LLVM from
-        # vectorising the loop (5x slower)
-        frow = frame[y].reshape(ww * 3)
-        orow = out[y]
-        for s in range(nspans[i]):
-            xa = np.int64(spans[i, s, 0])
-            n = np.int64(spans[i, s, 1]) - xa
-            o = orow[xa:xa + n]
-            v = values[i, s]
-            if v >= _ZERO:
-                for x in range(n):
-                    o[x] = v
-            else:
-                f = frow[3 * xa:3 * (xa + n)]
-                t0 = wide[i, 0, xa:xa + n]
-                t1 = wide[i, 1, xa:xa + n]
-                t2 = wide[i, 2, xa:xa + n]
-                t3 = wide[i, 3, xa:xa + n]
-                u0 = wide[j, 0, xa:xa + n]
-                u1 = wide[j, 1, xa:xa + n]
-                u2 = wide[j, 2, xa:xa + n]
-                u3 = wide[j, 3, xa:xa + n]
-                for x in range(n):
-                    a_b = t0[x] + wy * (u0[x] - t0[x])
-                    a_g = t1[x] + wy * (u1[x] - t1[x])
-                    a_r = t2[x] + wy * (u2[x] - t2[x])
-                    b = t3[x] + wy * (u3[x] - t3[x])
-                    q = (a_b * np.float32(f[3 * x]) + a_g * np.float32(f[3 * x + 1])
-                         + a_r * np.float32(f[3 * x + 2]) + b)
-                    o[x] = min(max(q, _ZERO), _ONE)
-
-
 class GuidedUpsampler:
     """The refinement for one (model size, frame size) pair, buffers allocated once.
 
@@ -686,35 +437,6 @@ class FineGuidedUpsampler:
         self.inner.apply(frame, out)
 
 
-class AreaDownscaler:
-    """Frame (H, W, 3) uint8 BGR -> (h, w, 3) uint8 RGB by area averaging (``cv2.resize``
-    INTER_AREA then ``cvtColor``, in one pass), for ``h <= H`` and ``w <= W``: integer factors
-    exactly, others with :func:`area_table` weights. Buffers allocated once."""
-
-    def __init__(self, src_size: tuple[int, int], dst_size: tuple[int, int], bands: int | None = None) -> None:
-        sw, sh = src_size
-        dw, dh = dst_size
-        if dw > sw or dh > sh:
-            raise ValueError(f"AreaDownscaler downscales only: {sw}x{sh} -> {dw}x{dh}")
-        self.src_size, self.dst_size = (sw, sh), (dw, dh)
-        # one band of output rows per thread Numba may run (fewer threads run them in turn)
-        bands = max(1, min(int(bands or numba.config.NUMBA_NUM_THREADS), dh))
-        self.factors = (sh // dh, sw // dw) if sh % dh == 0 and sw % dw == 0 and sh // dh <= 257 else None
-        if self.factors is not None:
-            self._acc16 = np.empty((bands, sw * 3), np.uint16)
-            self._hsum = np.empty((bands, sw * 3), np.int32)
-        else:
-            self._ys, self._wy = area_table(sh, dh)
-            self._xs, self._wx = area_table(sw, dw)
-            self._acc = np.empty((bands, sw * 3), np.float32)
-
-    def run(self, frame: np.ndarray, out: np.ndarray) -> None:
-        if self.factors is not None:
-            area_downscale(frame, self.factors[0], self.factors[1], self._acc16, self._hsum, out)
-        else:
-            area_resample(frame, self._ys, self._wy, self._xs, self._wx, self._acc, out)
-
-
 @register_warmup
 def _warm() -> None:
     rng = np.random.default_rng(0)
@@ -725,9 +447,7 @@ def _warm() -> None:
     frozen = frame.copy()
     frozen.flags.writeable = False
     out = np.empty((10, 12), np.float32)
-    small = np.empty((5, 4, 3), np.uint8)
     for f in (frame, frozen):
         GuidedUpsampler((7, 5), (12, 10), 1, 1e-3).run(guide, p, f, out)
         FineGuidedUpsampler((7, 5), (9, 6), (12, 10), 1, 1e-3).run(guide, p, f, out)
-        AreaDownscaler((12, 10), (4, 5)).run(f, small)
-        AreaDownscaler((12, 10), (5, 3)).run(f, small[:3, :5].copy())
+

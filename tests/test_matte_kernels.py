@@ -432,10 +432,12 @@ def test_area_downscaler_picks_exact_kernel_for_integer_factors():
 
 def test_warmup_compiles_what_the_segmenter_calls():
     """After the warm-up, writable and read-only frames of any size compile nothing new."""
+    import shaders.area as a
     import shaders.matte as m
 
     kernels = (m.guided_coeffs, m.plan_spans, m.widen_coeffs, m.apply_coeffs, m.area_downscale, m.area_resample)
     m._warm()
+    a._warm()
     before = [len(k.signatures) for k in kernels]
     frame, guide, p, _ = _scene(31, 9, 16, 45, 80)
     frozen = frame.copy()
