@@ -60,6 +60,17 @@ def _fps(text: str) -> float:
     return v
 
 
+def _frame_count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--frames '{text}' is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"--frames {text} would process nothing; give N >= 1, or leave --frames "
+                                         "out to process every frame")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="run.py", description="Real-time portrait mode: person matte, monocular depth and lens "
                 "bokeh, sent to a virtual camera, a preview window or files.",
@@ -82,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="virtual camera pixel format: i420 (default), nv12, yuyv, uyvy, rgb, bgr")
     p.add_argument("--vcam-backend", metavar="NAME", help=argparse.SUPPRESS)  # tests: a registered pyvirtualcam backend
     p.add_argument("--live", action="store_true",
-                   help="play a video file in real time, looping, as if it were a camera (demos, testing a call setup)")
+                   help="play a video file in real time as if it were a camera (demos, testing a call setup); "
+                        "it LOOPS: the clip starts again at its end until Ctrl-C or --frames N")
     p.add_argument("--privacy", choices=("on", "off"),
                    help="on (default): when processing fails, show a blurred frame, never the raw camera; "
                         "off: show the raw frame (debugging only)")
@@ -93,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug-strip", action="store_true",
                    help="write one picture to --output FILE.png instead of frames: input | output | matte | disparity | "
                         "CoC of the last frame processed (a still image is processed a few times so filters settle)")
-    p.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--frames", type=_frame_count, metavar="N",
+                   help="stop after N frames (N >= 1; leave it out to process every frame; stops a --live loop)")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line or progress bar")
     p.add_argument("--verbose", "-v", action="store_true", help="log more")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")

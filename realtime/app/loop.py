@@ -117,6 +117,7 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
         deadline_s = max(deadline_s, 30.0)
     report = RunReport(stats=stats)
     live = source.live
+    total = source.total if max_frames is None else min(source.total or max_frames, max_frames)
     active = list(sinks)
     fail = _FailClosed(privacy, short_gap_s)
     generation = None
@@ -219,7 +220,7 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                 gov = governor.status() if governor is not None else ""
                 status.update(format_status(stats, source.dropped, " | ".join(x for x in (note, gov) if x)))
             else:
-                status.update(format_progress(report.frames, source.total, stats.fps) + (f" | {note}" if note else ""))
+                status.update(format_progress(report.frames, total, stats.fps) + (f" | {note}" if note else ""))
             if any(s.quit_requested for s in active):
                 report.quit_by_user = True
                 break
@@ -232,6 +233,6 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
         if lost_since is not None:
             report.camera_lost_s += time.perf_counter() - lost_since
         if not live and report.frames:
-            status.update(format_progress(report.frames, source.total, stats.fps), force=True)
+            status.update(format_progress(report.frames, total, stats.fps), force=True)
         status.done()
     return report

@@ -282,6 +282,27 @@ def _names(args: Sequence[str]) -> list[str]:
     return list(args) or list(REGISTRY)
 
 
+def where_looked(model: ModelInfo) -> list[tuple[str, Path]]:
+    """The folders a model is looked up in, in order, each with what it is."""
+    out = []
+    env = os.environ.get(ENV_MODEL_DIR)
+    if env:
+        out.append((f"model dir (${ENV_MODEL_DIR})", Path(env).expanduser()))
+    out.append((f"cache (${ENV_CACHE_DIR})" if os.environ.get(ENV_CACHE_DIR) else "cache", cache_dir()))
+    return out
+
+
+def needed_by(preset) -> list[str]:
+    """The models a preset loads: segmentation (both for ``auto``), the face detector, depth."""
+    seg = getattr(preset.segmentation.model, "value", preset.segmentation.model)
+    names = ["selfie_landscape", "selfie_square"] if seg == "auto" else [f"selfie_{seg}"]
+    if getattr(preset.focus.mode, "value", preset.focus.mode) == "face":
+        names.append("face_short_range")
+    if preset.depth.enabled:
+        names.append("tcmonodepth_small")
+    return names
+
+
 def _cmd_list(args: Sequence[str], out) -> int:
     names = _names(args)
     rows = [("name", "file", "licence", "where")]
@@ -292,7 +313,11 @@ def _cmd_list(args: Sequence[str], out) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3] + "\n")
-    out.write(f"(looked in: {', '.join(str(p.parent) for p in candidates(REGISTRY[names[0]]))})\n")
+    out.write("looked up in, in this order (the first copy found is used):\n")
+    for label, folder in where_looked(REGISTRY[names[0]]):
+        out.write(f"  {label}: {folder}{'' if folder.is_dir() else ' (no such folder)'}\n")
+    if not os.environ.get(ENV_MODEL_DIR):
+        out.write(f"  (${ENV_MODEL_DIR} is not set)\n")
     return 0
 
 
@@ -304,13 +329,26 @@ def _cmd_fetch(args: Sequence[str], out) -> int:
 
 
 def _cmd_verify(args: Sequence[str], out, err) -> int:
-    """Hash-check every copy on disk (model dir and cache); exit 2 if any is bad."""
+    """Hash-check every copy on disk (model dir and cache). Exit 2 if a copy is corrupt, 1 if a
+    model is missing (one named, or with no names one the default preset needs), else 0."""
     bad = 0
-    for n in _names(args):
+    missing = []
+    named = list(args)
+    names = _names(args)
+    if not named:
+        from realtime.core.config import load_preset
+
+        need = set(needed_by(load_preset("portrait")))
+    else:
+        need = set(names)
+    for n in names:
         model = REGISTRY[n]
         copies = [p for p in candidates(model) if p.is_file()]
         if not copies:
-            out.write(f"{n}: missing (fetch it with 'python run.py models fetch {n}')\n")
+            looked = ", ".join(f"{label} {folder}" for label, folder in where_looked(model))
+            out.write(f"{n}: missing (looked in {looked}; fetch it with 'python run.py models fetch {n}')\n")
+            if n in need:
+                missing.append(n)
         for p in copies:
             try:
                 verify(p, model)
@@ -318,7 +356,21 @@ def _cmd_verify(args: Sequence[str], out, err) -> int:
             except ModelError as e:
                 err.write(f"error: {e}\n")
                 bad += 1
-    return 2 if bad else 0
+    if missing and not bad:
+        who = "asked for" if named else "the default preset needs"
+        err.write(f"error: {len(missing)} model(s) {who} are missing: {', '.join(missing)}; "
+                  "fetch them with 'python run.py models fetch'\n")
+    return 2 if bad else 1 if missing else 0
+
+
+_HELP = {
+    "list": "usage: python run.py models list [NAME ...]\n  each model: name, file, licence, where it was found "
+            "(or 'missing'), then the folders looked up in, in order",
+    "fetch": "usage: python run.py models fetch [NAME ...]\n  find or download the models (all, or those named) "
+             "into the cache, checking their sha256",
+    "verify": "usage: python run.py models verify [NAME ...]\n  hash-check every copy on disk; exit 2 if one is "
+              "corrupt, 1 if one the default preset needs (or one named) is missing, 0 when all are there and good",
+}
 
 
 def main(argv: Sequence[str]) -> int:
@@ -326,13 +378,15 @@ def main(argv: Sequence[str]) -> int:
     argv = list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_USAGE)
-        print("  list    each model: name, file, licence, where it was found (or 'missing')")
-        print("  fetch   find or download the models (all, or those named), checking their sha256")
-        print("  verify  hash-check every copy on disk; exit 2 if one is corrupt")
+        for cmd, text in _HELP.items():
+            print(f"  {cmd:<7} {text.split(chr(10) + '  ', 1)[1]}")
         print(f"  folders: ${ENV_MODEL_DIR}, then the cache (${ENV_CACHE_DIR} or the platform cache); "
-              f"${ENV_MODEL_URL_BASE} names a download mirror")
+              f"${ENV_MODEL_URL_BASE} names a download mirror. Each command has --help.")
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
+    if cmd in _HELP and any(a in ("-h", "--help") for a in rest):
+        print(_HELP[cmd])
+        return 0
     if cmd == "list":
         return _cmd_list(rest, sys.stdout)
     if cmd == "fetch":
@@ -340,4 +394,3 @@ def main(argv: Sequence[str]) -> int:
     if cmd == "verify":
         return _cmd_verify(rest, sys.stdout, sys.stderr)
     raise ConfigError(f"models: unknown command '{cmd}'; {_USAGE}")
-

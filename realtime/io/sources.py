@@ -341,6 +341,10 @@ class ReplayReader(FrameReader):
         if v is not None:
             v.close()
 
+    def describe(self) -> str:
+        looping = ", looping: the clip starts again at its end (Ctrl-C or --frames N stops it)" if self.loop else ""
+        return f"{super().describe()}{looping}"
+
 
 class ArrayReader(FrameReader):
     """Frames held in memory, delivered at ``fps`` like a camera, looping (benchmarks, tests)."""
