@@ -4,6 +4,7 @@ where they were looked for. Each case runs the real command line as a subprocess
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,3 +98,29 @@ def test_models_list_shows_where_each_model_was_looked_up(tmp_path):
     assert proc.returncode == 0
     assert f"model dir ($REALTIME_MODEL_DIR): {tmp_path / 'models'}" in proc.stdout
     assert f"cache ($REALTIME_CACHE_DIR): {tmp_path / 'cache'} (no such folder)" in proc.stdout
+
+
+def test_quiet_run_stderr_holds_only_the_projects_lines(talk, tmp_path):
+    proc = cli(["--input", "talk.mp4", "--output", "out/", "--frames", "3", "--quiet"], cwd=tmp_path)
+    assert proc.returncode == 0 and len(list((tmp_path / "out").glob("*.png"))) == 3
+    assert proc.stderr == "", proc.stderr  # no MediaPipe / TFLite / absl lines
+    debug = cli(["--input", "talk.mp4", "--output", "null", "--frames", "3", "--quiet", "--debug"], cwd=tmp_path)
+    assert debug.returncode == 0 and "TensorFlow Lite" in debug.stderr  # they are there, and --debug shows them
+
+
+def test_a_normal_run_prints_only_its_own_lines(talk, tmp_path):
+    proc = cli(["--input", "talk.mp4", "--output", "null", "--frames", "3"], cwd=tmp_path)
+    assert proc.returncode == 0
+    lines = [ln.strip("\r") for ln in proc.stderr.splitlines() if ln.strip()]
+    progress = re.compile(r"^\[#* *\] \d+/3 ")
+    assert lines and all(ln.startswith("portrait-cam: ") or progress.match(ln) for ln in lines), proc.stderr
+
+
+def test_invalid_video_gives_one_line_without_ffmpegs(tmp_path):
+    (tmp_path / "cut.mp4").write_bytes((DATA / "talking" / "5.mp4").read_bytes()[:20000])
+    before = snapshot(tmp_path)
+    proc = cli(["--input", "cut.mp4", "--output", "out.mp4"], cwd=tmp_path)
+    assert "cannot be decoded" in one_error_line(proc) and "moov atom" not in proc.stderr
+    assert snapshot(tmp_path) == before
+    debug = cli(["--input", "cut.mp4", "--output", "out.mp4", "--debug"], cwd=tmp_path)
+    assert "moov atom not found" in debug.stderr

@@ -138,10 +138,22 @@ def apply_focus(preset, spec: str | None, size: tuple[int, int] | None = None):
     return preset.replace({"focus": {"mode": "fixed", "disparity": d}})
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (the library noise filter repoints it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _setup_logging(verbose: bool) -> None:
     root = logging.getLogger("realtime")
     if not root.handlers:
-        h = logging.StreamHandler(sys.stderr)
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
         root.addHandler(h)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -344,6 +356,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     set_process_policy()
     _setup_logging("--verbose" in argv or "-v" in argv)
+    from realtime.app.libnoise import LibraryNoiseFilter, quiet_environment
+
+    if not debug:
+        quiet_environment()
+    with LibraryNoiseFilter(enabled=not debug):  # MediaPipe/TFLite/absl/FFmpeg lines only with --debug
+        return _dispatch(argv, debug)
+
+
+def _dispatch(argv: list[str], debug: bool) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         cmd, rest = argv[0], [a for a in argv[1:] if a != "--debug"]
         if cmd == "models":
