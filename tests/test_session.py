@@ -45,6 +45,7 @@ def frames() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def pipe():
     p = Pipeline(load_preset("portrait"))
+    p.warmup(SIZE)  # kernels compiled before the loop's watchdog times a frame
     yield p
     p.close()
 

@@ -71,6 +71,16 @@ def _frame_count(text: str) -> int:
     return v
 
 
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port '{text}' is not a whole number") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"port {text} is out of range; allowed 0..65535 (0 = a free port)")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="run.py", description="Real-time portrait mode: person matte, monocular depth and lens "
                 "bokeh, sent to a virtual camera, a preview window or files.",
@@ -101,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auto-quality", choices=("on", "off"), default="on",
                    help="live sources: step quality down when falling behind the frame rate, back up with headroom "
                         "(default on)")
+    p.add_argument("--control", nargs="?", const=8765, type=_port, metavar="PORT",
+                   help="serve the browser control page (live preview, knobs, click to focus; for OBS docks) on "
+                        "127.0.0.1:PORT (default 8765; 0 = a free port) and print its address")
+    p.add_argument("--control-bind", metavar="ADDR",
+                   help="listen on ADDR instead of 127.0.0.1 and ::1 (reachable by others: use with care)")
     p.add_argument("--first-frame-marker", action="store_true", help=argparse.SUPPRESS)  # bench: startup time
     p.add_argument("--debug-strip", action="store_true",
                    help="write one picture to --output FILE.png instead of frames: input | output | matte | disparity | "
@@ -198,6 +213,12 @@ def run(args: argparse.Namespace) -> int:
     check_job_paths(args.input, [] if args.debug_strip else list(args.output or []), save_matte=args.save_matte,
                     save_depth=args.save_depth)
     preset = overrides(load_preset(args.preset))
+    if args.control_bind and args.control is None:
+        raise ConfigError("--control-bind needs --control (the page's port)")
+    if args.control is not None:
+        from realtime.app.control.server import _aiohttp
+
+        _aiohttp()  # a missing web library is said now, before the camera opens
     if args.debug_strip:
         return debug_strip(args, preset, overrides)
     fps = args.fps or preset.capture.fps
@@ -257,14 +278,16 @@ def run(args: argparse.Namespace) -> int:
 
             # The one owner of the live settings: keys, file reload and the governor submit to it.
             with contextlib.closing(Session(pipeline, adjust=lambda p: overrides(p, source.size),
-                                            live_reload=source.live)) as session:
+                                            live_reload=source.live)) as session, contextlib.ExitStack() as page:
                 governor = session.governor(source.fps) if source.live and args.auto_quality == "on" else None
                 controller = Controller(pipeline, session=session)
                 for s in opened:
                     if isinstance(s, sk.PreviewSink):
                         controller.bind(s)
-                report = run_stream(pipeline, source, opened, status=status, max_frames=args.frames,
-                                    on_result=on_result, governor=governor, session=session)
+                # the control page (server, then its preview feed) is closed before the session
+                feed = _start_control(args, session, controller, page) if args.control is not None else None
+                report = run_stream(pipeline, source, [*opened, *([feed] if feed else [])], status=status,
+                                    max_frames=args.frames, on_result=on_result, governor=governor, session=session)
             if report.interrupted and not source.live:
                 ok = True  # stopped, not failed: this line says what was kept
                 print(f"{PROG}: interrupted after {report.frames} frames; {kept_summary(opened)}", file=sys.stderr)
@@ -277,6 +300,26 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{PROG}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} fps) -> {where}",
                       file=sys.stderr)
             return 0
+
+
+def _start_control(args: argparse.Namespace, session, controller, stack: contextlib.ExitStack):
+    """Start the browser control page for this run (closed by ``stack``), print its address and
+    return its preview sink."""
+    import platformdirs
+
+    from realtime.app.control.preview import PreviewFeed
+    from realtime.app.control.server import ControlServer
+
+    feed = stack.enter_context(PreviewFeed(session))
+    server = stack.enter_context(ControlServer(session, feed, port=args.control, bind=args.control_bind,
+                                               keys=controller.handle_key,
+                                               presets_folder=platformdirs.user_config_path("portrait-cam") / "presets"))
+    url = server.start()
+    if args.control_bind:
+        log.warning("warning: the control page listens on %s: anyone who can reach that address and has the link "
+                    "controls the camera", args.control_bind)
+    print(f"control page: {url}", flush=True)
+    return feed
 
 
 def debug_strip(args: argparse.Namespace, preset, overrides) -> int:

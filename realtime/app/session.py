@@ -261,6 +261,18 @@ class Session:
             self._watch_spec = self._specs[i]
         return f"preset {preset.name}" + (" (effect off)" if self._effect_off else "")
 
+    def preset_specs(self) -> list[str | Path]:
+        """The presets one can switch to, as given (names or paths), in the order of ``presets``."""
+        with self._lock:
+            return list(self._specs)
+
+    def add_preset(self, spec: str | Path) -> None:
+        """Offer one more preset (e.g. one just saved); it is not switched to."""
+        with self._lock:
+            if spec not in self._specs:
+                self._specs.append(spec)
+                self._dirty = True
+
     def next_preset(self) -> str:
         with self._lock:
             if len(self._specs) < 2:
