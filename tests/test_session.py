@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -228,3 +229,27 @@ def test_preset_selection_and_a_refused_preset(fresh, frames, monkeypatch):
     session.poll()
     assert fresh.preset.name == "subtle" and "not applied" in session.message
     assert session.settings().user.name == "subtle"  # the user's settings are what runs
+
+
+def test_a_change_during_an_apply_builds_on_the_one_being_applied(fresh, monkeypatch):
+    """While the loop applies a preset (a model may be loading), readers see it and a change
+    submitted meanwhile is kept on top of it, not on the settings before it."""
+    session = Session(fresh)
+    real_apply = fresh.apply
+    inside = threading.Event()
+
+    def slow_apply(preset):
+        inside.set()
+        time.sleep(0.3)
+        return real_apply(preset)
+
+    monkeypatch.setattr(fresh, "apply", slow_apply)
+    session.change({"render": {"aperture_px": 41.0}})
+    loop = threading.Thread(target=session.poll, name="portrait-cam-test-loop")
+    loop.start()
+    assert inside.wait(5)
+    assert session.preset.render.aperture_px == 41.0  # not the old value while it is applied
+    session.change({"render": {"max_coc_px": 17.0}})
+    loop.join()
+    session.poll()
+    assert fresh.preset.render.aperture_px == 41.0 and fresh.preset.render.max_coc_px == 17.0

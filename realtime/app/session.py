@@ -367,7 +367,7 @@ class Session:
         if self.watcher is not None:
             self.watcher.poll()
         with self._lock:
-            target, self._target = self._target, None
+            target = self._target  # stays the visible user preset until applied (see _apply)
             level, self._level_target = self._level_target, None
             point, self._point = self._point, None
             auto, self._auto_focus = self._auto_focus, False
@@ -396,6 +396,9 @@ class Session:
             self._notify()
 
     def _apply(self, target: Preset | None, level: int | None) -> None:
+        """Apply the user's ``target`` (None: unchanged) at ``level`` (None: unchanged). Until
+        it is applied, ``preset`` still answers ``target``, so a change submitted meanwhile
+        builds on it; a newer target submitted meanwhile stays for the next poll."""
         user = target if target is not None else self._base
         new_level = self._level if level is None else level
         try:
@@ -406,10 +409,15 @@ class Session:
         except PortraitCamError as e:  # e.g. a model the preset names cannot be loaded
             log.warning("preset %s not applied: %s", user.name, e)
             self.say(f"preset {user.name} not applied: {e}", max(self.message_seconds, 6.0))
+            with self._lock:
+                if target is not None and self._target is target:
+                    self._target = None  # refused: the user's settings stay the ones running
             return
         with self._lock:
             self._base = user
             self._level = new_level
+            if target is not None and self._target is target:
+                self._target = None
 
     def _notify(self) -> None:
         with self._lock:
