@@ -752,7 +752,7 @@ def test_configure_while_running_keeps_state_and_switches_async():
         dep.configure(DepthConfig(fit=DepthFit.CROP, asynchronous=False))
         assert THREAD_NAME not in [t.name for t in threading.enumerate() if t.is_alive()]
         d = dep.process(frames[4], 5 * FRAME_MS + 1, matte)
-        assert d.shape == frames[0].shape[:2] and dep._grid.fit.nw == MODEL_W
+        assert d.shape == frames[0].shape[:2] and dep._grids.current.fit.nw == MODEL_W
 
 
 def test_between_model_runs_the_edges_follow_the_current_matte():

@@ -87,10 +87,10 @@ def test_outputs_are_read_only_and_never_the_state(small_frame):
             om[0, 0] = 0.5
         assert not np.shares_memory(om, m) and not np.shares_memory(od, d)
         outs.append((om, od))
-    state = [a for a in vars(st._buf).values() if isinstance(a, np.ndarray)]
+    state = [a for a in vars(st._buffers.current).values() if isinstance(a, np.ndarray)]
     for om, od in outs:
         for s in state:
-            if s is not st._buf.out_m and s is not st._buf.out_d:
+            if s is not st._buffers.current.out_m and s is not st._buffers.current.out_d:
                 assert not np.shares_memory(om, s) and not np.shares_memory(od, s)
     # what the caller does with its inputs afterwards cannot reach the state
     before = outs[-1][0].copy()

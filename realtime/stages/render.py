@@ -21,6 +21,7 @@ import numpy as np
 from shaders import bokeh, gather
 from shaders.color import ColorLuts, make_luts
 
+from realtime.core.buffers import PerSize
 from realtime.core.config import RenderConfig
 from realtime.core.errors import ConfigError, FrameShapeError, FrameTypeError
 from realtime.core.frames import check_disparity, check_frame, check_matte, check_plane
@@ -98,8 +99,7 @@ class Lens:
         self.config = config or RenderConfig()
         self.luts: ColorLuts = make_luts(self.config.highlight_boost, self.config.highlight_threshold)
         self._shapes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._key: tuple | None = None
-        self._bufs: dict = {}
+        self._bufs: PerSize[_Buffers] = PerSize(_Buffers)
         self._rects: dict[int, np.ndarray] = {}
         self._rows = np.zeros(0, np.int32)
 
@@ -182,42 +182,42 @@ class Lens:
         else:
             focus, aperture, coc_out = lens
         bokeh.split_layers(frame_bgr, src, m, has_matte, lens is not None, focus, aperture, s,
-                           self.luts.decode, tol, flim, b["pad"], b["split_scratch"], b["near_dirty"],
-                           coc_out, b["prefix"], b["near_src"], b["rw"], b["fw"], b["rnear"], b["need0"],
-                           b["alpha"])
+                           self.luts.decode, tol, flim, b.pad, b.split_scratch, b.near_dirty,
+                           coc_out, b.prefix, b.near_src, b.rw, b.fw, b.rnear, b.need0,
+                           b.alpha)
         # far field: foreground-free, its radius filled in behind the subject
         ksize = (2 * kmax + 1, 2 * kmax + 1)
-        cv2.boxFilter(b["rw"], -1, ksize, dst=b["box_rw"], borderType=cv2.BORDER_REPLICATE)
-        cv2.boxFilter(b["fw"], -1, ksize, dst=b["box_fw"], borderType=cv2.BORDER_REPLICATE)
+        cv2.boxFilter(b.rw, -1, ksize, dst=b.box_rw, borderType=cv2.BORDER_REPLICATE)
+        cv2.boxFilter(b.fw, -1, ksize, dst=b.box_fw, borderType=cv2.BORDER_REPLICATE)
         # upsampling reads the neighbours of every layer pixel that shows
-        cv2.dilate(b["need0"], _K3, dst=b["need"])
+        cv2.dilate(b.need0, _K3, dst=b.need)
         # the near field (rows the split found something in front of the focus plane on): every
         # pixel it can reach gathers with the largest near CoC around it
-        near_on = bool(b["near_dirty"].any())
+        near_on = bool(b.near_dirty.any())
         if near_on:
-            rn = float(b["rnear"].max())
+            rn = float(b.rnear.max())
             kn = min(max(int(math.ceil(rn)), 1), kmax)
             if kn not in self._rects:
                 self._rects[kn] = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * kn + 1, 2 * kn + 1))
-            cv2.dilate(b["rnear"], self._rects[kn], dst=b["rad_near"], borderType=cv2.BORDER_REPLICATE)
-            np.subtract(b["rad_near"], shrink, out=b["rad_near"])
-            np.clip(b["rad_near"], 0.0, rmax, out=b["rad_near"])
-        gather.gather_far(b["prefix"], b["rw"], b["fw"], b["box_rw"], b["box_fw"], shrink, rmax,
-                         b["rad_near"], near_on, b["need"], wt, d_max, b["pad"], b["scratch"],
-                         b["rad_rows"], self.luts.encode, b["far"])
-        bg = b["bg"]
+            cv2.dilate(b.rnear, self._rects[kn], dst=b.rad_near, borderType=cv2.BORDER_REPLICATE)
+            np.subtract(b.rad_near, shrink, out=b.rad_near)
+            np.clip(b.rad_near, 0.0, rmax, out=b.rad_near)
+        gather.gather_far(b.prefix, b.rw, b.fw, b.box_rw, b.box_fw, shrink, rmax,
+                         b.rad_near, near_on, b.need, wt, d_max, b.pad, b.scratch,
+                         b.rad_rows, self.luts.encode, b.far)
+        bg = b.bg
         if s == 2:
             # even sizes: the far field goes straight into the output, the finish only touches
             # what is not all far
-            direct = b["bg_full"].shape == out.shape and not np.may_share_memory(out, frame_bgr)
-            bg = out if direct else b["bg_full"]
-            cv2.resize(b["far"], bg.shape[1::-1], dst=bg, interpolation=cv2.INTER_LINEAR)
+            direct = b.bg_full.shape == out.shape and not np.may_share_memory(out, frame_bgr)
+            bg = out if direct else b.bg_full
+            cv2.resize(b.far, bg.shape[1::-1], dst=bg, interpolation=cv2.INTER_LINEAR)
         if near_on:
-            gather.row_prefix(b["near_src"], b["pad"], b["prefix"])
-            gather.gather_near(b["prefix"], b["rad_near"], wt, areas, d_max, b["pad"], b["scratch"],
-                              b["near"])
-        bokeh.finish(frame_bgr, b["alpha"], bg, self.luts.decode, self.luts.encode, b["near"],
-                     near_on, b["tap_y"], b["tap_x"], b["finish_scratch"], out)
+            gather.row_prefix(b.near_src, b.pad, b.prefix)
+            gather.gather_near(b.prefix, b.rad_near, wt, areas, d_max, b.pad, b.scratch,
+                              b.near)
+        bokeh.finish(frame_bgr, b.alpha, bg, self.luts.decode, self.luts.encode, b.near,
+                     near_on, b.tap_y, b.tap_x, b.finish_scratch, out)
 
     # -- buffers -----------------------------------------------------------------------------
     def _shape(self, kmax: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,46 +226,49 @@ class Lens:
             self._shapes[kmax] = (wt, gather.shape_areas(wt))
         return self._shapes[kmax]
 
-    def _buffers(self, h: int, w: int, s: int, kmax: int) -> dict:
-        key = (h, w, s)
-        if self._key != key:
-            hl, wl = (h + s - 1) // s, (w + s - 1) // s
-            n = bokeh.threads()
-            b = {
-                "split_scratch": np.zeros((n, bokeh.SEG * (6 * s + 5)), np.float32),
-                "near_dirty": np.zeros(hl, np.uint8),
-                "rad_rows": np.zeros((n, wl), np.float32),
-                "near_src": np.zeros((hl, wl, 4), np.float32),
-                # rows padded to whole 8-byte words: the finish reads eight pixels at a time
-                "alpha": np.zeros((h, 8 * ((w + 7) // 8)), np.uint8),
-                "need0": np.zeros((hl, wl), np.uint8),
-                "need": np.zeros((hl, wl), np.uint8),
-                "far": np.zeros((hl, wl, 3), np.uint8),
-                "near": np.zeros((hl, wl, 4), np.float32),
-                "scratch": np.zeros((n, 3, 4 * gather.RUN), np.float32),
-                "finish_scratch": np.zeros((n, 4), np.float32),
-                "tap_y": bokeh.bilinear_taps(h, hl, s),
-                "tap_x": bokeh.bilinear_taps(w, wl, s),
-                "pad": 0,
-            }
-            for name in ("rw", "fw", "box_rw", "box_fw", "rnear", "rad_near"):
-                b[name] = np.zeros((hl, wl), np.float32)
-            if s == 1:
-                b["bg"] = b["far"]
-            else:
-                # exactly s times the layer, so the resize keeps the layer's pixel centres (the
-                # finish reads its top-left h x w part)
-                b["bg_full"] = np.zeros((hl * s, wl * s, 3), np.uint8)
-                b["bg"] = b["bg_full"]
-            self._bufs, self._key = b, key
-        b = self._bufs
-        pad = kmax + 2
-        if b["pad"] < pad:  # grows only when a larger blur than ever before shows up
-            hl, wl = b["rw"].shape
-            # one more row, all zeros, stands for the rows outside the image
-            b["prefix"] = np.zeros((hl + 1, 4 * (wl + 2 * pad + 1)), np.float32)
-            b["pad"] = pad
+    def _buffers(self, h: int, w: int, s: int, kmax: int) -> _Buffers:
+        b = self._bufs.get(h, w, s)
+        b.ensure_pad(kmax + 2)
         return b
+
+
+class _Buffers:
+    """Everything the lens keeps for one frame size and layer scale ``s`` (allocated once)."""
+
+    def __init__(self, h: int, w: int, s: int) -> None:
+        hl, wl = (h + s - 1) // s, (w + s - 1) // s
+        n = bokeh.threads()
+        self.split_scratch = np.zeros((n, bokeh.SEG * (6 * s + 5)), np.float32)
+        self.near_dirty = np.zeros(hl, np.uint8)
+        self.rad_rows = np.zeros((n, wl), np.float32)
+        self.near_src = np.zeros((hl, wl, 4), np.float32)
+        # rows padded to whole 8-byte words: the finish reads eight pixels at a time
+        self.alpha = np.zeros((h, 8 * ((w + 7) // 8)), np.uint8)
+        self.need0 = np.zeros((hl, wl), np.uint8)
+        self.need = np.zeros((hl, wl), np.uint8)
+        self.far = np.zeros((hl, wl, 3), np.uint8)
+        self.near = np.zeros((hl, wl, 4), np.float32)
+        self.scratch = np.zeros((n, 3, 4 * gather.RUN), np.float32)
+        self.finish_scratch = np.zeros((n, 4), np.float32)
+        self.tap_y = bokeh.bilinear_taps(h, hl, s)
+        self.tap_x = bokeh.bilinear_taps(w, wl, s)
+        self.rw, self.fw, self.box_rw, self.box_fw, self.rnear, self.rad_near = (
+            np.zeros((hl, wl), np.float32) for _ in range(6))
+        # s = 2: exactly s times the layer, so the resize keeps the layer's pixel centres (the
+        # finish reads its top-left h x w part)
+        self.bg_full = None if s == 1 else np.zeros((hl * s, wl * s, 3), np.uint8)
+        self.bg = self.far if self.bg_full is None else self.bg_full
+        self.pad = 0
+        self.prefix = np.zeros((hl + 1, 4), np.float32)
+
+    def ensure_pad(self, pad: int) -> None:
+        """Room for disks of ``pad`` pixels beyond the row ends in the prefix sums; grows only when
+        a larger blur than ever before shows up."""
+        if self.pad < pad:
+            hl, wl = self.rw.shape
+            # one more row, all zeros, stands for the rows outside the image
+            self.prefix = np.zeros((hl + 1, 4 * (wl + 2 * pad + 1)), np.float32)
+            self.pad = pad
 
 
 _K3 = np.ones((3, 3), np.uint8)

@@ -26,6 +26,7 @@ import numpy as np
 
 from shaders import temporal as k
 
+from realtime.core.buffers import PerSize
 from realtime.core.config import TemporalConfig
 from realtime.core.frames import check_disparity, check_frame, check_matte, readonly
 from realtime.core.stage import Stage
@@ -90,7 +91,7 @@ class Stabiliser(Stage):
     def __init__(self, config: TemporalConfig) -> None:
         super().__init__()
         self.config = config
-        self._buf: _Buffers | None = None
+        self._buffers: PerSize[_Buffers] = PerSize(_Buffers)
         self._primed = False
         self._prev_ts: int | None = None
         self.cuts = 0                # scene cuts detected since construction
@@ -134,9 +135,8 @@ class Stabiliser(Stage):
         check_disparity(disparity, shape)
         if not self.config.enabled:
             return matte, disparity
-        b = self._buf
-        if b is None or b.shape != shape:
-            b = self._buf = _Buffers(*shape)
+        b = self._buffers.get(*shape)
+        if self._buffers.fresh:
             self._primed = False  # a new frame size is a new source
         gap = self.config.reset_after_gap_ms
         if self._prev_ts is not None and gap and ts - self._prev_ts >= gap:
@@ -177,7 +177,7 @@ class Stabiliser(Stage):
 
     def _start(self, matte: np.ndarray, disparity: np.ndarray) -> None:
         """First frame of a history: the state is the input, the side is which half it is on."""
-        b = self._buf
+        b = self._buffers.current
         k.restart(matte, disparity, b.state_m, b.state_d, b.out_m, b.out_d)
         self.histogram_change = 0.0
         self._primed = True

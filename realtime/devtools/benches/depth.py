@@ -76,7 +76,7 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
     # -- the stage, model every frame, against the model alone ------------------------------
     with DepthEstimator(sync) as dep:
         dep.process(frames[0], tick(), mattes[0])
-        x = dep._grid.slot.x.copy()  # a packed input of the right size for the model-only baseline
+        x = dep._grids.current.slot.x.copy()  # a packed input of the right size for the model-only baseline
         backend = dep._backend
 
         def stage(i: int) -> None:
@@ -98,7 +98,7 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
 
     with DepthEstimator(sync) as dep:
         dep.process(frames[0], tick(), mattes[0])
-        grid = dep._grid
+        grid = dep._grids.current
         slots = []
         for i in range(n):  # real model outputs, computed untimed
             dep.process(frames[i], tick(), mattes[i])

@@ -33,6 +33,7 @@ import weakref
 import cv2
 import numpy as np
 
+from realtime.core.buffers import PerSize
 from realtime.core.config import DepthConfig
 from realtime.core.errors import ModelError, StageError
 from realtime.core.frames import check_frame, check_matte, readonly
@@ -71,7 +72,7 @@ class DepthEstimator(Stage):
             log.info("depth disabled by the preset: uniform background blur behind the person")
         self._async: AsyncInference | None = None
         self._async_finalizer: weakref.finalize | None = None
-        self._grid: Grid | None = None
+        self._grids: PerSize[Grid] = PerSize(lambda h, w, fit: Grid(compute_fit(h, w, fit)))
         self._fallback_out: np.ndarray | None = None
         self._range = RangeStabiliser(config.range_smoothing, config.range_deadband)
         self._plane = OneEuroFilter(config.person_min_cutoff_hz, config.person_beta)
@@ -105,8 +106,6 @@ class DepthEstimator(Stage):
             self._stop_async()
             self._backend.close()
             self._backend = open_backend(config)
-        if config.fit != old.fit:
-            self._grid = None  # new geometry on the next frame (and a fresh state)
         if config.range_low_percentile != old.range_low_percentile or \
                 config.range_high_percentile != old.range_high_percentile or config.headroom != old.headroom:
             self._range.reset()
@@ -147,8 +146,8 @@ class DepthEstimator(Stage):
         super().reset()
         self._range.reset()
         self._plane.reset()
-        if self._grid is not None:
-            self._grid.edge_fresh = True
+        if self._grids.current is not None:
+            self._grids.current.edge_fresh = True
         if self._async is not None:
             self._async.discard()
         self._state = None
@@ -183,13 +182,14 @@ class DepthEstimator(Stage):
         return readonly(g.out)
 
     def _ensure_grid(self, h: int, w: int) -> Grid:
-        if self._grid is None or self._grid.out.shape != (h, w):
-            self._grid = Grid(compute_fit(h, w, self.config.fit))
+        """The buffers of this frame size and fit (a new geometry starts the state over)."""
+        g = self._grids.get(h, w, self.config.fit)
+        if self._grids.fresh:
             self._state = None
             self._ref_luma = None
             self._src_matte = None
             self._range.reset()
-        return self._grid
+        return g
 
     def _pack(self, frame: np.ndarray, matte: np.ndarray | None, g: Grid, slot: Slot) -> None:
         """The model's input for ``frame`` (and its luma and low-res matte) into ``slot``
