@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     default_run = not args.output
 
     # A missing loopback device is the most common setup problem: say so before opening the camera.
-    backend = args.vcam_backend or os.environ.get("REALTIME_VCAM_BACKEND")
+    backend = args.vcam_backend or os.environ.get(sk.VCAM_BACKEND_ENV)
     for i, spec in enumerate(outputs):
         if spec.lower().split(":")[0] == "virtualcam" and not backend and sys.platform.startswith("linux"):
             if not sk.loopback_devices():

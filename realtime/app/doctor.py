@@ -41,14 +41,13 @@ from typing import Callable, Mapping, Sequence
 
 from realtime.core import models
 from realtime.core.errors import ConfigError
-from realtime.io.sinks import MODPROBE_FIX, loopback_devices
+from realtime.io.sinks import MODPROBE_FIX, VCAM_BACKEND_ENV, loopback_devices
 
 USERMOD_FIX = "sudo usermod -aG video $USER   (then log out and back in)"
 INSTALL_FIX = ("sudo apt install v4l2loopback-dkms   (Fedora: sudo dnf install akmod-v4l2loopback; "
                "Arch: sudo pacman -S v4l2loopback-dkms), then: " + MODPROBE_FIX)
 RELOAD_FIX = "sudo modprobe -r v4l2loopback && " + MODPROBE_FIX
 FETCH_FIX = "python run.py models fetch"
-ENV_VCAM_BACKEND = "REALTIME_VCAM_BACKEND"
 
 
 @dataclass(frozen=True)
@@ -422,7 +421,7 @@ def check_backend(backend: str) -> Check:
     if backend not in BACKENDS:
         known = ", ".join(BACKENDS) or "none"
         return Check(name, False, f"pyvirtualcam backend '{backend}' is not registered (known: {known})",
-                     f"unset {ENV_VCAM_BACKEND} or choose one of: {known}")
+                     f"unset {VCAM_BACKEND_ENV} or choose one of: {known}")
     try:
         with pyvirtualcam.Camera(64, 48, 30, backend=backend, print_fps=False) as cam:
             device = cam.device
@@ -563,7 +562,7 @@ def run_checks(root: str = "/", env: Mapping[str, str] = os.environ, vcam_backen
     """
     root = str(root)
     ident = identity or Identity.current()
-    backend = vcam_backend or env.get(ENV_VCAM_BACKEND) or None
+    backend = vcam_backend or env.get(VCAM_BACKEND_ENV) or None
     checks: list[Check] = []
     linux = platform.startswith("linux")
     if linux and backend == "v4l2loopback":

@@ -17,6 +17,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from realtime.core.config import REFERENCE_HEIGHT
+
 
 def privacy_frame(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """A frame so blurred that nothing in the room is recognisable (about 1 ms at 720p)."""
@@ -32,7 +34,7 @@ def unavailable_card(last: np.ndarray | None, size: tuple[int, int], text: str =
     w, h = size
     card = privacy_frame(last) if last is not None and last.shape[:2] == (h, w) else np.full((h, w, 3), 60, np.uint8)
     card = (card * 0.5).astype(np.uint8)
-    scale = max(0.5, h / 720)
+    scale = max(0.5, h / REFERENCE_HEIGHT)
     for line, dy in ((text, -0.3), ("reconnecting...", 1.2)):
         (tw, th), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, int(2 * scale)))
         org = ((w - tw) // 2, int(h / 2 + dy * th * 1.5))

@@ -34,6 +34,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+REFERENCE_HEIGHT = 720  # lengths in presets are given for a frame this many pixels high
+
 
 def knob(default: Any, lo: float | None = None, hi: float | None = None, doc: str = "") -> Any:
     """A dataclass field with an allowed closed range and a one-line description."""

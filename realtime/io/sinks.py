@@ -35,6 +35,7 @@ from realtime.io.paths import make_folders, remove_if_empty
 log = logging.getLogger(__name__)
 
 MODPROBE_FIX = 'sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="Portrait Cam"'
+VCAM_BACKEND_ENV = "REALTIME_VCAM_BACKEND"  # names the pyvirtualcam backend to use (tests: a capturing one)
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
 
 
@@ -313,7 +314,7 @@ class VirtualCameraSink(Sink):
             raise SinkError(f"virtual camera pixel format '{fmt}' is not supported; use one of {', '.join(VCAM_FORMATS)}")
         self.device = device or None
         self.fmt = fmt
-        self.backend = backend or os.environ.get("REALTIME_VCAM_BACKEND") or _default_vcam_backend()
+        self.backend = backend or os.environ.get(VCAM_BACKEND_ENV) or _default_vcam_backend()
         self._fps = fps
         self._cam = None
         self._lock = threading.Lock()

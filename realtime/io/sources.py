@@ -512,8 +512,8 @@ class LiveSource(Source):
         self.reader.close()
 
 
-def CameraSource(device: int | str, *, size: tuple[int, int] | None = (1280, 720), fps: float = 30.0,
-                 fourcc: str = "MJPG") -> LiveSource:
+def open_camera(device: int | str, *, size: tuple[int, int] | None = (1280, 720), fps: float = 30.0,
+                fourcc: str = "MJPG") -> LiveSource:
     """A webcam as a live source (see :class:`CameraReader`, :class:`LiveSource`)."""
     return LiveSource(CameraReader(device, size, fps, fourcc))
 
@@ -542,7 +542,7 @@ def open_source(spec: str | int, *, size: tuple[int, int] | None = None, fps: fl
         return LiveSource(ReplayReader(text, size=size, fps=fps))
     if isinstance(spec, int) or text.isdigit() or text.startswith("/dev/video"):
         dev: int | str = int(text) if text.isdigit() else text
-        return CameraSource(dev, size=size or camera_size, fps=fps or 30.0, fourcc=fourcc)
+        return open_camera(dev, size=size or camera_size, fps=fps or 30.0, fourcc=fourcc)
     path = Path(text).expanduser()
     if path.is_dir():
         return ImageFolderSource.from_folder(path, size=size, fps=fps or 30.0)

@@ -15,19 +15,18 @@ import math
 import threading
 
 import cv2
-import numba
 import numpy as np
 
 from shaders import bokeh, gather
 from shaders.color import ColorLuts, make_luts
 
 from realtime.core.buffers import PerSize
-from realtime.core.config import RenderConfig
+from realtime.core.config import REFERENCE_HEIGHT, RenderConfig
 from realtime.core.errors import ConfigError, FrameShapeError, FrameTypeError
 from realtime.core.frames import check_disparity, check_frame, check_matte, check_plane
 from realtime.core.stage import Stage
+from realtime.core.threads import row_chunks
 
-REFERENCE_HEIGHT = 720  # lengths in presets are given for a 720-pixel-high frame
 
 # Render the layers at full resolution while the gather work stays below what the
 # half-resolution path costs at 720p with the default 24 px: small frames (and small blurs on
@@ -45,7 +44,6 @@ FULL_RES_WORK = (1280 * 720 // 4) * (12 + GATHER_FIXED)
 HALF_RES_SHRINK = 1.25
 
 MAX_COC_PX = 256.0  # any CoC is clamped to this many pixels
-ROW_CHUNK = 8       # layer rows a thread takes at a time
 
 
 def coc_from_disparity(disparity: np.ndarray, focus: float, aperture_px: float, max_coc_px: float,
@@ -166,9 +164,7 @@ class Lens:
         kmax = int(math.ceil(lim / s)) + 1
         kmax = 8 * ((kmax + 7) // 8)  # few distinct table sizes
         b = self._buffers(h, w, s, kmax)
-        # rows differ in cost (the subject is cheap): threads take rows in small chunks, which
-        # also keeps one stalled thread from holding up the frame on a busy machine
-        with numba.parallel_chunksize(ROW_CHUNK):
+        with row_chunks():  # see realtime.core.threads
             self._render(frame_bgr, src, m, matte is not None, lens, s, lim, kmax, tol, b, out)
 
     def _render(self, frame_bgr, src, m, has_matte, lens, s, lim, kmax, tol, b, out) -> None:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from realtime.core import models
-from realtime.core.config import MatteRefine, SegModel, SegmentationConfig
+from realtime.core.config import REFERENCE_HEIGHT, MatteRefine, SegModel, SegmentationConfig
 from realtime.core.errors import ModelError, ModelHashError, StageError
 from realtime.core.frames import check_frame, readonly
 from realtime.core.stage import Stage
@@ -124,7 +124,7 @@ def guide_size(model_size: tuple[int, int], frame_size: tuple[int, int], scale: 
 def radius_at_model(radius_px_720: int, model_height: int) -> int:
     """The refinement radius in model pixels: given for a 720-pixel-high frame, and a frame of
     any height maps onto the same model rows, so the window covers the same part of the picture."""
-    return max(1, int(round(radius_px_720 * model_height / 720.0)))
+    return max(1, int(round(radius_px_720 * model_height / float(REFERENCE_HEIGHT))))
 
 
 class Segmenter(Stage):

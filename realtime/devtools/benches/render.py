@@ -24,7 +24,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from realtime.core.config import load_preset
+from realtime.core.config import REFERENCE_HEIGHT, load_preset
 from realtime.core.errors import PortraitCamError
 from realtime.stages.render import Renderer, coc_from_disparity, render_bokeh
 from realtime.devtools.benches import Measurement, interleaved
@@ -61,12 +61,12 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 def _synthetic_inputs(frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
     h, w = frames[0].shape[:2]
-    max_coc = load_preset("portrait").render.max_coc_px * h / 720
+    max_coc = load_preset("portrait").render.max_coc_px * h / REFERENCE_HEIGHT
     yy, xx = np.mgrid[0:h, 0:w]
     subject = ((xx - w / 2) / (0.2 * w)) ** 2 + ((yy - 0.7 * h) / (0.45 * h)) ** 2 < 1
     coc = np.where(subject, 0.0, max_coc * (0.3 + 0.7 * yy / h)).astype(np.float32)
     matte = cv2.GaussianBlur(subject.astype(np.float32), (0, 0), 2)
-    aperture = load_preset("portrait").render.aperture_px * h / 720
+    aperture = load_preset("portrait").render.aperture_px * h / REFERENCE_HEIGHT
     disp = np.ascontiguousarray(0.5 - coc / aperture, dtype=np.float32)  # focus 0.5 gives this CoC
     return [(coc, matte, _readonly(disp), 0.5)] * len(frames)
 
@@ -86,7 +86,7 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
     n = len(frames)
     out = np.empty_like(frames[0])
     blurred = np.empty_like(frames[0])
-    max_coc = load_preset("portrait").render.max_coc_px * h / 720
+    max_coc = load_preset("portrait").render.max_coc_px * h / REFERENCE_HEIGHT
     uniform = np.full((h, w), max_coc, np.float32)
 
     def bokeh(i: int) -> None:
@@ -114,7 +114,7 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
                             ("Renderer.process (CoC from disparity)", process, {"blurred_share": blurred_share})):
         t_a, t_b = interleaved(fn, gaussian, repeats, warmup=5)
         m = Measurement(name, (w, h), t_a, "cv2.GaussianBlur sigma 8", t_b,
-                        extra={"max_coc_px": max_coc, "budget_ratio": 1.0 if h <= 720 else 1.5, **extra})
+                        extra={"max_coc_px": max_coc, "budget_ratio": 1.0 if h <= REFERENCE_HEIGHT else 1.5, **extra})
         m.extra["inputs_" + source] = 1.0
         results.append(m)
     stage.close()

@@ -1,5 +1,5 @@
-"""The depth model behind one small interface: onnxruntime (with its session tuning and the
-split-off last layer, :mod:`.graph`) or cv2.dnn."""
+"""The depth model behind one small interface: onnxruntime (its session options from
+:mod:`realtime.core.threads`, the split-off last layer from :mod:`.graph`) or cv2.dnn."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from realtime.core import models
 from realtime.core.config import DepthBackend, DepthConfig
 from realtime.core.errors import ModelError
 from realtime.core.frames import readonly
+from realtime.core.threads import model_spins, model_threads, onnx_session_options
 from shaders.depth import final_conv_up2
 
 from .graph import FinalConv, split_final_conv
@@ -21,7 +22,6 @@ from .graph import FinalConv, split_final_conv
 log = logging.getLogger(__name__)
 
 MODEL_W, MODEL_H = 320, 192
-_SPIN_US = 10                    # onnxruntime workers spin this long for the next step of a run
 
 
 class DepthModel(Protocol):
@@ -58,17 +58,7 @@ class OnnxDepth:
     def _session(data: bytes, path: str, threads: int, spin: bool):
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        # a worker that sleeps between the ~150 steps of a run is woken for each; one that spins
-        # a few microseconds is not (the stage ~15% faster on 2 idle cores). Spinning long or
-        # between runs takes the core from whatever else runs (2x slower under load), hence 10
-        # us at most, stopped when the run returns (docs/depth.md)
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        so.add_session_config_entry("session.intra_op.spin_duration_us", str(_SPIN_US))
-        so.add_session_config_entry("session.force_spinning_stop", "1")
+        so = onnx_session_options(threads, spin)
         try:
             return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for bad files
@@ -128,20 +118,6 @@ class OpenCVDepth:
 
     def close(self) -> None:
         self._net = None
-
-
-def model_threads(cfg: DepthConfig) -> int:
-    """onnxruntime threads: as configured, or 2 in the caller's thread and 1 in its own."""
-    if cfg.threads:
-        return cfg.threads
-    return 1 if cfg.asynchronous else 2
-
-
-def model_spins(cfg: DepthConfig) -> bool:
-    """Spin-waiting only helps while the caller waits for a multi-threaded run; the model's own
-    thread shares the cores with segmentation, which it must not slow down."""
-    return cfg.spin and not cfg.asynchronous and model_threads(cfg) > 1
-
 
 
 def open_backend(cfg: DepthConfig) -> DepthModel:
