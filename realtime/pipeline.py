@@ -40,7 +40,7 @@ def _checked(a: np.ndarray, shape: tuple[int, int], stage: str, what: str) -> np
         check_plane(a, shape, what)
     except (TypeError, ValueError) as e:
         raise StageError(f"{stage} stage returned a bad {what}: {e}") from e
-    # the sum is NaN/inf if any element is; no temporary array, ~0.2 ms at 720p
+    # the sum is NaN/inf if any element is: one pass, no temporary array
     if not np.isfinite(a.sum(dtype=np.float32)):
         raise StageError(f"{stage} stage returned a {what} with NaN or infinite values")
     return a

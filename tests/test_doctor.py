@@ -16,6 +16,7 @@ import pytest
 import vcam_capture
 from conftest import MODELS
 from realtime.app import doctor
+from realtime.io import v4l2
 from realtime.core import models
 from realtime.app.cli import main as cli_main
 from realtime.app.doctor import CameraInfo, Check, Identity
@@ -286,62 +287,62 @@ def test_format_ready_summary():
 
 def test_ioctl_numbers_match_the_kernel_header():
     # linux/videodev2.h as compiled on x86_64 and arm64
-    assert doctor.VIDIOC_QUERYCAP == 0x80685600
-    assert doctor.VIDIOC_ENUM_FMT == 0xC0405602
-    assert doctor.VIDIOC_ENUM_FRAMESIZES == 0xC02C564A
+    assert v4l2.VIDIOC_QUERYCAP == 0x80685600
+    assert v4l2.VIDIOC_ENUM_FMT == 0xC0405602
+    assert v4l2.VIDIOC_ENUM_FRAMESIZES == 0xC02C564A
 
 
 class FakeV4L2:
     """A camera driver behind ioctl: MJPG with discrete sizes, YUYV stepwise."""
 
-    def __init__(self, device_caps: int = doctor.CAP_VIDEO_CAPTURE) -> None:
+    def __init__(self, device_caps: int = v4l2.CAP_VIDEO_CAPTURE) -> None:
         self.device_caps = device_caps
         self.fmts = [(b"MJPG", [(640, 480), (1280, 720), (1920, 1080)]), (b"YUYV", None)]
 
     def __call__(self, fd, req, buf, mutate):
         assert mutate and isinstance(buf, bytearray)
-        if req == doctor.VIDIOC_QUERYCAP:
+        if req == v4l2.VIDIOC_QUERYCAP:
             struct.pack_into("16s32s32sIII", buf, 0, b"uvcvideo", b"HD Webcam: HD Webcam", b"usb-1", 1,
-                             doctor.CAP_DEVICE_CAPS | 0x05200001, self.device_caps)
-        elif req == doctor.VIDIOC_ENUM_FMT:
+                             v4l2.CAP_DEVICE_CAPS | 0x05200001, self.device_caps)
+        elif req == v4l2.VIDIOC_ENUM_FMT:
             index, typ = struct.unpack_from("II", buf)
-            assert typ == doctor.BUF_TYPE_VIDEO_CAPTURE
+            assert typ == v4l2.BUF_TYPE_VIDEO_CAPTURE
             if index >= len(self.fmts):
                 raise OSError(errno.EINVAL, "end")
             struct.pack_into("I", buf, 44, struct.unpack("<I", self.fmts[index][0])[0])
-        elif req == doctor.VIDIOC_ENUM_FRAMESIZES:
+        elif req == v4l2.VIDIOC_ENUM_FRAMESIZES:
             index, pixfmt = struct.unpack_from("II", buf)
             fourcc = struct.pack("<I", pixfmt)
             sizes = dict(self.fmts)[fourcc]
             if sizes is None:
                 if index:
                     raise OSError(errno.EINVAL, "end")
-                struct.pack_into("I6I", buf, 8, doctor.FRMSIZE_STEPWISE, 160, 1280, 16, 120, 720, 8)
+                struct.pack_into("I6I", buf, 8, v4l2.FRMSIZE_STEPWISE, 160, 1280, 16, 120, 720, 8)
             elif index >= len(sizes):
                 raise OSError(errno.EINVAL, "end")
             else:
-                struct.pack_into("III", buf, 8, doctor.FRMSIZE_DISCRETE, *sizes[index])
+                struct.pack_into("III", buf, 8, v4l2.FRMSIZE_DISCRETE, *sizes[index])
         else:
             raise OSError(errno.ENOTTY, "unknown ioctl")
 
 
 def test_v4l2_query_lists_formats_and_sizes():
-    card, capture, formats = doctor.query_v4l2(3, FakeV4L2())
+    card, capture, formats = v4l2.query_v4l2(3, FakeV4L2())
     assert card == "HD Webcam: HD Webcam" and capture
     assert formats == [("MJPG", ["1920x1080", "1280x720", "640x480"]), ("YUYV", ["160x120 .. 1280x720"])]
     # a metadata node (device caps without VIDEO_CAPTURE) is not a camera and is not enumerated
-    card, capture, formats = doctor.query_v4l2(3, FakeV4L2(device_caps=0x00800000))
+    card, capture, formats = v4l2.query_v4l2(3, FakeV4L2(device_caps=0x00800000))
     assert not capture and formats == []
 
 
 def test_probe_camera_on_non_devices(tmp_path):
     f = tmp_path / "video0"
     f.write_text("")
-    info = doctor.probe_camera(str(f))
+    info = v4l2.probe_camera(str(f))
     assert info.capture is False and "not a device" in info.error
-    assert doctor.probe_camera(str(tmp_path / "video9")).error
+    assert v4l2.probe_camera(str(tmp_path / "video9")).error
 
 
 def test_opencv_probe_without_a_camera_finishes():
-    info = doctor.probe_opencv(9, timeout=20)
+    info = v4l2.probe_opencv(9, timeout=20)
     assert info.capture is not True and "cannot be opened" in info.error, info.error

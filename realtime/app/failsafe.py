@@ -21,7 +21,7 @@ from realtime.core.config import REFERENCE_HEIGHT
 
 
 def privacy_frame(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """A frame so blurred that nothing in the room is recognisable (about 1 ms at 720p)."""
+    """A frame so blurred that nothing in the room is recognisable (cheap: two small resizes)."""
     h, w = frame.shape[:2]
     sw, sh = max(2, w // 48), max(2, h // 48)
     small = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA)

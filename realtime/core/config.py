@@ -101,8 +101,8 @@ class DepthConfig:
     threads: int = knob(0, 0, 16, "onnxruntime intra-op threads for the depth model (0 = 2 when synchronous, "
                         "1 in its own thread, leaving the other core to the rest of the pipeline)")
     spin: bool = knob(True, doc="in the caller's thread (asynchronous off) with 2+ threads: onnxruntime's threads "
-                      "spin-wait briefly between the steps of a run (~20% faster on idle cores, ~10% slower when "
-                      "other programs load them); never between runs, never in the model's own thread")
+                      "spin-wait briefly between the steps of a run (faster on idle cores, a little slower when "
+                      "other programs load them: docs/depth.md); never between runs, never in the model's own thread")
     fit: DepthFit = knob(DepthFit.LETTERBOX, doc="how a frame is fitted to the model's 320x192 input")
     every_n_frames: int = knob(1, 1, 30, "run the depth model on every n-th frame, reuse the last result between")
     asynchronous: bool = knob(True, doc="run the depth model in its own thread (newest result wins, depth one frame "

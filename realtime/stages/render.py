@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -31,16 +32,14 @@ from realtime.core.threads import row_chunks
 # Render the layers at full resolution while the gather work stays below what the
 # half-resolution path costs at 720p with the default 24 px: small frames (and small blurs on
 # mid-sized ones) get the exact full-resolution lens, large ones the fast half-resolution one.
-# Work = layer pixels x (radius + a fixed cost per pixel worth about 10 disk-row pairs, measured).
+# Work = layer pixels x (radius + a fixed cost per pixel in disk-row pairs; docs/render.md).
 GATHER_FIXED = 10
 FULL_RES_WORK = (1280 * 720 // 4) * (12 + GATHER_FIXED)
 
 # Half-resolution layers: the 2x2 block sums and the bilinear upsampling widen a disk by about
 # two full-res pixels; the gather radius is shrunk by as much (in layer pixels) so that a disk
-# still reaches r +/- 1.5 px. The reach of a 3-px line moves in steps of a layer pixel (2 px)
-# with the radius, plus 1 px between the two sides (an odd width over 2x2 blocks): 3 px in all,
-# so only this shrink centres it: r - 1.5 exactly where r / 2 - 1.25 is a whole number, up to
-# r + 1.45 just past it (measured for r = 4..24 px on a 0.05-px grid, tests/test_render.py).
+# still reaches r +/- 1.5 px. Only this shrink centres the reach, which moves in steps of a layer
+# pixel (docs/render.md, "half resolution"; tests/test_render.py checks it).
 HALF_RES_SHRINK = 1.25
 
 MAX_COC_PX = 256.0  # any CoC is clamped to this many pixels
@@ -139,7 +138,8 @@ class Lens:
         focus, aperture, limit = lens_params(focus, aperture_px, max_coc_px)
         out = self._out(out, frame_bgr)
         disp = np.ascontiguousarray(disparity)
-        self._run(frame_bgr, disp, matte, limit, out, (np.float32(focus), np.float32(aperture), coc_out))
+        self._run(frame_bgr, disp, matte, limit, out,
+                  _FromDisparity(np.float32(focus), np.float32(aperture), coc_out))
         return out
 
     # -- the passes --------------------------------------------------------------------------
@@ -150,7 +150,7 @@ class Lens:
         _check_out(out, frame_bgr.shape)
         return out
 
-    def _run(self, frame_bgr, src, matte, lim, out, lens) -> None:
+    def _run(self, frame_bgr, src, matte, lim, out, from_disp: _FromDisparity | None) -> None:
         h, w = frame_bgr.shape[:2]
         m = np.ascontiguousarray(matte) if matte is not None else src
         tol = np.float32(self.config.subject_near_px * h / REFERENCE_HEIGHT)
@@ -165,19 +165,16 @@ class Lens:
         kmax = 8 * ((kmax + 7) // 8)  # few distinct table sizes
         b = self._buffers(h, w, s, kmax)
         with row_chunks():  # see realtime.core.threads
-            self._render(frame_bgr, src, m, matte is not None, lens, s, lim, kmax, tol, b, out)
+            self._render(frame_bgr, src, m, matte is not None, from_disp, s, lim, kmax, tol, b, out)
 
-    def _render(self, frame_bgr, src, m, has_matte, lens, s, lim, kmax, tol, b, out) -> None:
+    def _render(self, frame_bgr, src, m, has_matte, from_disp, s, lim, kmax, tol, b, out) -> None:
         wt, areas = self._shape(kmax)
         d_max = kmax + 2
         rmax = np.float32(kmax + 1 - 1e-3)
         shrink = np.float32(HALF_RES_SHRINK if s == 2 else 0.0)
         flim = np.float32(lim)
-        if lens is None:
-            focus, aperture, coc_out = np.float32(0.0), np.float32(0.0), _NO_COC
-        else:
-            focus, aperture, coc_out = lens
-        bokeh.split_layers(frame_bgr, src, m, has_matte, lens is not None, focus, aperture, s,
+        focus, aperture, coc_out = from_disp if from_disp is not None else _NO_DISPARITY
+        bokeh.split_layers(frame_bgr, src, m, has_matte, from_disp is not None, focus, aperture, s,
                            self.luts.decode, tol, flim, b.pad, b.split_scratch, b.near_dirty,
                            coc_out, b.prefix, b.near_src, b.rw, b.fw, b.rnear, b.need0,
                            b.alpha)
@@ -268,7 +265,18 @@ class _Buffers:
 
 
 _K3 = np.ones((3, 3), np.uint8)
-_NO_COC = np.zeros((1, 1), np.float32)  # the split writes no CoC when it is given one
+
+
+class _FromDisparity(NamedTuple):
+    """The source plane is disparity: the split turns it into CoC with these, into ``coc_out``."""
+
+    focus: np.float32
+    aperture: np.float32
+    coc_out: np.ndarray
+
+
+# the source plane is already the CoC: the split writes no CoC (a 1x1 stand-in)
+_NO_DISPARITY = _FromDisparity(np.float32(0.0), np.float32(0.0), np.zeros((1, 1), np.float32))
 
 
 def _check_out(out: object, shape: tuple[int, ...]) -> None:

@@ -36,8 +36,8 @@ class OnnxDepth:
     """onnxruntime on the CPU (the default: measured faster than cv2.dnn, see docs/depth.md).
 
     With ``split`` (the default) the model's last layer runs in :func:`shaders.depth.final_conv_up2`
-    instead of onnxruntime (see :mod:`.graph`: the model ~13% faster for the same
-    output), if the file ends the way TCMonoDepth does and, checked once at load on a test
+    instead of onnxruntime (see :mod:`.graph`: the model faster for the same output, docs/depth.md),
+    if the file ends the way TCMonoDepth does and, checked once at load on a test
     input, gives the same output as the whole model; otherwise the whole model runs.
     """
 

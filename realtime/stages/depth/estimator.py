@@ -201,7 +201,7 @@ class DepthEstimator(Stage):
         if matte is None:
             return
         # the matte at model resolution only says where the model saw the person: a bilinear
-        # sample (2x2 pixels per cell at 720p) is enough and ~5x cheaper than a box average
+        # sample (2x2 pixels per cell at 720p) is enough, and cheaper than a box average
         cv2.resize(matte[g.crop], (f.nw, f.nh), dst=slot.matte, interpolation=cv2.INTER_LINEAR)
 
     def prefetch(self, frame: np.ndarray) -> bool:

@@ -82,8 +82,8 @@ class Grid:
         self.wide_diff = np.zeros((nh, fit.frame_w), np.float32)
         # boxes of 4x4 pixels or more (720p and up) are read at every other row and column
         self.step = 2 if fit.sh >= 4 * nh and fit.sw >= 4 * nw else 1
-        # row sums in 16 bits (twice the SIMD width of 32: packing ~25% faster), so at most
-        # 257 rows per box are read (only frames over ~50000 pixels high read fewer than half)
+        # row sums in 16 bits (twice the SIMD width of 32, docs/depth.md), so at most 257 rows
+        # per box are read (only frames over ~50000 pixels high read fewer than half)
         rows = -(-fit.sh // nh)  # the most rows in a box
         self.step = max(self.step, -(-rows // MAX_PACK_ROWS))
         self.acc_frame = np.zeros((nh, fit.frame_w * 3), np.uint16)

@@ -3,10 +3,10 @@
 TCMonoDepth ends in ``Conv(24 -> 1, 3x3) -> Relu -> Resize(x2, linear)``. onnxruntime's
 fastest layout (NCHWc, chosen at ``ORT_ENABLE_ALL``) computes convolutions in blocks of 16
 channels on AVX-512 (8 on AVX2), so that single output channel costs as much as 16, and the
-x2 upsampling after it runs on all 16 too: 18% of onnxruntime's time for the model. Cut at the
-``Conv``'s input, onnxruntime runs everything else as before and a small kernel
-(:func:`shaders.depth.final_conv_up2`) does the last layer: the same arithmetic, an eighth of
-the cost (the model 13-15% faster in all).
+x2 upsampling after it runs on all 16 too: a large share of onnxruntime's time for the model
+(docs/depth.md has the numbers). Cut at the ``Conv``'s input, onnxruntime runs everything else as
+before and a small kernel (:func:`shaders.depth.final_conv_up2`) does the last layer: the same
+arithmetic, without the padding.
 
 ONNX files are protocol buffers. Only the few fields needed to find, cut and re-point the
 tail are read here (the wire format is simple and stable); everything else is copied through
