@@ -93,7 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", "-p", default="portrait", metavar="NAME|FILE.toml",
                    help="preset name from configs/ or a TOML file (default: portrait)")
     p.add_argument("--size", type=_size, metavar="WxH",
-                   help="camera size to ask for / size to resize file inputs to (default: camera 1280x720, files as is)")
+                   help="size to fit file inputs to and to ask of the camera (default: camera 1280x720, files as "
+                        "they are); the picture is scaled uniformly, never stretched (see --fit)")
+    p.add_argument("--fit", choices=("crop", "pad"), default="crop",
+                   help="how --size is met when the aspect differs: crop (default) fills it and cuts the centre out, "
+                        "like phone and call apps; pad keeps the whole picture with black bars")
+    p.add_argument("--stills", action="store_true",
+                   help="a folder input holds separate photos: process each on its own, at its own size (default: "
+                        "only when the names are not a numbered sequence like 00000.jpg 00001.jpg)")
     p.add_argument("--fps", type=_fps, metavar="N", help="camera and virtual camera frame rate (default: preset, 30)")
     p.add_argument("--save-matte", metavar="DIR", help="also write the final matte as 8-bit PNGs into DIR")
     p.add_argument("--save-depth", metavar="DIR", help="also write the final disparity (0..255, larger = nearer) as PNGs")
@@ -257,7 +264,10 @@ def run(args: argparse.Namespace) -> int:
         stack.callback(say_what_was_kept)
         source = stack.enter_context(open_source(args.input, size=args.size, fps=fps, fourcc=preset.capture.fourcc,
                                                  camera_size=(preset.capture.width, preset.capture.height),
-                                                 live=args.live))
+                                                 live=args.live, fit=args.fit, stills=args.stills or None))
+        from realtime.io.stills import require_one_size
+
+        require_one_size(source, sinks)
         with _sigterm_as_interrupt():
             if args.focus and "," in args.focus:
                 preset = overrides(preset, source.size)
@@ -339,7 +349,7 @@ def debug_strip(args: argparse.Namespace, preset, overrides) -> int:
 
     check_job_paths(args.input, [], picture=target)
     with open_source(args.input, size=args.size, fps=args.fps or preset.capture.fps, fourcc=preset.capture.fourcc,
-                     camera_size=(preset.capture.width, preset.capture.height)) as source:
+                     camera_size=(preset.capture.width, preset.capture.height), fit=args.fit) as source:
         preset = overrides(preset, source.size)
         with Pipeline(preset) as pipe:
             pipe.warmup(source.size)

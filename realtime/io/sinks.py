@@ -153,6 +153,7 @@ class VideoFileSink(Sink):
     """An mp4 (MPEG-4 Part 2, which every OpenCV build can write) of the rendered frames or the matte."""
 
     kind = "video"
+    one_size = True  # every frame the size it was opened with
 
     def __init__(self, path: str | Path, plane: str = "frame", fps: float | None = None) -> None:
         super().__init__()
@@ -165,6 +166,9 @@ class VideoFileSink(Sink):
         self._created: list[Path] = []
 
     def open(self, width: int, height: int, fps: float) -> None:
+        if width % 2 or height % 2:  # the codec works on 2x2 blocks: it would drop a row or column
+            raise SinkError(f"video file {self.path} needs an even width and height, got {width}x{height}; "
+                            f"pass --size {width - width % 2}x{height - height % 2} (or write PNG frames to a folder)")
         if self.path.parent and not self.path.parent.exists():
             try:
                 self._created = make_folders(self.path.parent)
@@ -306,6 +310,7 @@ class VirtualCameraSink(Sink):
 
     kind = "virtualcam"
     live_view = True
+    one_size = True
 
     def __init__(self, device: str | None = None, fmt: str = "i420", backend: str | None = None,
                  fps: float | None = None) -> None:

@@ -23,6 +23,8 @@ import numpy as np
 
 from realtime.core.errors import SourceError
 from realtime.core.stage import Closable
+from realtime.io.fit import describe_fit, fit_frame
+from realtime.io.stills import image_size, numbered_sequence
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +75,9 @@ class Source(Closable):
             yield f
 
 
-def _resize_to(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    if size is None or (frame.shape[1], frame.shape[0]) == tuple(size):
-        return frame
-    interp = cv2.INTER_AREA if size[0] < frame.shape[1] else cv2.INTER_LINEAR
-    return cv2.resize(frame, tuple(size), interpolation=interp)
+def _resize_to(frame: np.ndarray, size: tuple[int, int] | None, fit: str = "crop") -> np.ndarray:
+    """``frame`` at ``size``, never stretched (see :mod:`realtime.io.fit`)."""
+    return fit_frame(frame, size, fit)
 
 
 def _to_bgr(img: np.ndarray, what: str) -> np.ndarray:
@@ -104,22 +104,35 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 class ImageFolderSource(Source):
-    """Every image in a folder (sorted by name), or a single image file."""
+    """Every image in a folder (sorted by name), or a single image file.
+
+    A folder is either *frames of one video* (numbered names, see :func:`numbered_sequence`):
+    temporal filters run across them; or *stills* (any other names, or ``stills=True``): each
+    image is processed on its own, temporal state reset before it (``generation`` bumps). A
+    change of size always resets. Without ``size`` each image keeps its own size; with it,
+    each is fitted to it (``fit``: crop or pad, never stretched).
+    """
 
     kind = "images"
 
     def __init__(self, paths: list[Path], *, size: tuple[int, int] | None = None, fps: float = 30.0,
-                 single: bool = False) -> None:
+                 single: bool = False, fit: str = "crop", stills: bool | None = None) -> None:
         super().__init__()
         self._paths = paths
         self._size = size
+        self._fit = fit
         self._single = single
+        self.stills = not single and (stills if stills is not None else not numbered_sequence(paths))
         self.fps = fps
         self.total = len(paths)
         self._i = 0
-        first = _resize_to(_read_image(paths[0]), size)
+        raw = _read_image(paths[0])
+        self.fit_note = describe_fit((raw.shape[1], raw.shape[0]), size, fit) if size else None
+        first = _resize_to(raw, size, fit)
         self._first = first
         self.height, self.width = first.shape[:2]
+        self._generation = 0
+        self._last_size = (self.width, self.height)
         self._t0 = time.perf_counter()
 
     @classmethod
@@ -129,27 +142,40 @@ class ImageFolderSource(Source):
             raise SourceError(f"input folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         return cls(paths, **kw)
 
+    def first_other_size(self) -> tuple[Path, tuple[int, int]] | None:
+        """The first image whose size differs from the first one's (None when all agree or ``size`` is set)."""
+        if self._size is not None or self._single:
+            return None
+        for p in self._paths[1:]:
+            wh = image_size(p)
+            if wh is not None and wh != (self.width, self.height):
+                return p, wh
+        return None
+
     def read(self, timeout: float | None = None) -> SourceFrame | None:
         if self._i >= len(self._paths):
             self.ended = True
             return None
         i = self._i
         self._i += 1
-        if i == 0:
-            frame = self._first
-        else:
-            frame = _read_image(self._paths[i])
-            if (frame.shape[1], frame.shape[0]) != (self.width, self.height):
-                if self._size is None and i == 1:
-                    log.warning("images in %s differ in size; resizing all to %dx%d like the first",
-                                self._paths[0].parent, self.width, self.height)
-                frame = _resize_to(frame, (self.width, self.height))
+        frame = self._first if i == 0 else _resize_to(_read_image(self._paths[i]), self._size, self._fit)
+        size = (frame.shape[1], frame.shape[0])
+        if i > 0 and (self.stills or size != self._last_size):
+            self._generation += 1  # another picture: the loop resets temporal state
+        self._last_size = size
         name = f"{i:05d}" if self._single else self._paths[i].stem
-        return SourceFrame(frame, round(i * 1000.0 / self.fps), i, name, time.perf_counter())
+        return SourceFrame(frame, round(i * 1000.0 / self.fps), i, name, time.perf_counter(), self._generation)
 
     def describe(self) -> str:
-        what = str(self._paths[0]) if self._single else f"{len(self._paths)} images in {self._paths[0].parent}"
-        return f"{what} ({self.width}x{self.height})"
+        if self._single:
+            what = f"{self._paths[0]} ({self.width}x{self.height})"
+        elif self.stills:
+            what = (f"{len(self._paths)} images in {self._paths[0].parent} as stills: each processed on its own"
+                    + (f", at {self.width}x{self.height}" if self._size else ", each at its own size"))
+        else:
+            what = (f"{len(self._paths)} images in {self._paths[0].parent} ({self.width}x{self.height}) as frames "
+                    "of one video (numbered names; --stills processes each on its own)")
+        return what + (f"; {self.fit_note}" if self.fit_note else "")
 
 
 class VideoFileSource(Source):
@@ -157,9 +183,10 @@ class VideoFileSource(Source):
 
     kind = "video"
 
-    def __init__(self, path: Path, *, size: tuple[int, int] | None = None) -> None:
+    def __init__(self, path: Path, *, size: tuple[int, int] | None = None, fit: str = "crop") -> None:
         super().__init__()
         self.path = path
+        self._fit = fit
         if not path.is_file():
             raise SourceError(f"input {path} does not exist; give a camera index, a video, an image or a folder")
         self._cap = cv2.VideoCapture(str(path))
@@ -169,7 +196,8 @@ class VideoFileSource(Source):
             raise SourceError(f"input {path} cannot be decoded as video or image (corrupt, empty or an "
                               "unsupported format); convert it to mp4 (H.264) or give a folder of images")
         self._size = size
-        self._first = _resize_to(_to_bgr(frame, str(path)), size)
+        self.fit_note = describe_fit((frame.shape[1], frame.shape[0]), size, fit) if size else None
+        self._first = _resize_to(_to_bgr(frame, str(path)), size, fit)
         self.height, self.width = self._first.shape[:2]
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 1.0 <= fps <= 240.0 else 30.0
@@ -189,16 +217,15 @@ class VideoFileSource(Source):
                 if self.total is not None and self._i < self.total:
                     log.warning("%s ended after %d of %d frames (truncated file?)", self.path, self._i, self.total)
                 return None
-            frame = _resize_to(_to_bgr(frame, str(self.path)), self._size)
-            if (frame.shape[1], frame.shape[0]) != (self.width, self.height):
-                frame = _resize_to(frame, (self.width, self.height))
+            frame = _resize_to(_to_bgr(frame, str(self.path)), self._size or (self.width, self.height), self._fit)
         i = self._i
         self._i += 1
         return SourceFrame(frame, round(i * 1000.0 / self.fps), i, f"{i:05d}", time.perf_counter())
 
     def describe(self) -> str:
         n = f", {self.total} frames" if self.total else ""
-        return f"video {self.path} ({self.width}x{self.height} @ {self.fps:g} fps{n})"
+        note = f"; {self.fit_note}" if self.fit_note else ""
+        return f"video {self.path} ({self.width}x{self.height} @ {self.fps:g} fps{n}){note}"
 
     def _release(self) -> None:
         self._cap.release()
@@ -307,17 +334,18 @@ class ReplayReader(FrameReader):
     latency benchmarks)."""
 
     def __init__(self, path: str | Path, size: tuple[int, int] | None = None, fps: float | None = None,
-                 loop: bool = True) -> None:
+                 loop: bool = True, fit: str = "crop") -> None:
         self.path = Path(path)
         self.label = f"replay of {self.path.name}"
         self._size = size
+        self._fit = fit
         self._fps = fps
         self.loop = loop
         self._video: VideoFileSource | None = None
         self._next = 0.0
 
     def open(self) -> None:
-        self._video = VideoFileSource(self.path, size=self._size)
+        self._video = VideoFileSource(self.path, size=self._size, fit=self._fit)
         self.width, self.height = self._video.size
         self.fps = self._fps or self._video.fps
         self._next = time.monotonic()
@@ -332,7 +360,7 @@ class ReplayReader(FrameReader):
         sf = self._video.read()
         if sf is None and self.loop:
             self._video.close()
-            self._video = VideoFileSource(self.path, size=self._size)
+            self._video = VideoFileSource(self.path, size=self._size, fit=self._fit)
             sf = self._video.read()
         return None if sf is None else sf.frame
 
@@ -343,7 +371,8 @@ class ReplayReader(FrameReader):
 
     def describe(self) -> str:
         looping = ", looping: the clip starts again at its end (Ctrl-C or --frames N stops it)" if self.loop else ""
-        return f"{super().describe()}{looping}"
+        note = self._video.fit_note if self._video is not None else None
+        return f"{super().describe()}{looping}" + (f"; {note}" if note else "")
 
 
 class ArrayReader(FrameReader):
@@ -413,11 +442,20 @@ class LiveSource(Source):
     kind = "camera"
 
     def __init__(self, reader: FrameReader, *, loss_timeout: float = 1.0,
-                 reconnect_delays: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)) -> None:
+                 reconnect_delays: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0),
+                 size: tuple[int, int] | None = None, fit: str = "crop") -> None:
         super().__init__()
         self.reader = reader
         reader.open()  # the first open fails loudly: a wrong device is a user error, not a loss
         self.width, self.height, self.fps = reader.width, reader.height, reader.fps
+        # ``size``: frames are fitted to it (a camera that gives another size than asked); a
+        # reader that comes back at another size after a loss is fitted to the first one too.
+        self.fit = fit
+        self.fit_note = None
+        if size is not None and tuple(size) != (self.width, self.height):
+            self.fit_note = (f"camera gives {self.width}x{self.height}, not the {size[0]}x{size[1]} asked: "
+                             f"{describe_fit((self.width, self.height), size, fit)}")
+            self.width, self.height = size
         self.loss_timeout = loss_timeout
         self.reconnect_delays = reconnect_delays
         self.lost = False
@@ -478,7 +516,7 @@ class LiveSource(Source):
                 continue
             last_ok = now_mono
             if (frame.shape[1], frame.shape[0]) != (self.width, self.height):
-                frame = _resize_to(frame, (self.width, self.height))
+                frame = _resize_to(frame, (self.width, self.height), self.fit)
             now = time.perf_counter()
             with self._cond:
                 if not self._taken:
@@ -502,7 +540,7 @@ class LiveSource(Source):
         return SourceFrame(frame, ts, i, f"{i:05d}", t, gen)
 
     def describe(self) -> str:
-        return self.reader.describe()
+        return self.reader.describe() + (f"; {self.fit_note}" if self.fit_note else "")
 
     def _release(self) -> None:
         self._stop.set()
@@ -513,9 +551,11 @@ class LiveSource(Source):
 
 
 def open_camera(device: int | str, *, size: tuple[int, int] | None = (1280, 720), fps: float = 30.0,
-                fourcc: str = "MJPG") -> LiveSource:
-    """A webcam as a live source (see :class:`CameraReader`, :class:`LiveSource`)."""
-    return LiveSource(CameraReader(device, size, fps, fourcc))
+                fourcc: str = "MJPG", fit: str | None = None) -> LiveSource:
+    """A webcam as a live source (see :class:`CameraReader`, :class:`LiveSource`). With ``fit``
+    (crop or pad) a camera that delivers another size than ``size`` is fitted to it; without,
+    its own size is used (and said)."""
+    return LiveSource(CameraReader(device, size, fps, fourcc), size=size if fit else None, fit=fit or "crop")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -531,24 +571,28 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def open_source(spec: str | int, *, size: tuple[int, int] | None = None, fps: float | None = None,
-                fourcc: str = "MJPG", camera_size: tuple[int, int] = (1280, 720), live: bool = False) -> Source:
+                fourcc: str = "MJPG", camera_size: tuple[int, int] = (1280, 720), live: bool = False,
+                fit: str = "crop", stills: bool | None = None) -> Source:
     """Open a source from a CLI spec (camera index or device path, video, image or folder).
 
-    ``size`` resizes file inputs and is asked of cameras (default ``camera_size``). ``live``
-    plays a video file in real time, looping, as if it were a camera.
+    ``size`` is what file inputs are fitted to (``fit``: crop or pad, never stretched) and what
+    cameras are asked for (default ``camera_size``; a camera that gives another size is fitted
+    to an explicit ``size``). ``live`` plays a video file in real time, looping, as if it were a
+    camera. ``stills`` forces a folder's images to be processed each on its own.
     """
     text = str(spec)
     if live and not (isinstance(spec, int) or text.isdigit() or text.startswith("/dev/")):
-        return LiveSource(ReplayReader(text, size=size, fps=fps))
+        return LiveSource(ReplayReader(text, size=size, fps=fps, fit=fit))
     if isinstance(spec, int) or text.isdigit() or text.startswith("/dev/video"):
         dev: int | str = int(text) if text.isdigit() else text
-        return open_camera(dev, size=size or camera_size, fps=fps or 30.0, fourcc=fourcc)
+        return open_camera(dev, size=size or camera_size, fps=fps or 30.0, fourcc=fourcc,
+                           fit=fit if size else None)
     path = Path(text).expanduser()
     if path.is_dir():
-        return ImageFolderSource.from_folder(path, size=size, fps=fps or 30.0)
+        return ImageFolderSource.from_folder(path, size=size, fps=fps or 30.0, fit=fit, stills=stills)
     if not path.exists():
         raise SourceError(f"input {path} does not exist; give a camera index (0), /dev/videoN, a video file, "
                           "an image or a folder of images")
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return ImageFolderSource([path], size=size, fps=fps or 30.0, single=True)
-    return VideoFileSource(path, size=size)
+        return ImageFolderSource([path], size=size, fps=fps or 30.0, single=True, fit=fit)
+    return VideoFileSource(path, size=size, fit=fit)
