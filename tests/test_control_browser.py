@@ -238,8 +238,16 @@ def test_fits_a_narrow_obs_dock(talking, tmp_path):
         assert overflow <= 0
         img = d.find_element("id", "preview")
         assert img.size["width"] >= 250
+        before = talking.state()["settings"]
     finally:
         d.quit()
+    # a closed tab changes nothing: same settings, the camera keeps running, no viewer left
+    time.sleep(1.0)
+    after = talking.state()
+    assert talking.proc.poll() is None
+    assert {k: v for k, v in after["settings"].items() if k not in ("version", "message")} == \
+        {k: v for k, v in before.items() if k not in ("version", "message")}
+    wait_for(lambda: talking.state()["status"]["viewers"] <= 1, 10, "the closed tab's viewer gone")
 
 
 def test_screenshot_on_a_still_for_the_readme(tmp_path):

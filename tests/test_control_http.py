@@ -405,3 +405,39 @@ def test_a_client_that_never_reads_cannot_stall_the_video(env):
             s.close()
     assert good_pictures >= 10, good_pictures
     assert rate_with_bad > 0.5 * rate_alone, (rate_alone, rate_with_bad)
+
+
+def test_preview_pictures_once_per_frame_whatever_the_viewers(env):
+    """At most one picture per frame and max_fps on average, the same for 1 or 10 viewers;
+    every frame of a slower, jittery stream; nothing at all without a viewer."""
+    from realtime.io.sinks import OutputFrame
+
+    frame = np.ascontiguousarray(np.random.default_rng(1).integers(0, 255, (360, 640, 3), dtype=np.uint8))
+    out = OutputFrame(frame, None, None, "", 0, 0.0)
+
+    def feed_for(viewers: int, times: list[float]) -> PreviewFeed:
+        clock = [0.0]
+        feed = PreviewFeed(env.session, max_fps=15.0, clock=lambda: clock[0])
+        for _ in range(viewers):
+            feed.add_viewer()
+        composed = []
+        real_compose = feed._compose
+        feed._compose = lambda o, v: composed.append(1) or real_compose(o, v)  # counts pictures made
+        for t in times:
+            clock[0] = t
+            feed.write(out)
+            wait = time.monotonic()
+            while (feed._pending is not None or feed.encoded < len(composed)) and time.monotonic() - wait < 2:
+                time.sleep(0.001)  # the encoder has made it
+        feed.made = len(composed)
+        feed.close()
+        return feed
+
+    fast = [i / 30.0 for i in range(90)]  # 3 s at 30 fps
+    one, ten = feed_for(1, fast), feed_for(10, fast)
+    assert one.made == ten.made and 44 <= one.made <= 47 and one.encoded == one.made and ten.encoded == ten.made
+    rng = np.random.default_rng(2)
+    slow = list(np.cumsum(rng.uniform(1 / 15.0, 1 / 9.0, 60)))  # 9..15 fps, irregular
+    assert feed_for(1, slow).made == 60
+    assert feed_for(0, fast).made == 0
+    assert one.latest()[1][:2] == b"\xff\xd8" and len(one.latest()[1]) > 1000

@@ -49,7 +49,8 @@ class PreviewFeed(Sink):
         self._seq = 0
         self._view = "output"
         self._viewers = 0
-        self._last = -1e9
+        self._last = clock()
+        self._credit = 1.0
         self._closed = False
         self._listeners: list[Callable[[], object]] = []
         self.encoded = 0       # JPEGs made
@@ -85,10 +86,15 @@ class PreviewFeed(Sink):
         self.written += 1
         if self._viewers == 0 or self._closed:
             return
+        # a token bucket: every frame while the pipeline runs slower than max_fps (frame jitter
+        # does not skip pictures), max_fps on average when it runs faster
         now = self._clock()
-        if now - self._last < self.min_interval:
-            return
-        self._last = now
+        if self.min_interval > 0:
+            self._credit = min(2.0, self._credit + (now - self._last) / self.min_interval)
+            self._last = now
+            if self._credit < 1.0:
+                return
+            self._credit -= 1.0
         view = self.session.view if out.result is not None else "output"
         small = self._compose(out, view)
         with self._cond:
