@@ -6,6 +6,7 @@
     python run.py models list|fetch|verify
     python run.py bench [--size WxH ...] [--frames N] [--json FILE]
     python run.py doctor
+    python run.py batch --input PATH [PATH...] --output DIR/ [options]   (needs the 'batch' extra: Ray)
 
 Bad input gives one line on stderr saying what was wrong and how to fix it, and exit code 2
 (``--debug`` shows the traceback instead).
@@ -31,7 +32,7 @@ from realtime.core.threads import set_process_policy  # noqa: E402
 
 PROG = "portrait-cam"
 log = logging.getLogger("realtime")
-SUBCOMMANDS = ("models", "bench", "doctor")
+SUBCOMMANDS = ("models", "bench", "doctor", "batch")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,7 +85,7 @@ def _port(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="run.py", description="Real-time portrait mode: person matte, monocular depth and lens "
                 "bokeh, sent to a virtual camera, a preview window or files.",
-                epilog="Subcommands: 'models list|fetch|verify', 'bench', 'doctor' (each has --help).")
+                epilog="Subcommands: 'models list|fetch|verify', 'bench', 'doctor', 'batch' (each has --help).")
     p.add_argument("--input", "-i", default="0", metavar="SRC",
                    help="camera index or /dev/videoN, video file, image file or folder of images (default: 0)")
     p.add_argument("--output", "-o", action="append", metavar="DST",
@@ -428,6 +429,10 @@ def _dispatch(argv: list[str], debug: bool) -> int:
             from realtime.devtools import bench
 
             return _guarded(lambda: bench.main(rest), debug)
+        if cmd == "batch":
+            from realtime.app import batch
+
+            return _guarded(lambda: batch.main(rest), debug)
         from realtime.app import doctor
 
         return _guarded(lambda: doctor.main(rest), debug)

@@ -166,6 +166,10 @@ class ImageFolderSource(Source):
         name = f"{i:05d}" if self._single else self._paths[i].stem
         return SourceFrame(frame, round(i * 1000.0 / self.fps), i, name, time.perf_counter(), self._generation)
 
+    def skip(self, n: int) -> None:
+        """Move past the next ``n`` images without reading them (a batch chunk starting later)."""
+        self._i = min(len(self._paths), self._i + max(0, n))
+
     def describe(self) -> str:
         if self._single:
             what = f"{self._paths[0]} ({self.width}x{self.height})"
@@ -221,6 +225,18 @@ class VideoFileSource(Source):
         i = self._i
         self._i += 1
         return SourceFrame(frame, round(i * 1000.0 / self.fps), i, f"{i:05d}", time.perf_counter())
+
+    def skip(self, n: int) -> None:
+        """Move past the next ``n`` frames, decoding but not converting them (a batch chunk
+        starting later: a decoder has to see every frame from the last key frame anyway)."""
+        for _ in range(max(0, n)):
+            if self._i == 0:
+                self._i = 1
+                continue
+            if not self._cap.grab():
+                self.ended = True
+                return
+            self._i += 1
 
     def describe(self) -> str:
         n = f", {self.total} frames" if self.total else ""
