@@ -275,7 +275,11 @@ class _Runner:
             ray.init(num_cpus=os.cpu_count() or 1, **common)
             self._started_ray = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        return max(1, self.args.workers or cpus)
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        workers = max(1, self.args.workers or cpus)
+        where = f"Ray at {self.args.address}" if self.args.address else "a local Ray"
+        _say(self.args.quiet, f"{where}: {nodes} node(s), {cpus} CPU(s); {workers} worker(s)")
+        return workers
 
     def _spawn(self):
         from realtime.app.batch_work import BatchWorker

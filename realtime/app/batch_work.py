@@ -125,10 +125,10 @@ class BatchWorker:
         if self.focus and "," in self.focus:
             # a pixel focus depends on the frame size: the pipeline takes it per source
             self.pipeline.apply(self._apply_focus(self.preset, self.focus, source.size))
-        if self._warm != source.size:
-            self.pipeline.warmup(source.size)   # as a single job does before its first frame
-            self._warm = source.size
         self.pipeline.reset()
+        if self._warm != source.size:
+            self.pipeline.warmup(source.size)   # as a single job does before its first frame (ends in a reset)
+            self._warm = source.size
 
     def run(self, job: dict, chunk: tuple[int, int] | None = None, warmup: int = 0,
             frames: int | None = None) -> dict:
