@@ -73,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-frames", type=_positive, default=300, metavar="N",
                    help="cut videos longer than 1.5 N frames into chunks of about N, run in parallel "
                         "(default 300; 0 = never cut)")
-    p.add_argument("--warmup-frames", type=_positive, default=60, metavar="N",
+    p.add_argument("--warmup-frames", type=_positive, default=30, metavar="N",
                    help="frames run before each chunk but not written, so its temporal state matches one "
-                        "pass (default 60)")
+                        "pass (default 30)")
     p.add_argument("--size", type=_size, metavar="WxH", help="resize every input to this size")
     p.add_argument("--focus", metavar="F", help="focus override, as for a single job")
     p.add_argument("--frames", type=_positive, metavar="N", help="at most N frames of each input")
@@ -102,7 +102,7 @@ def _probe(job: bp.Job, frames_limit: int | None) -> None:
 
 def plan(args: argparse.Namespace, preset_hash: str) -> tuple[list[bp.Job], list[bp.Job], list[bp.Job], str]:
     """(jobs to run, jobs already complete, failed jobs, options digest)."""
-    out_dir = Path(args.output)
+    out_dir = Path(os.path.abspath(args.output))   # workers of a cluster have another working folder
     cwd = Path(os.getcwd())
     opts = bp.Options(args.preset, args.output_kind, args.save_matte, args.save_depth, args.frames, args.size,
                       args.focus, getattr(args, "quality", None), preset_hash)
