@@ -158,9 +158,13 @@ def test_batch_equals_single_jobs_bit_for_bit(png_batch):
             a, b = _pngs(a_dir), _pngs(b_dir)
             assert [p.name for p in a] == [p.name for p in b], (a_dir, b_dir)
             assert len(a) == (10 if "dance-twirl" in name else 8 if "breakdance" in name else FRAMES)
+            differ = []
             for pa, pb in zip(a, b):
-                assert np.array_equal(cv2.imread(str(pa), cv2.IMREAD_UNCHANGED),
-                                      cv2.imread(str(pb), cv2.IMREAD_UNCHANGED)), (pa, pb)
+                ia, ib = cv2.imread(str(pa), cv2.IMREAD_UNCHANGED), cv2.imread(str(pb), cv2.IMREAD_UNCHANGED)
+                if not np.array_equal(ia, ib):
+                    d = np.abs(ia.astype(int) - ib)
+                    differ.append(f"{pb}: {int((d > 0).sum())} values differ, max {int(d.max())}")
+            assert differ == [], "\n".join(differ) + "\n" + r.stderr
 
 
 @needs_ray
