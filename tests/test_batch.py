@@ -295,3 +295,20 @@ def test_batch_on_an_existing_two_node_cluster(tmp_path):
                 assert np.array_equal(cv2.imread(str(pa)), cv2.imread(str(pb)))
     finally:
         subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+@needs_ray
+def test_no_output_overwrites_an_input(tmp_path):
+    """``--output .`` would put clip.mp4's output on clip.mp4 itself, and seq/'s on seq/: both
+    are refused by name, before any work, and the inputs stay as they were."""
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(DATA / "talking" / "5.mp4", clip)
+    _copy_frames("dance-twirl", tmp_path / "seq", 3)
+    before = {p: p.read_bytes() for p in [clip, *sorted((tmp_path / "seq").iterdir())]}
+    r = _run(["batch", "--input", "clip.mp4", "seq", "--output", "."], tmp_path, timeout=300)
+    assert r.returncode == 1, r.stderr
+    failed = [ln for ln in r.stderr.splitlines() if ln.startswith("  ")]
+    assert len(failed) == 2 and all("would overwrite the input" in ln for ln in failed), r.stderr
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in (tmp_path / "seq").iterdir()) == sorted(p.name for p in before if p != clip)
+    assert _partials(tmp_path) == []

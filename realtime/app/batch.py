@@ -111,7 +111,7 @@ def plan(args: argparse.Namespace, preset_hash: str) -> tuple[list[bp.Job], list
     for j in jobs:
         bp.assign_targets(j, out_dir, opts)
     bp.clash_between_jobs(jobs)
-    inputs = [Path(os.path.realpath(j.input)) for j in jobs]
+    inputs = bp.InputIndex([j.input for j in jobs])
     manifest = bp.Manifest(out_dir)
     todo, done = [], []
     for j in jobs:

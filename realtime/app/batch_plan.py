@@ -215,22 +215,56 @@ def plan_chunks(total: int, chunk_frames: int) -> list[tuple[int, int]]:
 
 # -- safety: outputs never overwrite inputs -----------------------------------------------------
 
-def _same_or_inside(a: Path, b: Path) -> bool:
-    """True when ``a`` is ``b`` or lies inside folder ``b``."""
-    return a == b or b in a.parents
+class InputIndex:
+    """Every input of a batch, for the question "would this output overwrite an input?".
+
+    A thousand files meet a thousand outputs: real paths and their folders go into sets (one
+    lookup per output), and an output that already exists is compared by device and inode, then
+    confirmed with :func:`realtime.io.paths.same_place` (hard links, bind mounts).
+    """
+
+    def __init__(self, inputs: list[str]) -> None:
+        self.real: dict[str, str] = {}
+        self.holders: dict[str, str] = {}
+        self.inodes: dict[tuple[int, int], str] = {}
+        for given in inputs:
+            real = os.path.realpath(given)
+            self.real[real] = given
+            for parent in Path(real).parents:
+                self.holders.setdefault(str(parent), given)
+            try:
+                st = os.stat(real)
+                self.inodes[(st.st_dev, st.st_ino)] = given
+            except OSError:
+                pass
+
+    def clash(self, output: str) -> str | None:
+        """The input that ``output`` is, or holds; None when it is safe."""
+        from realtime.io.paths import same_place
+
+        real = os.path.realpath(output)
+        hit = self.real.get(real) or self.holders.get(real)
+        if hit:
+            return hit
+        try:
+            st = os.stat(real)
+        except OSError:
+            return None
+        other = self.inodes.get((st.st_dev, st.st_ino))
+        return other if other and same_place(Path(output), Path(other)) else None
 
 
-def clash_with_inputs(job: Job, inputs: list[Path]) -> str | None:
+def clash_with_inputs(job: Job, index: InputIndex) -> str | None:
     """Why one of the job's outputs would overwrite or replace an input, or None.
 
     An output (or its temporary) may not be an input, nor a folder holding one (a folder output
-    is replaced when complete). ``inputs`` are real paths.
+    is replaced when complete).
     """
     for t in job.targets:
-        for path in (Path(os.path.realpath(t.final)), Path(os.path.realpath(t.tmp))):
-            for inp in inputs:
-                if _same_or_inside(inp, path):
-                    return f"its output {t.final} would overwrite the input {inp}; choose another --output folder"
+        for path in (t.final, t.tmp):
+            inp = index.clash(path)
+            if inp:
+                return f"its output {t.final} would overwrite the input {inp}; choose another --output folder"
     return None
 
 
