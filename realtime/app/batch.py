@@ -48,9 +48,16 @@ def _positive(text: str) -> int:
     return v
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from realtime.app.cli import _size
+def _size(text: str) -> tuple[int, int]:
+    from realtime.io.sources import parse_size
 
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="run.py batch", description="Process recorded videos, images and folders (searched "
                 "recursively) in bulk on a Ray cluster, each into --output DIR/ at its relative path, with the "
                 "frames and quality of a single 'run.py --input X --output DIR/X' job.")
@@ -203,7 +210,7 @@ def main(argv: list[str]) -> int:
 
     preset = load_preset(args.preset)   # a bad preset fails here, once, with the allowed values
     if args.focus:
-        from realtime.app.cli import apply_focus
+        from realtime.app.overrides import apply_focus
 
         if "," not in args.focus:
             apply_focus(preset, args.focus)

@@ -105,7 +105,7 @@ class BatchWorker:
                  counter=None) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        from realtime.app.cli import apply_focus
+        from realtime.app.overrides import apply_focus
         from realtime.core.config import load_preset
         from realtime.pipeline import Pipeline
 
