@@ -34,3 +34,15 @@ def test_child_peak_rss_is_not_inflated_by_the_parent():
     del ballast
     assert r["exit_code"] == 0
     assert 50 < r["peak_rss_mb"] < 1200
+
+
+def test_frames_bounds_the_run_soak_is_opt_in_and_memory_says_whose(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--size", "160x120", "--frames", "30", "--no-micro", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert "soak" not in r  # only with --soak N
+    assert r["sizes"][0]["frames"] == 30
+    assert r["bench_process_peak_rss_mb"] > 0
+    printed = capsys.readouterr().out
+    assert "soak" not in printed
+    assert "peak RSS MB of run.py" in printed and "This bench process" in printed

@@ -38,6 +38,7 @@ from realtime.app.status import Stats
 from realtime.devtools.testdata import data_dir, read_video
 
 DEFAULT_SIZES = ("640x480", "1280x720", "1920x1080")
+FRAME_CACHE = 40  # real frames held decoded per size (cycled): variety enough, memory bounded
 MICRO = ("matte", "depth", "temporal", "render")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,7 +138,7 @@ def _pct(xs, q) -> float:
 def bench_size(preset_name: str, size: tuple[int, int], n_frames: int, block: int = 30,
                frames: list[np.ndarray] | None = None, source: str | None = None,
                latency_frames: int = 150) -> dict:
-    frames = frames or load_frames(size, 120, source)
+    frames = frames or load_frames(size, FRAME_CACHE, source)
     preset = load_preset(preset_name)
     stats = Stats(keep_all=True)
     base_ms: list[float] = []
@@ -192,7 +193,7 @@ def bench_size(preset_name: str, size: tuple[int, int], n_frames: int, block: in
         "latency_above_interval_p95": _pct(lat.all_latency, 95) - 1000.0 / 30.0,
         "live_fps": lat.fps,
         "live_dropped": dropped,
-        "peak_rss_mb": child_rss(preset_name, frames)["peak_rss_mb"],
+        "peak_rss_mb": child_rss(preset_name, frames, n_frames)["peak_rss_mb"],  # of run.py, not this process
     }
 
 
@@ -253,7 +254,7 @@ def run_micro(size: tuple[int, int], frames: list[np.ndarray], repeats: int) -> 
 
 def soak(preset_name: str, n_frames: int, size: tuple[int, int] = (1280, 720), source: str | None = None) -> dict:
     """Run ``n_frames`` through the loop; RSS and threads sampled after warm-up and at the end."""
-    frames = load_frames(size, 60, source)
+    frames = load_frames(size, FRAME_CACHE, source)
     with Pipeline(load_preset(preset_name)) as pipe:
         pipe.warmup(size)
         warm = max(100, n_frames // 20)
@@ -298,7 +299,7 @@ def startup(preset_name: str) -> dict:
 
 def _table(rows: list[dict]) -> str:
     lines = ["| size | fps | ms/frame p50 / p95 | baseline ms p50 | ratio | latency p50 / p95 ms | CPU cores | "
-             "peak RSS MB (run.py) | " + " | ".join(f"{s} p50/p95" for s in STAGES) + " |",
+             "peak RSS MB of run.py | " + " | ".join(f"{s} p50/p95" for s in STAGES) + " |",
              "|" + "---|" * (8 + len(STAGES))]
     for r in rows:
         st = " | ".join(f"{r['stages'].get(s, {}).get('median_ms', float('nan')):.1f} / "
@@ -336,14 +337,17 @@ def machine() -> str:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="run.py bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--size", action="append", metavar="WxH", help="frame size (repeatable; default 640x480 1280x720 1920x1080)")
-    p.add_argument("--frames", type=int, default=300, help="frames per size for the pipeline and the baseline (default 300)")
+    p.add_argument("--frames", type=int, default=300,
+                   help="bounds the whole run: frames per size for the pipeline, the baseline, the live latency and "
+                        "the run.py memory check; at most this many repeats per micro-benchmark (default 300)")
     p.add_argument("--preset", default="portrait")
     p.add_argument("--input", metavar="VIDEO|DIR", help="frames to use instead of the talking-head clips")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--no-micro", action="store_true", help="skip the stage micro-benchmarks")
     p.add_argument("--micro-repeats", type=int, default=60)
-    p.add_argument("--soak", type=int, metavar="N", default=3000,
-                   help="frames at 1280x720 for the memory/thread growth check (default 3000; 0 skips it)")
+    p.add_argument("--soak", type=int, metavar="N", default=0,
+                   help="also run N frames at 1280x720 in this process for the memory/thread growth check "
+                        "(e.g. --soak 3000; off by default)")
     p.add_argument("--startup", action="store_true", help="also time launch to first output frame (cold and warm)")
     args = p.parse_args(argv)
     try:
@@ -355,28 +359,34 @@ def main(argv: list[str]) -> int:
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "preset": args.preset, "sizes": [], "micro": []}
     print(f"portrait-cam bench, {result['date']}, {result['machine']}", flush=True)
     for size in sizes:
-        frames = load_frames(size, 120, args.input)
+        frames = load_frames(size, FRAME_CACHE, args.input)
         print(f"  {size[0]}x{size[1]}: {args.frames} frames pipeline + baseline...", flush=True)
-        row = bench_size(args.preset, size, args.frames, frames=frames)
+        row = bench_size(args.preset, size, args.frames, frames=frames, latency_frames=min(150, args.frames))
         result["sizes"].append(row)
         print(f"    {row['fps']:.1f} fps, {row['ms_per_frame_median']:.1f} ms/frame, ratio pipeline/baseline "
               f"{row['ratio_pipeline_baseline']:.2f}", flush=True)
         if not args.no_micro:
-            result["micro"] += run_micro(size, frames, args.micro_repeats)
+            result["micro"] += run_micro(size, frames, min(args.micro_repeats, args.frames))
+        del frames
     if args.soak:
         print(f"  soak: {args.soak} frames at 1280x720...", flush=True)
         result["soak"] = soak(args.preset, args.soak, source=args.input)
     if args.startup:
         print("  startup: cold and warm...", flush=True)
         result["startup"] = startup(args.preset)
+    result["bench_process_peak_rss_mb"] = peak_rss_mb()
     print()
     print(_table(result["sizes"]))
+    print(f"peak RSS of run.py: a separate 'python run.py --input VIDEO --output null' process, what a user's "
+          f"command holds. This bench process (frame cache, pipeline, baseline): peak "
+          f"{result['bench_process_peak_rss_mb']:.0f} MB.")
     if result["micro"]:
         print()
         print(_micro_table(result["micro"]))
     if "soak" in result:
         s = result["soak"]
-        print(f"\nsoak: {s['frames']} frames at {s['size']} in {s['seconds']:.0f} s: RSS {s['rss_start_mb']:.0f} -> "
+        print(f"\nsoak (in this bench process): {s['frames']} frames at {s['size']} in {s['seconds']:.0f} s: "
+              f"RSS {s['rss_start_mb']:.0f} -> "
               f"{s['rss_end_mb']:.0f} MB (growth {s['rss_growth_mb']:+.1f} MB), threads {s['threads_start']} -> "
               f"{s['threads_end']}")
     if "startup" in result:
