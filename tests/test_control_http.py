@@ -43,9 +43,12 @@ class Counter(Sink):
 
 class Env:
     def __init__(self, tmp: Path) -> None:
-        self.pipe = Pipeline(load_preset("portrait"))
+        self.preset_file = tmp / "look.toml"
+        self.preset_file.write_text('extends = "portrait"\nname = "look"\n')
+        self.pipe = Pipeline(load_preset(self.preset_file))
         self.pipe.warmup(SIZE)
-        self.session = Session(self.pipe)
+        self.session = Session(self.pipe, live_reload=True, reload_interval=0.1)
+        self.governor = self.session.governor(30.0, window=1, cooldown_s=0.0)
         self.controller = Controller(self.pipe, session=self.session)
         self.feed = PreviewFeed(self.session)
         self.saved = tmp / "presets"
@@ -113,6 +116,7 @@ def env(tmp_path_factory):
     e.wait(lambda: e.counter.written > 3, 60)  # the loop's threads exist before the first test looks
     yield e
     e.close()
+    e.session.close()
     assert e.report and e.report[0].frames > 0
 
 
@@ -235,6 +239,29 @@ def test_knobs_apply_and_show_their_values(env):
     assert env.state()["settings"]["preset"] == "subtle"
     assert env.request("POST", "/api/preset", {"preset": "portrait"})[0] == 200
     env.wait(lambda: env.pipe.preset.name == "portrait")
+
+
+def test_the_page_shows_changes_from_the_file_and_the_governor(env):
+    """Values changed elsewhere show on the page: the preset file edited, the quality governor
+    stepping down (the user's value stays, the running one is reduced)."""
+    env.request("POST", "/api/preset", {"preset": "look"})
+    env.wait(lambda: env.state()["settings"]["preset"] == "look")
+    env.preset_file.write_text('extends = "portrait"\nname = "look"\n[render]\nmax_coc_px = 40\n')
+    env.wait(lambda: env.state()["settings"]["values"]["render.max_coc_px"] == 40.0)
+    assert env.pipe.preset.render.max_coc_px == 40.0
+    for i in range(3):
+        env.governor.observe(500.0, now=1000.0 + i)  # far behind: three levels down (radius -25%)
+    s = env.wait(lambda: (st := env.state())["settings"]["level"] == 3 and st)
+    assert s["settings"]["values"]["render.max_coc_px"] == 40.0
+    assert s["settings"]["effective"]["render.max_coc_px"] == 30.0 and "radius" in s["settings"]["level_label"]
+    assert s["status"]["level"] == 3
+    for i in range(3):
+        env.governor.observe(0.1, now=2000.0 + 10.0 * i)  # headroom: back up
+    env.wait(lambda: env.state()["settings"]["level"] < 3)
+    env.governor.level = 0
+    env.session.set_level(0)
+    env.request("POST", "/api/preset", {"preset": "portrait"})
+    env.wait(lambda: env.state()["settings"]["preset"] == "portrait" and env.state()["settings"]["level"] == 0)
 
 
 def test_click_focus_view_and_auto_focus(env):

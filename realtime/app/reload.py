@@ -64,15 +64,26 @@ class PresetWatcher:
         self.errors = 0    # messages handed to on_error
         self.watch(spec)
 
-    def watch(self, spec: str | Path) -> None:
-        """Watch another preset from now on (preset cycling); its current content is the baseline."""
+    def watch(self, spec: str | Path, *, baseline: str | None | bool = True) -> None:
+        """Watch another preset from now on (preset cycling). Its content now is the baseline,
+        or ``baseline`` (a :meth:`digest` taken when that preset was loaded: an edit since then
+        is applied at the next look)."""
         self.spec = spec
         self.path = preset_file(spec)
-        self._seen = self._digest()          # content at the last look (None = missing)
+        self._seen = self._digest() if baseline is True else baseline  # content at the last look (None = missing)
         self._pending_error: tuple[str, str] | None = None  # (digest, message) awaiting confirmation
         self._missing_since: float | None = None
         self._missing_reported = False
         self._last_look = self._clock()
+
+    @staticmethod
+    def digest(spec: str | Path) -> str | None:
+        """The content digest of a preset's file (None if it cannot be read)."""
+        try:
+            data = preset_file(spec).read_bytes()
+        except OSError:
+            return None
+        return hashlib.blake2b(data, digest_size=16).hexdigest()
 
     def _digest(self) -> str | None:
         try:

@@ -120,7 +120,7 @@ class Session:
         self._level_target: int | None = None
         self._specs = list(presets) if presets else default_specs(pipeline.preset)
         self._index = 0
-        self._watch_spec: str | Path | None = None
+        self._watch_spec: tuple[str | Path, str | None] | None = None  # (spec, its digest when loaded)
         self._effect_off = not pipeline.preset.render.effect
         self._view = VIEWS[0]
         self._message = ""
@@ -246,6 +246,7 @@ class Session:
     def select_preset(self, spec: str | Path) -> str:
         """Switch to a preset (a name, or a path): applied as written, with the command line's
         overrides and the session state (effect off). Raises ConfigError if it does not load."""
+        seen = PresetWatcher.digest(spec) if self.watcher is not None else None  # before loading: see poll
         preset = self._adjust(load_preset(spec))
         with self._lock:
             labels = [spec_label(s) for s in self._specs]
@@ -258,7 +259,7 @@ class Session:
                 i = len(self._specs) - 1
             self._submit(preset)
             self._index = i
-            self._watch_spec = self._specs[i]
+            self._watch_spec = (self._specs[i], seen)
         return f"preset {preset.name}" + (" (effect off)" if self._effect_off else "")
 
     def preset_specs(self) -> list[str | Path]:
@@ -363,7 +364,9 @@ class Session:
         with self._lock:
             watch, self._watch_spec = self._watch_spec, None
         if watch is not None and self.watcher is not None:
-            self.watcher.watch(watch)
+            # the baseline is the file as it was when the preset was loaded: an edit made since
+            # then (between the switch and this frame) is applied by the look just below
+            self.watcher.watch(watch[0], baseline=watch[1])
         if self.watcher is not None:
             self.watcher.poll()
         with self._lock:
