@@ -19,6 +19,7 @@ from test_paths import cli, one_error_line, snapshot
 @pytest.mark.parametrize("argv", [
     ["--help"], ["models", "--help"], ["models", "list", "--help"], ["models", "fetch", "--help"],
     ["models", "verify", "--help"], ["bench", "--help"], ["doctor", "--help"], ["models", "fetch", "-h"],
+    ["batch", "--help"],
 ])
 def test_every_subcommand_answers_help(argv, tmp_path):
     env = {"REALTIME_CACHE_DIR": str(tmp_path / "cache"), "REALTIME_MODEL_URL_BASE": (tmp_path / "x").as_uri()}
@@ -29,7 +30,7 @@ def test_every_subcommand_answers_help(argv, tmp_path):
 
 
 def test_top_level_help_lists_subcommands_and_live_looping(tmp_path):
-    out = cli(["--help"], cwd=tmp_path).stdout
+    out = " ".join(cli(["--help"], cwd=tmp_path).stdout.split())
     assert "models list|fetch|verify" in out and "each has --help" in out
     assert "LOOPS" in out and "--frames N" in out
 
