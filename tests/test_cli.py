@@ -143,8 +143,10 @@ def test_default_run_without_camera_or_loopback_exits_2(capsys, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setattr("realtime.io.sinks.loopback_devices", lambda *a: [])
+    monkeypatch.setattr("realtime.io.pipewire.available", lambda *a: (False, "no PipeWire daemon at /run/x"))
     assert main([]) == 2
-    assert "modprobe v4l2loopback" in _err(capsys)
+    err = _err(capsys)
+    assert "modprobe v4l2loopback" in err and "no PipeWire camera (no PipeWire daemon at /run/x)" in err
 
 
 def test_sigterm_stops_cleanly_and_discards_partial_file(tmp_path):

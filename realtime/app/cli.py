@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", default="0", metavar="SRC",
                    help="camera index or /dev/videoN, video file, image file or folder of images (default: 0)")
     p.add_argument("--output", "-o", action="append", metavar="DST",
-                   help="virtualcam[:DEVICE], preview, FILE.mp4, DIR/ (PNG frames), rgba:DIR/, matte:FILE.mp4|DIR/ "
-                        "or null; repeat for several (default: virtualcam)")
+                   help="virtualcam[:DEVICE], pipewire[:NAME], preview, FILE.mp4, DIR/ (PNG frames), rgba:DIR/, "
+                        "matte:FILE.mp4|DIR/ or null; repeat for several (default: the PipeWire camera when a "
+                        "PipeWire session runs, else v4l2loopback, else preview)")
     p.add_argument("--preset", "-p", default="portrait", metavar="NAME|FILE.toml",
                    help="preset name from configs/ or a TOML file (default: portrait)")
     p.add_argument("--size", type=_size, metavar="WxH",
@@ -109,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--focus", metavar="F",
                    help="focus override: 'face', 'person', a disparity 0..1 (e.g. 0.7) or a pixel X,Y (e.g. 640,360)")
     p.add_argument("--vcam-format", default="i420", metavar="FMT",
-                   help="virtual camera pixel format: i420 (default), nv12, yuyv, uyvy, rgb, bgr")
+                   help="virtual camera pixel format: i420 (default), nv12, yuyv, uyvy, rgb, bgr (PipeWire: bgr/rgb "
+                        "are sent as BGRx/RGBx)")
     p.add_argument("--vcam-backend", metavar="NAME", help=argparse.SUPPRESS)  # tests: a registered pyvirtualcam backend
     p.add_argument("--live", action="store_true",
                    help="play a video file in real time as if it were a camera (demos, testing a call setup); "
@@ -206,21 +208,22 @@ def run(args: argparse.Namespace) -> int:
     if args.debug_strip:
         return debug_strip(args, preset, overrides)
     fps = args.fps or preset.capture.fps
-    outputs = list(args.output or ["virtualcam"])
-    default_run = not args.output
+    backend = args.vcam_backend or os.environ.get(sk.VCAM_BACKEND_ENV)
+    if args.output:
+        outputs = list(args.output)
+    else:
+        choice, why = default_output(backend)
+        outputs = [choice]
+        if not args.quiet:
+            print(f"{PROG}: no --output given: using {choice} ({why})", file=sys.stderr)
 
     # A missing loopback device is the most common setup problem: say so before opening the camera.
-    backend = args.vcam_backend or os.environ.get(sk.VCAM_BACKEND_ENV)
-    for i, spec in enumerate(outputs):
+    for spec in outputs:
         if spec.lower().split(":")[0] == "virtualcam" and not backend and sys.platform.startswith("linux"):
             if not sk.loopback_devices():
-                msg = (f"no v4l2loopback virtual camera found; load it with: {sk.MODPROBE_FIX} "
-                       "('python run.py doctor' checks the whole setup)")
-                if default_run and sk.has_display():
-                    log.warning("%s (showing a preview window instead)", msg)
-                    outputs[i] = "preview"
-                else:
-                    raise VirtualCameraUnavailableError(msg)
+                raise VirtualCameraUnavailableError(
+                    f"no v4l2loopback virtual camera found; load it with: {sk.MODPROBE_FIX} "
+                    "('python run.py doctor' checks the whole setup)")
     sinks = [sk.make_sink(o, vcam_format=args.vcam_format, vcam_backend=backend, fps=args.fps) for o in outputs]
     if args.save_matte:
         sinks.append(sk.PngFolderSink(args.save_matte, "matte"))
@@ -307,6 +310,32 @@ def _start_control(args: argparse.Namespace, session, controller, stack: context
                     "controls the camera", args.control_bind)
     print(f"control page: {url}", flush=True)
     return feed
+
+
+def default_output(vcam_backend: str | None = None) -> tuple[str, str]:
+    """What ``python run.py`` with no ``--output`` sends to, and why: the PipeWire camera when a
+    PipeWire session runs and its bindings are installed, else the v4l2loopback camera, else the
+    preview window. Raises with both setup commands when none of them can work."""
+    from realtime.io import pipewire
+    from realtime.io import sinks as sk
+
+    if vcam_backend:
+        return "virtualcam", f"pyvirtualcam backend '{vcam_backend}'"
+    if not sys.platform.startswith("linux"):
+        return "virtualcam", "the OBS virtual camera"
+    ok, why_not_pw = pipewire.available()
+    if ok:
+        return "pipewire", why_not_pw
+    devices = sk.loopback_devices()
+    if devices:
+        return "virtualcam", f"v4l2loopback at {devices[0]}; no PipeWire camera: {why_not_pw}"
+    if sk.has_display():
+        log.warning("no virtual camera: no v4l2loopback device (load it with: %s) and no PipeWire camera (%s); "
+                    "showing a preview window instead", sk.MODPROBE_FIX, why_not_pw)
+        return "preview", "no virtual camera is available"
+    raise VirtualCameraUnavailableError(
+        f"no virtual camera: no v4l2loopback device (load it with: {sk.MODPROBE_FIX}) and no PipeWire camera "
+        f"({why_not_pw}); 'python run.py doctor' checks the whole setup")
 
 
 def debug_strip(args: argparse.Namespace, preset, overrides) -> int:

@@ -446,8 +446,18 @@ def run_checks(root: str = "/", env: Mapping[str, str] = os.environ, vcam_backen
                 vcam = [c if c.ok is not False else
                         Check(c.name, None, f"{c.detail} (not needed with backend '{backend}')", c.fix) for c in vcam]
             vcam.append(b)
+        from realtime.app import doctor_pipewire as dpw
+
+        pw_checks = dpw.check_pipewire(env)
+        if dpw.usable(pw_checks) and not backend:  # 'python run.py' picks the PipeWire camera
+            vcam = dpw.as_warnings(vcam, "not needed: the PipeWire camera works")
+        # one working camera path is enough; when neither works the loopback failures fail
+        loop_ok = all(c.ok is not False for c in vcam)
+        pw_checks = dpw.as_warnings(pw_checks, "optional while v4l2loopback works" if loop_ok
+                                    else "fix this or v4l2loopback")
         checks += vcam
         checks.append(group)
+        checks += pw_checks
     else:
         if camera.isdigit():
             info = (probe or (lambda _n: probe_opencv(int(camera), timeout=max(timeout, 8.0))))(camera)

@@ -7,6 +7,7 @@ atomically (a temporary name, renamed when complete), so a partial file never lo
 Output specs (``--output``)::
 
     virtualcam[:DEVICE]   v4l2loopback through pyvirtualcam (steady fps, last frame repeated)
+    pipewire[:NAME]       a PipeWire camera node named NAME (realtime.io.pipewire), same behaviour
     preview               an OpenCV window; q or Esc quits
     out.mp4               a video file
     DIR/                  PNG frames (a trailing / or an existing directory)
@@ -337,9 +338,18 @@ class VirtualCameraSink(Sink):
         check_vcam_size(width, height)
         self.fps = float(self._fps or fps)
         pf = {"i420": "I420", "nv12": "NV12", "yuyv": "YUYV", "uyvy": "UYVY", "rgb": "RGB", "bgr": "BGR"}[self.fmt]
+        self._cam = self._open_camera(width, height, getattr(pyvirtualcam.PixelFormat, pf))
+        # a black frame until the first processed one: never the raw camera
+        self._latest = _convert_for_vcam(np.zeros((height, width, 3), np.uint8), self.fmt)
+        self._thread = threading.Thread(target=self._sender, name="portrait-cam-vcam", daemon=True)
+        self._thread.start()
+
+    def _open_camera(self, width: int, height: int, pixel_format):
+        import pyvirtualcam
+
         try:
-            self._cam = pyvirtualcam.Camera(width, height, self.fps, fmt=getattr(pyvirtualcam.PixelFormat, pf),
-                                            device=self.device, backend=self.backend, print_fps=False)
+            return pyvirtualcam.Camera(width, height, self.fps, fmt=pixel_format, device=self.device,
+                                       backend=self.backend, print_fps=False)
         except Exception as e:  # pyvirtualcam raises RuntimeError/ValueError with its own text
             msg = str(e)
             if "v4l2loopback" in (self.backend or "") or "loopback" in msg.lower() or "no such" in msg.lower():
@@ -347,10 +357,6 @@ class VirtualCameraSink(Sink):
                     f"no usable v4l2loopback virtual camera{(' at ' + self.device) if self.device else ''} ({msg}); "
                     f"load it with: {MODPROBE_FIX}") from e
             raise SinkError(f"cannot open the virtual camera through {self.backend} ({msg})") from e
-        # a black frame until the first processed one: never the raw camera
-        self._latest = _convert_for_vcam(np.zeros((height, width, 3), np.uint8), self.fmt)
-        self._thread = threading.Thread(target=self._sender, name="portrait-cam-vcam", daemon=True)
-        self._thread.start()
 
     @property
     def device_name(self) -> str:
@@ -413,7 +419,7 @@ def make_sink(spec: str, *, vcam_format: str = "i420", vcam_backend: str | None 
     """A sink from an ``--output`` spec (see the module docstring)."""
     s = spec.strip()
     if not s:
-        raise SinkError("empty --output; use virtualcam[:DEVICE], preview, FILE.mp4, DIR/, rgba:DIR/, "
+        raise SinkError("empty --output; use virtualcam[:DEVICE], pipewire[:NAME], preview, FILE.mp4, DIR/, rgba:DIR/, "
                         "matte:FILE.mp4|DIR/ or null")
     low = s.lower()
     if low == "null":
@@ -423,6 +429,14 @@ def make_sink(spec: str, *, vcam_format: str = "i420", vcam_backend: str | None 
     if low == "virtualcam" or low.startswith("virtualcam:"):
         device = s.split(":", 1)[1] if ":" in s else None
         return VirtualCameraSink(device, vcam_format, vcam_backend, fps)
+    if low == "pipewire" or low.startswith("pipewire:"):
+        from realtime.io.pipewire import PipeWireSink
+
+        name = s.split(":", 1)[1].strip() if ":" in s else None
+        if name == "":
+            raise SinkError(f"--output {spec}: name the camera after the colon (pipewire:\"Work Cam\") "
+                            "or leave the colon out for \"Portrait Cam\"")
+        return PipeWireSink(name, vcam_format, fps)
     if low.startswith("rgba:"):
         target = s[5:]
         if not target or Path(target).suffix.lower() in VIDEO_EXTENSIONS:
@@ -442,7 +456,7 @@ def make_sink(spec: str, *, vcam_format: str = "i420", vcam_backend: str | None 
     if Path(s).suffix.lower() in (".png", ".jpg", ".jpeg"):
         raise SinkError(f"--output {spec}: to write PNG frames give a folder with a trailing slash "
                         f"({Path(s).with_suffix('')}/)")
-    raise SinkError(f"--output {spec} is not understood; use virtualcam[:DEVICE], preview, FILE.mp4, DIR/, "
+    raise SinkError(f"--output {spec} is not understood; use virtualcam[:DEVICE], pipewire[:NAME], preview, FILE.mp4, DIR/, "
                     "rgba:DIR/, matte:FILE.mp4|DIR/ or null")
 
 
