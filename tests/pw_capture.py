@@ -4,12 +4,13 @@
 
 Writes ``frames`` (BGR, decoded from the node's own format with OpenCV's BT.601 conversions),
 ``times`` (monotonic arrival time of each buffer) and ``format`` (what was negotiated).
-Stops after N frames (0: no limit), S seconds, or --idle seconds without a frame. Exit 3 when nothing arrived.
+Stops after N frames (0: no limit), S seconds, --idle seconds without a frame, or SIGTERM. Exit 3 when nothing arrived.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
@@ -50,8 +51,11 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--caps", default="video/x-raw")
+    ap.add_argument("--skip-black", action="store_true", help="drop the black frames sent before processing starts")
     ap.add_argument("--idle", type=float, default=3.0, help="stop when no frame came for this long (node gone)")
     a = ap.parse_args()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))  # the test is done: save what came
     Gst.init(None)
     pipe = Gst.parse_launch(f"pipewiresrc target-object={a.target} ! {a.caps} ! "
                             "appsink name=out sync=false max-buffers=64 drop=false")
@@ -60,7 +64,7 @@ def main() -> int:
     frames, times, fmt = [], [], None
     deadline = time.monotonic() + a.seconds
     try:
-        while time.monotonic() < deadline and (not a.frames or len(frames) < a.frames):
+        while not stop and time.monotonic() < deadline and (not a.frames or len(frames) < a.frames):
             sample = sink.emit("try-pull-sample", int(0.2 * Gst.SECOND))
             if sample is None:
                 if times and time.monotonic() - times[-1] > a.idle:
@@ -75,7 +79,10 @@ def main() -> int:
             if data.size < info.size:
                 print(f"short buffer: {data.size} bytes for {fmt} {info.width}x{info.height}", file=sys.stderr)
                 return 4
-            frames.append(decode(tight(data, info, planes), info.width, info.height))
+            frame = decode(tight(data, info, planes), info.width, info.height)
+            if a.skip_black and not frames and frame.mean() < 8:
+                continue
+            frames.append(frame)
             times.append(now)
     finally:
         pipe.set_state(Gst.State.NULL)

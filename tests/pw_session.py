@@ -81,7 +81,7 @@ class PipeWireSession:
         return [o for o in self.dump() if o.get("type", "").endswith("Node")
                 and all((o.get("info") or {}).get("props", {}).get(k) == v for k, v in want.items())]
 
-    def wait_node(self, timeout: float = 60.0, proc: subprocess.Popen | None = None, **props) -> dict:
+    def wait_node(self, timeout: float = 180.0, proc: subprocess.Popen | None = None, **props) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = self.nodes(**props)
@@ -121,15 +121,15 @@ class PipeWireSession:
 
 
 def capture(session: PipeWireSession, target: str, out: Path, frames: int = 0, seconds: float = 10.0,
-            caps: str = "") -> subprocess.Popen:
+            caps: str = "", skip_black: bool = False) -> subprocess.Popen:
     """Start tests/pw_capture.py reading ``target`` from the session (see that script)."""
     cmd = [sys.executable, str(ROOT / "tests" / "pw_capture.py"), target, str(out), "--frames", str(frames),
-           "--seconds", str(seconds)] + (["--caps", caps] if caps else [])
+           "--seconds", str(seconds)] + (["--caps", caps] if caps else []) + (["--skip-black"] if skip_black else [])
     return subprocess.Popen(cmd, env=session.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
-def finish(proc: subprocess.Popen, timeout: float = 90.0) -> tuple[int, str, str]:
+def finish(proc: subprocess.Popen, timeout: float = 300.0) -> tuple[int, str, str]:
     """Wait for a child; kill its whole group if it overstays (no leftovers either way)."""
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -141,3 +141,10 @@ def finish(proc: subprocess.Popen, timeout: float = 90.0) -> tuple[int, str, str
         out, err = proc.communicate()
         err += f"\n[killed after {timeout:.0f} s]"
     return proc.returncode, out, err
+
+
+def stop_capture(proc: subprocess.Popen) -> tuple[int, str, str]:
+    """Ask a running capture to save what it has (before its node goes away) and wait for it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    return finish(proc, 60)

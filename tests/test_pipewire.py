@@ -21,7 +21,7 @@ import pytest
 
 import vcam_capture
 from conftest import DATA, ROOT
-from pw_session import PipeWireSession, capture, finish, unavailable
+from pw_session import PipeWireSession, capture, finish, stop_capture, unavailable
 
 CLIP = DATA / "talking" / "5.mp4"
 SIZE = (320, 320)
@@ -78,7 +78,7 @@ def _raw(size=SIZE) -> list[np.ndarray]:
 
 
 def test_node_carries_the_processed_frames_and_leaves(session, tmp_path):
-    n = 60
+    n = 120  # the run's length; the capture takes 20 processed frames from the middle of it
     ref = tmp_path / "ref"
     rc, _, err = finish(_run_py(session, tmp_path, "--input", str(CLIP), "--size", SIZE_ARG, "--frames", str(n),
                                 "--output", f"{ref}/", "--quiet"))
@@ -86,28 +86,30 @@ def test_node_carries_the_processed_frames_and_leaves(session, tmp_path):
     refs = [cv2.imread(str(p)) for p in sorted(ref.glob("*.png"))]
     assert len(refs) == n
 
-    run = _run_py(session, tmp_path, "--input", str(CLIP), "--size", SIZE_ARG, "--frames", str(n), "--fps", "30",
-                  "--output", "pipewire")
+    # the run goes on for longer than the capture: a reader still linked when a node goes away
+    # is not what is tested here (pipewiresrc 0.3 may crash then)
+    run = _run_py(session, tmp_path, "--input", str(CLIP), "--size", SIZE_ARG, "--frames", str(n), "--fps",
+                  "30", "--output", "pipewire")
     try:
         node = session.wait_node(proc=run, media_class="Video/Source", media_role="Camera",
                                  node_description="Portrait Cam")
         props = node["info"]["props"]
         assert props["node.name"] == "portrait-cam"
-        cap = capture(session, "portrait-cam", tmp_path / "cap.npz", seconds=120)
+        cap = capture(session, "portrait-cam", tmp_path / "cap.npz", frames=20, seconds=240, skip_black=True)
+        crc, out, cerr = finish(cap)
+        assert crc == 0, cerr
         rc, _, err = finish(run)
         assert rc == 0, err
         assert "PipeWire camera 'Portrait Cam' (node portrait-cam, I420, 30 fps)" in err
         assert session.wait_gone(node_name="portrait-cam"), "the node outlived the run"
-        crc, out, cerr = finish(cap)
-        assert crc == 0, cerr
     finally:
         for p in (run,):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
     frames, times, fmt = _load(tmp_path / "cap.npz")
     assert fmt == "I420" and frames.shape[1:] == (SIZE[1], SIZE[0], 3)
-    shown = [f for f in frames if f.mean() > 8]  # black until the first processed frame
-    assert len(shown) >= 10, f"{len(shown)} of {len(frames)} frames had a picture"
+    shown = list(frames)
+    assert len(shown) == 20 and all(f.mean() > 8 for f in shown)
     raw = _raw()[:n]
     to_ref = [_nearest(f, refs) for f in shown]
     to_raw = [_nearest(f, raw) for f in shown]
@@ -190,10 +192,12 @@ def test_fail_closed_and_repeat_last_frame_through_pipewire(in_session, tmp_path
             time.sleep(0.1)
         assert pw.has_readers() is True
         rec, report = _run("stall", start=3, stop=6, frames=40, live=True, extra_sinks=[pw])
+        crc, _, cerr = stop_capture(cap)
     finally:
         pw.close()
+        if "cap" in locals():
+            stop_capture(cap)
     assert in_session.wait_gone(node_name="portrait-cam.failsafe-cam")
-    crc, _, cerr = finish(cap)
     assert crc == 0, cerr
     frames, times, fmt = _load(tmp_path / "cap.npz")
     assert fmt == "BGRx"
@@ -241,9 +245,11 @@ def test_camera_unavailable_card_through_pipewire(in_session, tmp_path):
                 time.sleep(0.1)
             pipe.warmup(src.size)
             run_stream(pipe, src, [rec, pw], max_frames=40, hooks=[unplug_once])
+            crc, _, cerr = stop_capture(cap)
         finally:
             pw.close()
-    crc, _, cerr = finish(cap)
+            if "cap" in locals():
+                stop_capture(cap)
     assert crc == 0, cerr
     frames, _, _ = _load(tmp_path / "cap.npz")
     cards = [f for f, ok in zip(rec.frames, rec.ok) if not ok]
@@ -257,16 +263,16 @@ def test_virtualcam_and_pipewire_at_once(in_session, tmp_path):
     backend = vcam_capture.register()
     result = {}
     worker = threading.Thread(target=lambda: result.setdefault("rc", main(
-        ["--input", str(CLIP), "--size", SIZE_ARG, "--frames", "45", "--fps", "30", "--vcam-format", "bgr",
+        ["--input", str(CLIP), "--size", SIZE_ARG, "--frames", "120", "--fps", "30", "--vcam-format", "bgr",
          "--output", "virtualcam", "--vcam-backend", vcam_capture.NAME, "--output", "pipewire", "--quiet"])))
     worker.start()
     try:
-        in_session.wait_node(node_name="portrait-cam", timeout=60)
-        cap = _frames_in(in_session, "portrait-cam", tmp_path / "cap.npz")
+        in_session.wait_node(node_name="portrait-cam", timeout=180)
+        cap = capture(in_session, "portrait-cam", tmp_path / "cap.npz", frames=15, seconds=240, skip_black=True)
+        crc, _, cerr = finish(cap)
     finally:
-        worker.join(120)
+        worker.join(300)
     assert result.get("rc") == 0
-    crc, _, cerr = finish(cap)
     assert crc == 0, cerr
     frames, _, _ = _load(tmp_path / "cap.npz")
     sent = [f.reshape(SIZE[1], SIZE[0], 3) for f in backend.instances[-1].frames]

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 from realtime.core.errors import ConfigError
 
-_NOT_FILES = ("virtualcam", "preview", "null")
+_NOT_FILES = ("virtualcam", "pipewire", "preview", "null")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def output_target(spec: str) -> Target | None:
     """The file or folder an ``--output`` spec writes to (None for cameras, windows, null)."""
     s = spec.strip()
     low = s.lower()
-    if not s or low in _NOT_FILES or low.startswith("virtualcam:"):
+    if not s or low in _NOT_FILES or low.startswith(("virtualcam:", "pipewire:")):
         return None
     path = s
     for prefix in ("rgba:", "matte:"):
