@@ -264,7 +264,8 @@ def test_virtualcam_and_pipewire_at_once(in_session, tmp_path):
     result = {}
     worker = threading.Thread(target=lambda: result.setdefault("rc", main(
         ["--input", str(CLIP), "--size", SIZE_ARG, "--frames", "120", "--fps", "30", "--vcam-format", "bgr",
-         "--output", "virtualcam", "--vcam-backend", vcam_capture.NAME, "--output", "pipewire", "--quiet"])))
+         "--output", "virtualcam", "--vcam-backend", vcam_capture.NAME, "--output", "pipewire",
+         "--output", f"{tmp_path}/all/", "--quiet"])))
     worker.start()
     try:
         in_session.wait_node(node_name="portrait-cam", timeout=180)
@@ -275,10 +276,13 @@ def test_virtualcam_and_pipewire_at_once(in_session, tmp_path):
     assert result.get("rc") == 0
     assert crc == 0, cerr
     frames, _, _ = _load(tmp_path / "cap.npz")
-    sent = [f.reshape(SIZE[1], SIZE[0], 3) for f in backend.instances[-1].frames]
-    shown = [f for f in frames if f.any()]
-    assert len(sent) > 10 and len(shown) > 5
-    assert all(min(_diff(f, s) for s in sent) == 0.0 for f in shown)  # the same frames on both cameras
+    written = [cv2.imread(str(p)) for p in sorted((tmp_path / "all").glob("*.png"))]
+    sent = [f.reshape(SIZE[1], SIZE[0], 3) for f in backend.instances[-1].frames if f.any()]
+    assert len(written) == 120 and len(sent) > 10 and len(frames) == 15
+    # both cameras carried the loop's frames, exactly (each sends the newest at its own 30 fps)
+    for name, got in (("virtualcam", sent), ("pipewire", frames)):
+        for i, f in enumerate(got):
+            assert min(_diff(f, w) for w in written) == 0.0, f"{name} frame {i} is none of the written frames"
 
 
 def test_default_output_picks_pipewire_and_says_so(session, tmp_path):

@@ -366,6 +366,8 @@ class VirtualCameraSink(Sink):
         if self.error:
             raise SinkError(f"virtual camera {self.device_name} failed: {self.error}")
         data = _convert_for_vcam(out.frame, self.fmt)
+        if data is out.frame:  # bgr: nothing copied it, and the sender reads it after the pipeline reuses it
+            data = data.copy()
         with self._lock:
             self._latest = data
         self._new.set()
