@@ -179,7 +179,7 @@ def _frames_in(session, node_name: str, path: Path):
 def test_fail_closed_and_repeat_last_frame_through_pipewire(in_session, tmp_path):
     from test_failsafe import _run
 
-    from realtime.io.pipewire import PipeWireSink
+    from realtime.io.sinks import PipeWireSink
 
     pw = PipeWireSink("Failsafe Cam", fmt="bgr", fps=30)  # BGRx: the exact pixels come back
     pw.open(*SIZE, 30)
@@ -224,7 +224,7 @@ def test_camera_unavailable_card_through_pipewire(in_session, tmp_path):
 
     from realtime import Pipeline, load_preset
     from realtime.app.loop import run_stream
-    from realtime.io.pipewire import PipeWireSink
+    from realtime.io.sinks import PipeWireSink
     from realtime.io.sources import LiveSource
 
     reader, rec = FlakyReader(), LiveRecorder()

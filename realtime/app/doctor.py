@@ -448,7 +448,7 @@ def run_checks(root: str = "/", env: Mapping[str, str] = os.environ, vcam_backen
             vcam.append(b)
         from realtime.app import doctor_pipewire as dpw
 
-        pw_checks = dpw.check_pipewire(env)
+        pw_checks = dpw.check_pipewire(env, Check)
         if dpw.usable(pw_checks) and not backend:  # 'python run.py' picks the PipeWire camera
             vcam = dpw.as_warnings(vcam, "not needed: the PipeWire camera works")
         # one working camera path is enough; when neither works the loopback failures fail

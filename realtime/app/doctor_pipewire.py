@@ -31,10 +31,9 @@ PLUGIN_FIX = _per_distro("gstreamer1.0-pipewire gstreamer1.0-plugins-base", "pip
                          "gst-plugin-pipewire gst-plugins-base")
 
 
-def check_pipewire(env: Mapping[str, str]):
-    """The PipeWire checks, in the order printed (``Check`` objects of realtime.app.doctor)."""
-    from realtime.app.doctor import Check
-
+def check_pipewire(env: Mapping[str, str], Check):
+    """The PipeWire checks, in the order printed, as ``Check(name, ok, detail, fix)`` objects
+    (the doctor's class, passed in)."""
     checks = []
     ok, detail = pw.daemon_reachable(env)
     checks.append(Check("PipeWire daemon", ok, detail, DAEMON_FIX))

@@ -11,7 +11,7 @@ Two layers:
 - :class:`PipeWireCamera` is a pyvirtualcam backend (``register()`` adds it under the name
   ``pipewire``), so any pyvirtualcam program can publish a PipeWire camera with
   ``pyvirtualcam.Camera(w, h, fps, fmt=..., backend="pipewire", device="My Cam")``.
-- :class:`PipeWireSink` is the ``--output pipewire[:NAME]`` sink: like the v4l2loopback sink it
+- :class:`realtime.io.sinks.PipeWireSink` is the ``--output pipewire[:NAME]`` sink: like the v4l2loopback sink it
   gets the loop's processed, fail-closed and "camera unavailable" frames and the camera keeps a
   steady rate, repeating the last frame when processing is late (done in the streaming process,
   away from this one's load).
@@ -39,8 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.core.errors import SinkError, VirtualCameraUnavailableError
-from realtime.io.sinks import OutputFrame, VirtualCameraSink, _convert_for_vcam, check_vcam_size
 
 BACKEND = "pipewire"
 DEFAULT_NAME = "Portrait Cam"
@@ -319,59 +317,3 @@ def available(env=os.environ) -> tuple[bool, str]:
     if sm is False:
         return False, what
     return True, f"PipeWire session ({what if sm else 'daemon reachable'})"
-
-
-class PipeWireSink(VirtualCameraSink):
-    """``--output pipewire[:NAME]``: a PipeWire camera named NAME (default "Portrait Cam")."""
-
-    kind = "pipewire"
-
-    def __init__(self, name: str | None = None, fmt: str = "i420", fps: float | None = None) -> None:
-        super().__init__(name or DEFAULT_NAME, fmt, BACKEND, fps)
-
-    def open(self, width: int, height: int, fps: float) -> None:
-        import pyvirtualcam
-
-        check_vcam_size(width, height)
-        self.fps = float(self._fps or fps)
-        pf = {"i420": "I420", "nv12": "NV12", "yuyv": "YUYV", "uyvy": "UYVY", "rgb": "RGB", "bgr": "BGR"}[self.fmt]
-        # no sender thread here: the streaming process keeps the rate and repeats the last frame
-        self._cam = self._open_camera(width, height, getattr(pyvirtualcam.PixelFormat, pf))
-
-    def write(self, out: OutputFrame) -> None:
-        try:
-            self._cam.send(_convert_for_vcam(out.frame, self.fmt))
-        except RuntimeError as e:
-            raise SinkError(f"PipeWire camera '{self.device}' failed: {e}") from e
-        self.sent += 1
-        self.written += 1
-
-    def _open_camera(self, width: int, height: int, pixel_format):
-        import pyvirtualcam
-
-        ok, why = check_bindings()
-        if not ok:  # name what to install before anything starts
-            raise VirtualCameraUnavailableError(f"the PipeWire camera cannot start: {why}; {install_hint('install')}")
-        register()
-        try:
-            return pyvirtualcam.Camera(width, height, self.fps, fmt=pixel_format, device=self.device,
-                                       backend=BACKEND, print_fps=False)
-        except Exception as e:  # pyvirtualcam wraps the backend's error in a RuntimeError
-            msg = str(e).replace(f"'{BACKEND}' backend: ", "")
-            raise VirtualCameraUnavailableError(f"cannot publish the PipeWire camera '{self.device}': {msg}") from e
-
-    @property
-    def node_name(self) -> str:
-        return self._cam._backend.node_name if self._cam is not None else node_name_for(self.device)
-
-    def readers(self) -> int | None:
-        """Consumers linked to the node now (0 = nobody reads the camera; None = cannot tell)."""
-        return self._cam._backend.readers() if self._cam is not None else None
-
-    def has_readers(self) -> bool | None:
-        n = self.readers()
-        return None if n is None else n > 0
-
-    def describe(self) -> str:
-        fmt = self._cam._backend.format if self._cam is not None else self.fmt
-        return f"PipeWire camera '{self.device}' (node {self.node_name}, {fmt}, {getattr(self, 'fps', 0):g} fps)"

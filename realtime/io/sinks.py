@@ -31,6 +31,7 @@ import numpy as np
 
 from realtime.core.errors import SinkError, VirtualCameraUnavailableError
 from realtime.core.stage import Closable
+from realtime.io import pipewire as pw
 from realtime.io.paths import make_folders, remove_if_empty
 
 log = logging.getLogger(__name__)
@@ -412,6 +413,66 @@ class VirtualCameraSink(Sink):
         return f"virtual camera {self.device_name} ({self.fmt}, {getattr(self, 'fps', 0):g} fps)"
 
 
+class PipeWireSink(VirtualCameraSink):
+    """``--output pipewire[:NAME]``: a PipeWire camera named NAME (default "Portrait Cam"), see
+    :mod:`realtime.io.pipewire`. Same frames as the v4l2loopback camera (processed, fail-closed,
+    "camera unavailable"); the streaming process keeps the rate and repeats the last frame."""
+
+    kind = "pipewire"
+
+    def __init__(self, name: str | None = None, fmt: str = "i420", fps: float | None = None) -> None:
+        super().__init__(name or pw.DEFAULT_NAME, fmt, pw.BACKEND, fps)
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        import pyvirtualcam
+
+        check_vcam_size(width, height)
+        self.fps = float(self._fps or fps)
+        pf = {"i420": "I420", "nv12": "NV12", "yuyv": "YUYV", "uyvy": "UYVY", "rgb": "RGB", "bgr": "BGR"}[self.fmt]
+        # no sender thread here: the streaming process keeps the rate, away from this process's load
+        self._cam = self._open_camera(width, height, getattr(pyvirtualcam.PixelFormat, pf))
+
+    def write(self, out: OutputFrame) -> None:
+        try:
+            self._cam.send(_convert_for_vcam(out.frame, self.fmt))  # written to the pipe: a copy
+        except RuntimeError as e:
+            raise SinkError(f"PipeWire camera '{self.device}' failed: {e}") from e
+        self.sent += 1
+        self.written += 1
+
+    def _open_camera(self, width: int, height: int, pixel_format):
+        import pyvirtualcam
+
+        ok, why = pw.check_bindings()
+        if not ok:  # name what to install before anything starts
+            raise VirtualCameraUnavailableError(f"the PipeWire camera cannot start: {why}; {pw.install_hint('install')}")
+        pw.register()
+        try:
+            return pyvirtualcam.Camera(width, height, self.fps, fmt=pixel_format, device=self.device,
+                                       backend=pw.BACKEND, print_fps=False)
+        except Exception as e:  # pyvirtualcam wraps the backend's error in a RuntimeError
+            msg = str(e).replace(f"'{pw.BACKEND}' backend: ", "")
+            raise VirtualCameraUnavailableError(f"cannot publish the PipeWire camera '{self.device}': {msg}") from e
+
+    @property
+    def node_name(self) -> str:
+        return self._cam._backend.node_name if self._cam is not None else pw.node_name_for(self.device)
+
+    def readers(self) -> int | None:
+        """Consumers linked to the node now (0 = nobody reads the camera; None = cannot tell).
+        One ``pw-dump`` per call: ask about once a second, not per frame."""
+        return self._cam._backend.readers() if self._cam is not None else None
+
+    def has_readers(self) -> bool | None:
+        """Is any app reading the camera? (the node is running rather than idle; None = cannot tell)"""
+        n = self.readers()
+        return None if n is None else n > 0
+
+    def describe(self) -> str:
+        fmt = self._cam._backend.format if self._cam is not None else self.fmt
+        return f"PipeWire camera '{self.device}' (node {self.node_name}, {fmt}, {getattr(self, 'fps', 0):g} fps)"
+
+
 def is_folder_spec(spec: str) -> bool:
     return spec.endswith(("/", os.sep)) or Path(spec).is_dir()
 
@@ -432,8 +493,6 @@ def make_sink(spec: str, *, vcam_format: str = "i420", vcam_backend: str | None 
         device = s.split(":", 1)[1] if ":" in s else None
         return VirtualCameraSink(device, vcam_format, vcam_backend, fps)
     if low == "pipewire" or low.startswith("pipewire:"):
-        from realtime.io.pipewire import PipeWireSink
-
         name = s.split(":", 1)[1].strip() if ":" in s else None
         if name == "":
             raise SinkError(f"--output {spec}: name the camera after the colon (pipewire:\"Work Cam\") "
