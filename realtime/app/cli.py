@@ -18,10 +18,8 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import sys
-import threading
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 # MediaPipe/TFLite log from C++ at import and model load; keep the terminal for our status.
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -133,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "CoC of the last frame processed (a still image is processed a few times so filters settle)")
     p.add_argument("--frames", type=_frame_count, metavar="N",
                    help="stop after N frames (N >= 1; leave it out to process every frame; stops a --live loop)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write PNG frames into a folder that already holds files (files of the same name are "
+                        "replaced, others kept); without it such a folder is refused")
+    p.add_argument("--failed-frames", choices=("fail", "keep"), default="fail",
+                   help="file jobs: fail (default) = a frame whose processing failed is not written and the job "
+                        "exits 1; keep = write the fail-closed frame (blurred or last good) and warn")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line or progress bar")
     p.add_argument("--verbose", "-v", action="store_true", help="log more")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
@@ -161,23 +165,6 @@ def _setup_logging(verbose: bool) -> None:
     root.propagate = False
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM behaves like Ctrl-C (clean shutdown); the old handler after it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 def run(args: argparse.Namespace) -> int:
     from realtime.io import sinks as sk
     from realtime.core.config import load_preset
@@ -194,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
             p = apply_focus(p, args.focus, size)
         return p
 
+    from realtime.app import outcome
+    from realtime.app.interrupts import interrupt_guard
     from realtime.io.paths import check_job_paths, kept_summary
 
     check_job_paths(args.input, [] if args.debug_strip else list(args.output or []), save_matte=args.save_matte,
@@ -224,13 +213,15 @@ def run(args: argparse.Namespace) -> int:
                 raise VirtualCameraUnavailableError(
                     f"no v4l2loopback virtual camera found; load it with: {sk.MODPROBE_FIX} "
                     "('python run.py doctor' checks the whole setup)")
-    sinks = [sk.make_sink(o, vcam_format=args.vcam_format, vcam_backend=backend, fps=args.fps) for o in outputs]
+    sinks = [sk.make_sink(o, vcam_format=args.vcam_format, vcam_backend=backend, fps=args.fps,
+                          overwrite=args.overwrite) for o in outputs]
     if args.save_matte:
-        sinks.append(sk.PngFolderSink(args.save_matte, "matte"))
+        sinks.append(sk.PngFolderSink(args.save_matte, "matte", args.overwrite))
     if args.save_depth:
-        sinks.append(sk.PngFolderSink(args.save_depth, "depth"))
+        sinks.append(sk.PngFolderSink(args.save_depth, "depth", args.overwrite))
 
     opened: list = []  # the outputs opened so far
+    report = None
     ok = False
 
     def say_what_was_kept() -> None:
@@ -248,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         from realtime.io.stills import require_one_size
 
         require_one_size(source, sinks)
-        with _sigterm_as_interrupt():
+        with interrupt_guard():  # the first SIGINT/SIGTERM stops the job, later ones only count
             if args.focus and "," in args.focus:
                 preset = overrides(preset, source.size)
             say = (lambda *a: None) if args.quiet else (lambda text: print(f"{PROG}: {text}", file=sys.stderr))
@@ -259,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
             say(f"input: {source.describe()}")  # for a camera: what it actually gave, next to what was asked
             for s in opened:
                 say(f"output: {s.describe()}")
-            pipeline = stack.enter_context(Pipeline(preset))
+            # closed only once no worker thread can be inside one of its stages
+            pipeline = stack.enter_context(outcome.closed_when_idle(Pipeline(preset), lambda: report))
             pipeline.warmup(source.size)
             status = StatusLine(quiet=args.quiet)
             on_result = _first_frame_marker() if args.first_frame_marker else None
@@ -277,19 +269,21 @@ def run(args: argparse.Namespace) -> int:
                 # the control page (server, then its preview feed) is closed before the session
                 feed = _start_control(args, session, controller, page) if args.control is not None else None
                 report = run_stream(pipeline, source, [*opened, *([feed] if feed else [])], status=status,
-                                    max_frames=args.frames, on_result=on_result, governor=governor, session=session)
+                                    max_frames=args.frames, on_result=on_result, governor=governor, session=session,
+                                    write_failed=source.live or args.failed_frames == "keep")
             if report.interrupted and not source.live:
                 ok = True  # stopped, not failed: this line says what was kept
                 print(f"{PROG}: interrupted after {report.frames} frames; {kept_summary(opened)}", file=sys.stderr)
                 return 130
-            for s in opened:
-                s.finish()
-            ok = True
-            if not args.quiet:
+            keep_failed = source.live or args.failed_frames == "keep"
+            failures = outcome.finish_outputs(opened, complete=keep_failed or not report.failed_frames)
+            code = outcome.exit_code(report, failures, live=source.live, keep_failed=keep_failed)
+            ok = code == 0
+            if not args.quiet and ok:
                 where = ", ".join(s.describe() for s in opened)
                 print(f"{PROG}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} fps) -> {where}",
                       file=sys.stderr)
-            return 0
+            return code
 
 
 def _start_control(args: argparse.Namespace, session, controller, stack: contextlib.ExitStack):
@@ -340,10 +334,8 @@ def default_output(vcam_backend: str | None = None) -> tuple[str, str]:
 
 def debug_strip(args: argparse.Namespace, preset, overrides) -> int:
     """``--debug-strip``: run the pipeline on the input and write one labelled strip picture."""
-    import cv2
-
     from realtime.app.debugviews import debug_strip as make_strip
-    from realtime.core.errors import SinkError
+    from realtime.io import safefiles
     from realtime.pipeline import Pipeline
     from realtime.io.sources import open_source
 
@@ -379,8 +371,7 @@ def debug_strip(args: argparse.Namespace, preset, overrides) -> int:
             if result is None:
                 raise ConfigError(f"--debug-strip: no frame could be read from {args.input}")
             strip = make_strip(last, result)
-    if not cv2.imwrite(target, strip):
-        raise SinkError(f"cannot write {target} (folder missing or not writable?)")
+    safefiles.write_image(target, strip)
     if not args.quiet:
         print(f"{PROG}: wrote {target} ({strip.shape[1]}x{strip.shape[0]}, frame {n})", file=sys.stderr)
     return 0

@@ -103,8 +103,10 @@ class Watchdog:
             raise value
         return None, f"{type(value).__name__}: {value}"
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop the worker; True once it has ended (nothing of ``fn`` runs any more)."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
         self._thread.join(timeout)
+        return not self._thread.is_alive()

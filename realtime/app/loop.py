@@ -40,10 +40,15 @@ class RunReport:
     failed_sinks: list[str] = field(default_factory=list)
     camera_lost_s: float = 0.0
     stats: Stats | None = None
+    worker_stopped: bool = True      # false while the pipeline's worker may still be inside a stage
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class _AllOutputsFailed(Exception):
+    """Every sink has failed: nothing more can be written."""
 
 
 def _reason_key(reason: str) -> str:
@@ -97,7 +102,7 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                hooks: list[Callable[[], None]] | None = None,
                on_result: Callable[[SourceFrame, Result | None], None] | None = None,
                governor: QualityGovernor | None = None, session: Session | None = None,
-               status_interval_s: float = 0.25) -> RunReport:
+               status_interval_s: float = 0.25, write_failed: bool = True) -> RunReport:
     """Run until the source ends, a sink asks to quit, ``max_frames`` or Ctrl-C.
 
     Sinks must already be open; the caller finishes and closes them. ``session`` (the owner of
@@ -105,7 +110,10 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
     touch the pipeline, sees every result and gets the status every ``status_interval_s``.
     ``hooks`` run once per loop turn in this thread too. A ``governor`` (live sources only)
     steps quality down when processing falls behind the frame rate and back up with headroom.
-    When every sink has failed the run stops with the last sink's error.
+    When every sink has failed the run stops (``report.failed_sinks`` says why). With
+    ``write_failed`` false a frame whose processing failed goes to live views only (file outputs
+    skip it; counted in the report). The caller may close the pipeline only when
+    ``report.worker_stopped``.
     """
     status = status or StatusLine(quiet=True)
     stats = stats or Stats()
@@ -150,10 +158,11 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
             except Exception as e:  # one broken output must not take the others down
                 active.remove(sink)
                 msg = str(e) if isinstance(e, SinkError) else f"{type(e).__name__}: {e}"
+                sink.failed = msg
                 report.failed_sinks.append(f"{sink.describe()}: {msg}")
                 log.error("output %s failed and was stopped: %s", sink.describe(), msg)
                 if not active:
-                    raise SinkError(f"every output failed; last: {sink.describe()}: {msg}") from e
+                    raise _AllOutputsFailed from e
 
     source.dropped = 0  # frames a live source dropped while models loaded are not the loop's
     t_start = time.perf_counter()
@@ -211,7 +220,7 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                 session.observe(sf.frame, result)
             if on_result is not None:
                 on_result(sf, result)
-            deliver(out)
+            deliver(out, only_live=result is None and not write_failed)
             now = time.perf_counter()
             stats.record(result.timings_ms if result is not None else {}, (now - sf.captured_at) * 1000.0, now)
             report.frames += 1
@@ -226,8 +235,10 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                 break
     except KeyboardInterrupt:
         report.interrupted = True
+    except _AllOutputsFailed:
+        log.error("every output failed; the job stopped after %d frames", report.frames)
     finally:
-        watchdog.close(timeout=max(2.0, 2 * deadline_s))
+        report.worker_stopped = watchdog.close(timeout=max(2.0, 2 * deadline_s))
         report.seconds = time.perf_counter() - t_start
         report.dropped = source.dropped
         if lost_since is not None:

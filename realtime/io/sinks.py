@@ -2,7 +2,9 @@
 
 Several sinks run at once. Each is opened with the output size and frame rate once the source
 is open, then gets every processed frame as an :class:`OutputFrame`. File outputs are written
-atomically (a temporary name, renamed when complete), so a partial file never looks finished.
+through exclusive temporaries renamed when complete and checked (:mod:`realtime.io.safefiles`),
+so a partial file never looks finished and a planted symlink is never written through. A PNG
+folder that already holds files is refused unless ``overwrite`` is given.
 
 Output specs (``--output``)::
 
@@ -33,6 +35,7 @@ from realtime.core.errors import SinkError, VirtualCameraUnavailableError
 from realtime.core.stage import Closable
 from realtime.io import pipewire as pw
 from realtime.io.paths import make_folders, remove_if_empty
+from realtime.io import safefiles
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ class Sink(Closable):
     def __init__(self) -> None:
         self.quit_requested = False   # set by a preview window's q/Esc
         self.written = 0
+        self.failed: str | None = None  # why the loop stopped this sink; a failed sink is never finished
 
     def open(self, width: int, height: int, fps: float) -> None:
         """Prepare for frames of this size; raises :class:`SinkError` with the fix on failure."""
@@ -84,17 +88,6 @@ class NullSink(Sink):
         self.written += 1
 
 
-def _atomic_png(path: Path, img: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.partial.png")
-    try:
-        if not cv2.imwrite(str(tmp), img):
-            raise SinkError(f"cannot write {path} (disk full or no permission?)")
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C mid-write included: no partial file is left behind
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _matte_u8(matte: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     if matte is None:
         return np.zeros(shape, np.uint8)
@@ -111,14 +104,19 @@ class PngFolderSink(Sink):
 
     kind = "png"
 
-    def __init__(self, folder: str | Path, plane: str = "frame") -> None:
+    def __init__(self, folder: str | Path, plane: str = "frame", overwrite: bool = False) -> None:
         super().__init__()
         self.folder = Path(folder)
         self.plane = plane
+        self.overwrite = overwrite
         self.wants_matte = plane in ("rgba", "matte", "depth")
         self._created: list[Path] = []
 
     def open(self, width: int, height: int, fps: float) -> None:
+        held = safefiles.folder_entries(self.folder)
+        if held and not self.overwrite:
+            raise SinkError(f"output folder {self.folder} already holds {len(held)} file(s) (e.g. {held[0]}); "
+                            "name a new or empty folder, or pass --overwrite to replace files of the same name")
         try:
             self._created = make_folders(self.folder)
         except OSError as e:
@@ -139,7 +137,7 @@ class PngFolderSink(Sink):
             img = _matte_u8(out.disparity, shape)
         else:  # pragma: no cover - constructor callers pass known planes
             raise ValueError(self.plane)
-        _atomic_png(self.folder / f"{out.name}.png", img)
+        safefiles.write_image(self.folder / f"{out.name}.png", img)
         self.written += 1
 
     def _release(self) -> None:
@@ -152,10 +150,16 @@ class PngFolderSink(Sink):
 
 
 class VideoFileSink(Sink):
-    """An mp4 (MPEG-4 Part 2, which every OpenCV build can write) of the rendered frames or the matte."""
+    """An mp4 (MPEG-4 Part 2, which every OpenCV build can write) of the rendered frames or the matte.
+
+    The encoder writes into a private folder beside the target; :meth:`finish` checks that the
+    file opens and holds every frame written before renaming it to its final name, so a full
+    disk or a failed encoder close is a failed output, never a truncated file that looks done.
+    """
 
     kind = "video"
     one_size = True  # every frame the size it was opened with
+    _NAME = "video"
 
     def __init__(self, path: str | Path, plane: str = "frame", fps: float | None = None) -> None:
         super().__init__()
@@ -164,7 +168,11 @@ class VideoFileSink(Sink):
         self.wants_matte = plane == "matte"
         self._fps = fps
         self._writer: cv2.VideoWriter | None = None
-        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._folder: safefiles.PrivateFolder | None = None
+
+    @property
+    def _tmp_name(self) -> str:
+        return self._NAME + self.path.suffix.lower()
         self._created: list[Path] = []
 
     def open(self, width: int, height: int, fps: float) -> None:
@@ -176,12 +184,16 @@ class VideoFileSink(Sink):
                 self._created = make_folders(self.path.parent)
             except OSError as e:
                 raise SinkError(f"cannot create folder for {self.path} ({e.strerror or e})") from e
+        if self.path.is_dir():
+            raise SinkError(f"video output {self.path} is a folder; name a file, or end a PNG folder with /")
+        self._folder = safefiles.PrivateFolder(self.path.parent)
         fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
-        self._writer = cv2.VideoWriter(str(self._tmp), fourcc, float(self._fps or fps), (width, height),
-                                       self.plane != "matte")
+        self._writer = cv2.VideoWriter(self._folder.cv2_path(self._tmp_name), fourcc, float(self._fps or fps),
+                                       (width, height), self.plane != "matte")
         if not self._writer.isOpened():
             self._writer = None
-            self._tmp.unlink(missing_ok=True)
+            self._folder.remove()
+            self._folder = None
             raise SinkError(f"cannot write video {self.path}; check the folder is writable and the extension "
                             f"is one of {', '.join(VIDEO_EXTENSIONS)}")
         self._size = (width, height)
@@ -194,19 +206,36 @@ class VideoFileSink(Sink):
         self.written += 1
 
     def finish(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-            if self.written:
-                os.replace(self._tmp, self.path)
-            else:
-                self._tmp.unlink(missing_ok=True)
+        """Close the encoder, check the file, rename it; :class:`SinkError` when it is incomplete."""
+        if self._writer is None or self._folder is None:
+            return
+        self._writer.release()
+        self._writer = None
+        if not self.written:
+            return
+        self._check_readable()
+        self._folder.publish(self._tmp_name, self.path)
+
+    def _check_readable(self) -> None:
+        tmp = self._folder.cv2_path(self._tmp_name)
+        cap = cv2.VideoCapture(tmp)
+        try:
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+            ok = cap.isOpened() and cap.read()[0]
+        finally:
+            cap.release()
+        if not ok or count != self.written:
+            got = f"{count} of {self.written} frames readable" if ok else "the file cannot be read back"
+            raise SinkError(f"video {self.path} is incomplete ({got}: disk full or file size limit?); "
+                            "nothing was saved under that name")
 
     def _release(self) -> None:
         if self._writer is not None:  # not finished: the stream broke, discard the partial file
             self._writer.release()
             self._writer = None
-        self._tmp.unlink(missing_ok=True)
+        if self._folder is not None:
+            self._folder.remove()
+            self._folder = None
         remove_if_empty(self._created)
 
     def describe(self) -> str:
@@ -478,7 +507,7 @@ def is_folder_spec(spec: str) -> bool:
 
 
 def make_sink(spec: str, *, vcam_format: str = "i420", vcam_backend: str | None = None,
-              fps: float | None = None) -> Sink:
+              fps: float | None = None, overwrite: bool = False) -> Sink:
     """A sink from an ``--output`` spec (see the module docstring)."""
     s = spec.strip()
     if not s:
@@ -502,16 +531,16 @@ def make_sink(spec: str, *, vcam_format: str = "i420", vcam_backend: str | None 
         target = s[5:]
         if not target or Path(target).suffix.lower() in VIDEO_EXTENSIONS:
             raise SinkError(f"--output {spec}: rgba output is a folder of PNG frames, e.g. rgba:overlay/")
-        return PngFolderSink(target, "rgba")
+        return PngFolderSink(target, "rgba", overwrite)
     if low.startswith("matte:"):
         target = s[6:]
         if not target:
             raise SinkError(f"--output {spec}: name a video (matte:matte.mp4) or a folder (matte:mattes/)")
         if Path(target).suffix.lower() in VIDEO_EXTENSIONS and not is_folder_spec(target):
             return VideoFileSink(target, "matte", fps)
-        return PngFolderSink(target, "matte")
+        return PngFolderSink(target, "matte", overwrite)
     if is_folder_spec(s):
-        return PngFolderSink(s)
+        return PngFolderSink(s, overwrite=overwrite)
     if Path(s).suffix.lower() in VIDEO_EXTENSIONS:
         return VideoFileSink(s, "frame", fps)
     if Path(s).suffix.lower() in (".png", ".jpg", ".jpeg"):

@@ -1,0 +1,55 @@
+"""Ctrl-C and SIGTERM during a job: the first one stops it, the next ones only count.
+
+Python's default handler raises ``KeyboardInterrupt`` at every signal. A second Ctrl-C a few
+milliseconds after the first then lands inside the shutdown itself (joining the pipeline's
+worker, closing MediaPipe while that worker is still inside a stage), which crashed the process.
+With :class:`InterruptGuard` installed, the first SIGINT or SIGTERM raises ``KeyboardInterrupt``
+in the main thread and every later one only increments :attr:`InterruptGuard.count`, so the
+shutdown runs to its end and the exit code is 130 every time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Callable, Iterator
+
+
+class InterruptGuard:
+    def __init__(self) -> None:
+        self.count = 0
+
+    @property
+    def interrupted(self) -> bool:
+        return self.count > 0
+
+    def _handler(self, signum, frame) -> None:
+        self.count += 1
+        if self.count == 1:
+            raise KeyboardInterrupt
+
+    def install(self) -> Callable[[], None]:
+        """Take over SIGINT and SIGTERM; returns a function restoring the previous handlers
+        (after an interrupt they stay: the process is ending, and a late signal must not kill it)."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            if self.count:  # signals of the same storm may still be on their way: keep counting them
+                return
+            for s, h in old.items():
+                signal.signal(s, h)
+        return restore
+
+
+@contextlib.contextmanager
+def interrupt_guard() -> Iterator[InterruptGuard]:
+    """:class:`InterruptGuard` installed for the block (and kept after it once interrupted)."""
+    guard = InterruptGuard()
+    restore = guard.install()
+    try:
+        yield guard
+    finally:
+        restore()
