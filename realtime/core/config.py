@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
+import stat
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -257,14 +259,18 @@ def _convert(value: Any, typ: Any, key: str, meta: Mapping[str, Any], origin: st
     elif typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{where} is far out of range (a number with hundreds of digits)") from None
         if value != value or value in (float("inf"), float("-inf")):
             raise ConfigError(f"{where} must be a finite number, got {value!r}")
     else:  # pragma: no cover - a field type the loader does not know is a programming error
         raise TypeError(f"config field {key} has unsupported type {typ!r}")
     lo, hi = meta.get("range", (None, None))
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ConfigError(f"{where} = {value!r} is out of range; allowed {lo}..{hi}")
+        shown = repr(value) if abs(value) < 1e24 else "a number with dozens of digits or more"
+        raise ConfigError(f"{where} = {shown} is out of range; allowed {lo}..{hi}")
     return value
 
 
@@ -326,34 +332,76 @@ def builtin_presets() -> list[str]:
     return sorted(p.name[:-5] for p in presets_dir().iterdir() if p.name.endswith(".toml"))
 
 
+MAX_PRESET_BYTES = 1 << 20   # a preset is a few hundred bytes; anything near this is not a preset
+MAX_EXTENDS_DEPTH = 16
+
+
 def _read_toml(text: str, origin: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{origin}: TOML syntax error: {e}") from e
+    except ValueError as e:  # e.g. an integer longer than Python converts (4300 digits)
+        raise ConfigError(f"{origin}: a value cannot be read ({e})") from e
+    except RecursionError:
+        raise ConfigError(f"{origin}: arrays or tables are nested too deeply") from None
 
 
-def load_preset(name_or_path: str | Path = "portrait", _seen: tuple[str, ...] = ()) -> Preset:
+def _read_preset_file(path: Path) -> str:
+    """The text of a preset file: a regular file of at most MAX_PRESET_BYTES, UTF-8 (a BOM is
+    allowed). Devices, FIFOs and folders are refused without reading (``/dev/zero`` would never
+    end, a FIFO would block)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError as e:
+        raise ConfigError(f"preset file {path} does not exist; give an existing .toml file or one of: "
+                          f"{', '.join(builtin_presets())}") from e
+    except OSError as e:
+        raise ConfigError(f"preset file {path} cannot be read ({e.strerror or e})") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"preset file {path} is not a regular file (a folder, device or pipe); "
+                              "give a .toml file")
+        if st.st_size > MAX_PRESET_BYTES:
+            raise ConfigError(f"preset file {path} is {st.st_size} bytes, more than a preset can be "
+                              f"({MAX_PRESET_BYTES} bytes); give a .toml preset")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_PRESET_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"preset file {path} cannot be read ({e.strerror or e})") from e
+    finally:
+        os.close(fd)
+    if len(data) > MAX_PRESET_BYTES:
+        raise ConfigError(f"preset file {path} is larger than {MAX_PRESET_BYTES} bytes; give a .toml preset")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"preset file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+
+
+def load_preset(name_or_path: str | Path = "portrait", _seen: tuple[tuple[str, str], ...] = ()) -> Preset:
     """Load a preset by name (``configs/NAME.toml``) or from a ``.toml`` file path."""
     spec = str(name_or_path)
     if spec.endswith(".toml") or "/" in spec or Path(spec).is_file():
         path = Path(spec).expanduser()
         origin = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError as e:
-            raise ConfigError(f"preset file {path} does not exist; give an existing .toml file or one of: "
-                              f"{', '.join(builtin_presets())}") from e
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"preset file {path} cannot be read ({e})") from e
+        key = os.path.realpath(path)  # ../toml/self.toml is the same file as self.toml
+        text = _read_preset_file(path)
     else:
         names = builtin_presets()
         if spec not in names:
             raise ConfigError(f"unknown preset '{spec}'; choose one of: {', '.join(names)} (or give a .toml file)")
         origin = f"configs/{spec}.toml"
-        text = presets_dir().joinpath(f"{spec}.toml").read_text(encoding="utf-8")
-    if origin in _seen:
-        raise ConfigError(f"{origin}: 'extends' forms a loop: {' -> '.join([*_seen, origin])}")
+        builtin = presets_dir().joinpath(f"{spec}.toml")
+        key = os.path.realpath(builtin) if isinstance(builtin, Path) else origin
+        text = builtin.read_text(encoding="utf-8-sig")
+    seen_keys = [k for k, _ in _seen]
+    if key in seen_keys:
+        raise ConfigError(f"{origin}: 'extends' forms a loop: {' -> '.join([*(o for _, o in _seen), origin])}")
+    if len(_seen) >= MAX_EXTENDS_DEPTH:
+        raise ConfigError(f"{origin}: 'extends' chain is longer than {MAX_EXTENDS_DEPTH} presets")
     data = _read_toml(text, origin)
     extends = data.get("extends")
     if extends is not None:
@@ -363,7 +411,7 @@ def load_preset(name_or_path: str | Path = "portrait", _seen: tuple[str, ...] = 
             base_spec: str | Path = extends
         else:  # a relative file is relative to the preset that names it
             base_spec = Path(origin).parent / extends
-        base = load_preset(base_spec, (*_seen, origin))
+        base = load_preset(base_spec, (*_seen, (key, origin)))
     else:
         base = Preset()
     data.setdefault("name", Path(origin).stem)
