@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         from realtime.io.stills import require_one_size
 
         require_one_size(source, sinks)
-        with interrupt_guard():  # the first SIGINT/SIGTERM stops the job, later ones only count
+        with interrupt_guard() as guard:  # the first SIGINT/SIGTERM stops the job, later ones only count
             if args.focus and "," in args.focus:
                 preset = overrides(preset, source.size)
             say = (lambda *a: None) if args.quiet else (lambda text: print(f"{PROG}: {text}", file=sys.stderr))
@@ -268,9 +268,11 @@ def run(args: argparse.Namespace) -> int:
                         controller.bind(s)
                 # the control page (server, then its preview feed) is closed before the session
                 feed = _start_control(args, session, controller, page) if args.control is not None else None
-                report = run_stream(pipeline, source, [*opened, *([feed] if feed else [])], status=status,
-                                    max_frames=args.frames, on_result=on_result, governor=governor, session=session,
-                                    write_failed=source.live or args.failed_frames == "keep")
+                with guard.deferred():  # signals set a flag the loop polls
+                    report = run_stream(pipeline, source, [*opened, *([feed] if feed else [])], status=status,
+                                        max_frames=args.frames, on_result=on_result, governor=governor,
+                                        session=session, write_failed=source.live or args.failed_frames == "keep",
+                                        stop=guard)
             if report.interrupted and not source.live:
                 ok = True  # stopped, not failed: this line says what was kept
                 print(f"{PROG}: interrupted after {report.frames} frames; {kept_summary(opened)}", file=sys.stderr)
@@ -402,7 +404,17 @@ def _first_frame_marker():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """The program; ``argv`` None = this process's command line (then, once interrupted, late
+    SIGINT/SIGTERM are ignored until the process has exited: its exit code stays 130)."""
+    rc = _main(list(sys.argv[1:] if argv is None else argv))
+    if argv is None and rc == 130:
+        from realtime.app.interrupts import ignore_until_exit
+
+        ignore_until_exit()
+    return rc
+
+
+def _main(argv: list[str]) -> int:
     debug = "--debug" in argv
     set_process_policy()
     _setup_logging("--verbose" in argv or "-v" in argv)

@@ -83,7 +83,8 @@ class Watchdog:
                 self._busy_since = None
                 self._cond.notify_all()
 
-    def call(self, *args: Any) -> tuple[Any, str | None]:
+    def call(self, *args: Any, stop: Callable[[], bool] | None = None) -> tuple[Any, str | None]:
+        """``stop`` (polled while waiting) ends the wait early with the reason ``interrupted``."""
         with self._cond:
             if self._busy_since is not None:
                 return None, (f"{self.describe_busy()} still busy after "
@@ -92,7 +93,16 @@ class Watchdog:
             self._job = args
             self._busy_since = time.monotonic()
             self._cond.notify_all()
-            done = self._cond.wait_for(lambda: self._result is not None, self.deadline_s)
+            if stop is None:
+                done = self._cond.wait_for(lambda: self._result is not None, self.deadline_s)
+            else:
+                end = time.monotonic() + self.deadline_s
+                done = False
+                while not done and not stop() and time.monotonic() < end:
+                    done = self._cond.wait_for(lambda: self._result is not None,
+                                               min(0.05, max(0.0, end - time.monotonic())))
+                if not done and stop():
+                    return None, "interrupted"
             if not done:
                 return None, f"{self.describe_busy()} stalled past {self.deadline_s * 1000:.0f} ms"
             ok, value = self._result

@@ -6,6 +6,12 @@ worker, closing MediaPipe while that worker is still inside a stage), which cras
 With :class:`InterruptGuard` installed, the first SIGINT or SIGTERM raises ``KeyboardInterrupt``
 in the main thread and every later one only increments :attr:`InterruptGuard.count`, so the
 shutdown runs to its end and the exit code is 130 every time.
+
+While the streaming loop runs (:meth:`InterruptGuard.deferred`) even the first signal only sets
+the flag, which the loop polls between frames and while it waits for the pipeline: an exception
+raised at an arbitrary point of the main thread can land inside a library's own evaluation of
+Python code, and CPython then ends the process by SIGINT at exit even though the job caught it
+(exit -2 instead of 130 in about one run in six).
 """
 
 from __future__ import annotations
@@ -19,15 +25,29 @@ from typing import Callable, Iterator
 class InterruptGuard:
     def __init__(self) -> None:
         self.count = 0
+        self._defer = False
 
     @property
     def interrupted(self) -> bool:
         return self.count > 0
 
+    def __call__(self) -> bool:
+        """True once a signal arrived (the loop's stop test)."""
+        return self.count > 0
+
     def _handler(self, signum, frame) -> None:
         self.count += 1
-        if self.count == 1:
+        if self.count == 1 and not self._defer:
             raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Within the block signals only set the flag; the code polls it."""
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
 
     def install(self) -> Callable[[], None]:
         """Take over SIGINT and SIGTERM; returns a function restoring the previous handlers
@@ -53,3 +73,12 @@ def interrupt_guard() -> Iterator[InterruptGuard]:
         yield guard
     finally:
         restore()
+
+
+def ignore_until_exit() -> None:
+    """SIGINT and SIGTERM ignored from now on (a process that is ending after an interrupt):
+    Python's own handlers are reset to the default during interpreter shutdown, so a late signal
+    of the same storm would otherwise kill the process by SIGINT instead of exit code 130."""
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)

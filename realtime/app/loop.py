@@ -102,7 +102,8 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                hooks: list[Callable[[], None]] | None = None,
                on_result: Callable[[SourceFrame, Result | None], None] | None = None,
                governor: QualityGovernor | None = None, session: Session | None = None,
-               status_interval_s: float = 0.25, write_failed: bool = True) -> RunReport:
+               status_interval_s: float = 0.25, write_failed: bool = True,
+               stop: Callable[[], bool] | None = None) -> RunReport:
     """Run until the source ends, a sink asks to quit, ``max_frames`` or Ctrl-C.
 
     Sinks must already be open; the caller finishes and closes them. ``session`` (the owner of
@@ -112,8 +113,9 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
     steps quality down when processing falls behind the frame rate and back up with headroom.
     When every sink has failed the run stops (``report.failed_sinks`` says why). With
     ``write_failed`` false a frame whose processing failed goes to live views only (file outputs
-    skip it; counted in the report). The caller may close the pipeline only when
-    ``report.worker_stopped``.
+    skip it; counted in the report). ``stop`` (a signal flag) is polled between frames and while
+    waiting for the pipeline: true ends the run as interrupted. The caller may close the
+    pipeline only when ``report.worker_stopped``.
     """
     status = status or StatusLine(quiet=True)
     stats = stats or Stats()
@@ -168,6 +170,8 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
     t_start = time.perf_counter()
     try:
         while max_frames is None or report.frames < max_frames:
+            if stop is not None and stop():
+                raise KeyboardInterrupt  # raised here, in our own code, never inside a library's
             if not watchdog.busy:  # hooks may change the pipeline: never under a stalled frame
                 if session is not None:
                     session.poll()
@@ -200,7 +204,9 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                 pipeline.reset()  # the camera reconnected: old temporal state is stale
             generation = sf.generation
             t_call = time.perf_counter()
-            result, reason = watchdog.call(sf.frame, sf.timestamp_ms)
+            result, reason = watchdog.call(sf.frame, sf.timestamp_ms, stop=stop)
+            if stop is not None and stop():
+                raise KeyboardInterrupt  # the frame is not counted: no output got it
             now = time.perf_counter()
             if governor is not None and live and result is not None:
                 governor.observe((now - t_call) * 1000.0)

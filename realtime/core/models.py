@@ -11,8 +11,14 @@ Resolution order for a model file:
    atomic rename (a failed or corrupt download never leaves a file behind).
 
 A file whose sha256 differs from the registry is never used: :class:`ModelHashError` names the
-path, the expected and the actual hash. Hashes are checked once per file per process (keyed by
-path, size and mtime) so opening a model again costs nothing.
+path, the expected and the actual hash. The size is checked first (a huge or sparse file is
+refused without reading it). Hashes are checked once per file per process, keyed by device,
+inode, size, mtime and ctime (a same-size replacement with its mtime copied back changes the
+ctime), so opening a model again costs nothing. A model file or folder that other users can
+write to, or that another user owns, is refused: they could swap it between check and load.
+
+Downloads are bounded: reading stops past the registry's size, and the whole download has a
+deadline (``download(deadline=...)``, 300 s by default).
 
 ``python run.py models list|fetch|verify`` is :func:`main`.
 """
@@ -21,7 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
+import time
 import tempfile
 import threading
 import urllib.error
@@ -52,6 +60,7 @@ class ModelInfo:
     licence: str
     what: str
     input_size: tuple[int, int] | None = None  # (width, height) the model takes, where it is fixed
+    size: int = 0                              # bytes; 0 = unknown (then only the hash bounds it)
 
     @property
     def public_url(self) -> str:
@@ -67,33 +76,73 @@ REGISTRY: dict[str, ModelInfo] = {
             "https://storage.googleapis.com/mediapipe-assets/tasks/testdata/vision/"
             "selfie_segmentation_landscape.tflite?generation=1782185347043395",
             "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
-            "Apache-2.0 (MediaPipe)", "MediaPipe selfie segmentation, landscape 144x256", (256, 144),
+            "Apache-2.0 (MediaPipe)", "MediaPipe selfie segmentation, landscape 144x256", (256, 144), 250145,
         ),
         ModelInfo(
             "selfie_square", "selfie_segmentation.tflite",
             "https://storage.googleapis.com/mediapipe-assets/tasks/testdata/vision/"
             "selfie_segmentation.tflite?generation=1782185339780682",
             "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
-            "Apache-2.0 (MediaPipe)", "MediaPipe selfie segmentation, general 256x256", (256, 256),
+            "Apache-2.0 (MediaPipe)", "MediaPipe selfie segmentation, general 256x256", (256, 256), 249505,
         ),
         ModelInfo(
             "face_short_range", "face_detection_short_range.tflite",
             "https://storage.googleapis.com/mediapipe-assets/tasks/testdata/vision/"
             "face_detection_short_range.tflite?generation=1782184645070605",
             "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
-            "Apache-2.0 (MediaPipe)", "MediaPipe BlazeFace short range 128x128", (128, 128),
+            "Apache-2.0 (MediaPipe)", "MediaPipe BlazeFace short range 128x128", (128, 128), 229714,
         ),
         ModelInfo(
             "tcmonodepth_small", "tcmonodepth_tcsmallnet_192x320.onnx",
             "https://raw.githubusercontent.com/royshil/obs-backgroundremoval/"
             "875ffda175fcb066380b31797c63630c8b4a3c71/data/models/tcmonodepth_tcsmallnet_192x320.onnx",
             "902b886beaebd3f68deb40bab2fd636a0c112c1ef1cbdd15fa26e5c55b389b4d",
-            "MIT (Yu Li; ONNX by Katsuya Hyodo)", "TCMonoDepth small, relative inverse depth 192x320", (320, 192),
+            "MIT (Yu Li; ONNX by Katsuya Hyodo)", "TCMonoDepth small, relative inverse depth 192x320", (320, 192), 790459,
         ),
     )
 }
 
-_verified: dict[tuple[str, int, int], str] = {}
+_verified: dict[tuple[int, ...], str] = {}
+DOWNLOAD_DEADLINE_S = 300.0
+
+
+def _cache_key(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _others_can_write(st: os.stat_result) -> bool:
+    """Writable by a user other than its owner: world-writable, or group-writable by a group
+    that is not the owner's own (a user-private group with no other members is fine)."""
+    if st.st_mode & stat.S_IWOTH:
+        return True
+    if not st.st_mode & stat.S_IWGRP:
+        return False
+    try:
+        import grp
+        import pwd
+
+        group = grp.getgrgid(st.st_gid)
+        owner = pwd.getpwuid(st.st_uid)
+    except (ImportError, KeyError):
+        return True
+    return not (group.gr_gid == owner.pw_gid and set(group.gr_mem) <= {owner.pw_name})
+
+
+def check_trusted(path: Path) -> None:
+    """Refuse a model file, or its folder, that another user owns or can write to."""
+    me = os.geteuid() if hasattr(os, "geteuid") else None
+    for p in (path, path.parent):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if me is not None and st.st_uid not in (0, me):
+            raise ModelError(f"{p} belongs to another user (uid {st.st_uid}); models are loaded only from "
+                             f"folders you or root own: move {path.name} to a folder of yours")
+        sticky_folder = p is not path and st.st_mode & stat.S_ISVTX  # /tmp: others cannot replace our file
+        if me is not None and not sticky_folder and _others_can_write(st):
+            raise ModelError(f"{p} can be written by other users (mode {stat.filemode(st.st_mode)}), who could "
+                             f"replace the model after it was checked; run: chmod go-w {p}")
 _verified_lock = threading.Lock()
 
 
@@ -123,13 +172,21 @@ def sha256_of(path: Path) -> str:
 
 
 def verify(path: Path, model: ModelInfo) -> Path:
-    """Raise :class:`ModelHashError` unless ``path`` has the registry's sha256."""
+    """Raise :class:`ModelHashError` unless ``path`` is a trusted regular file of the registry's
+    size and sha256."""
     path = Path(path)
     try:
         st = path.stat()
     except OSError as e:
         raise ModelUnavailableError(f"model file {path} cannot be read ({e.strerror or e})") from e
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelUnavailableError(f"{path} is a folder or a device where the model file {model.file} should be; "
+                                    "remove it (the model is then downloaded or looked up again)")
+    check_trusted(path)
+    if model.size and st.st_size != model.size:
+        raise ModelHashError(f"model file {path} is {st.st_size} bytes, {model.file} has {model.size}; it is corrupt "
+                             f"or another file: delete it (it will be downloaded again from {model.public_url})")
+    key = _cache_key(st)
     with _verified_lock:
         if _verified.get(key) == model.sha256:
             return path
@@ -197,9 +254,17 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(reason).split())
 
 
+class _TooLong(Exception):
+    pass
+
+
 def download(model: ModelInfo, dest_dir: Path | None = None, *, timeout: float = 30.0,
+             deadline: float = DOWNLOAD_DEADLINE_S,
              progress: Callable[[int, int | None], None] | None = None) -> Path:
-    """Download ``model`` into ``dest_dir`` (default: the cache), verified and renamed atomically."""
+    """Download ``model`` into ``dest_dir`` (default: the cache), verified and renamed atomically.
+
+    ``timeout`` bounds each network wait, ``deadline`` the whole download (seconds); reading
+    stops as soon as more than the registry's size arrived."""
     dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir()
     base = os.environ.get(ENV_MODEL_URL_BASE)
     url = base.rstrip("/") + "/" + model.file if base else model.url
@@ -210,25 +275,37 @@ def download(model: ModelInfo, dest_dir: Path | None = None, *, timeout: float =
         raise ModelError(f"cannot create the model cache {dest_dir} ({e.strerror or e}); "
                          f"set {ENV_MODEL_DIR} to a folder holding {model.file}") from e
     progress = progress or _progress_printer(model.file)
+    check_trusted(dest_dir / model.file)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{model.file}.", suffix=".part", dir=dest_dir)
     tmp = Path(tmp_name)
+    limit = model.size or (256 << 20)
+    t_end = time.monotonic() + deadline
     try:
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as f:
             try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                with urllib.request.urlopen(url, timeout=min(timeout, deadline)) as resp:
                     total = resp.headers.get("Content-Length")
                     total_i = int(total) if total and total.isdigit() else None
+                    if total_i is not None and total_i > limit:
+                        raise _TooLong(f"the server announces {total_i} bytes")
                     done = 0
-                    progress(0, total_i)
+                    progress(0, total_i or model.size or None)
                     while True:
-                        block = resp.read(1 << 16)
+                        if time.monotonic() > t_end:
+                            raise TimeoutError(f"the download took longer than {deadline:g} s")
+                        block = resp.read1(1 << 16)  # what has arrived: a trickle cannot outlast the deadline
                         if not block:
                             break
+                        done += len(block)
+                        if done > limit:
+                            raise _TooLong(f"the server sent more than {limit} bytes")
                         f.write(block)
                         h.update(block)
-                        done += len(block)
-                        progress(done, total_i)
+                        progress(done, total_i or model.size or None)
+            except _TooLong as e:
+                raise ModelHashError(f"download of {model.file} from {shown_url} stopped: {e}, and the file has "
+                                     f"{limit} bytes; nothing was saved (a wrong URL or mirror?)") from None
             except (urllib.error.URLError, OSError, ValueError) as e:
                 raise ModelUnavailableError(
                     f"model {model.file} is not on this machine and could not be downloaded from {shown_url} "
@@ -240,10 +317,13 @@ def download(model: ModelInfo, dest_dir: Path | None = None, *, timeout: float =
             raise ModelHashError(f"download of {model.file} from {shown_url} is corrupt: sha256 {actual}, "
                                  f"expected {model.sha256}; nothing was saved, try again")
         final = dest_dir / model.file
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError as e:
+            raise ModelError(f"cannot save the downloaded {model.file} as {final} ({e.strerror or e}); "
+                             "remove what is there") from e
         with _verified_lock:
-            st = final.stat()
-            _verified[(str(final.resolve()), st.st_size, st.st_mtime_ns)] = model.sha256
+            _verified[_cache_key(final.stat())] = model.sha256
         return final
     finally:
         if tmp.exists():
@@ -260,7 +340,7 @@ def resolve(name: str, explicit: str | os.PathLike | None = None, *, allow_downl
                                         "fix the path or leave it empty to use the model store")
         return verify(path, model)
     for path in candidates(model):
-        if path.is_file():
+        if path.exists():  # a folder or device under the model's name is an error, not a miss
             return verify(path, model)
     if not allow_download:
         where = " or ".join(str(p.parent) for p in candidates(model))

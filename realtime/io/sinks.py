@@ -169,11 +169,11 @@ class VideoFileSink(Sink):
         self._fps = fps
         self._writer: cv2.VideoWriter | None = None
         self._folder: safefiles.PrivateFolder | None = None
+        self._created: list[Path] = []
 
     @property
     def _tmp_name(self) -> str:
         return self._NAME + self.path.suffix.lower()
-        self._created: list[Path] = []
 
     def open(self, width: int, height: int, fps: float) -> None:
         if width % 2 or height % 2:  # the codec works on 2x2 blocks: it would drop a row or column
