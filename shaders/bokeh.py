@@ -81,17 +81,18 @@ def _weights(crow, mrow, has_matte, n, lim, tol, wv, pc, arow):
 
 
 @kernel(parallel=True)
-def split_layers(frame, src, matte, has_matte, from_disp, focus, aperture, s, lut, tol, lim, pad,
-                 scratch, near_dirty, out_coc, out_prefix, out_near, out_rw, out_fw, out_rnear,
-                 out_need, out_alpha):
+def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scratch, near_dirty, out_coc, layers,
+                 out_alpha):
     """Full-res frame -> layer-res far/near layers (over each s x s block, s = 1 or 2) and the
     full-res sharp alpha, in one pass over the frame.
 
-    ``src`` is the CoC map, or with ``from_disp`` the disparity, the CoC then being computed
-    (``aperture * (focus - disparity)`` clamped to +/- ``lim``, as :func:`coc_from_disparity`)
-    and written to ``out_coc``. The far layer (sums of far weight * colour and of far weight, the
-    weight floored at EPS_WEIGHT, or EPS_NEAR for near pixels) is written directly as its row
-    prefix sums ``out_prefix`` (layout of :func:`row_prefix`; its last row is left alone).
+    ``coc_params`` is ``(from_disp, focus, aperture, lim)`` (bool, then float32): ``src`` is the
+    CoC map, or with ``from_disp`` the disparity, the CoC then being computed (``aperture * (focus
+    - disparity)``, as :func:`coc_from_disparity`) and written to ``out_coc``; either way clamped
+    to +/- ``lim``. ``layers`` is ``(out_prefix, out_near, out_rw, out_fw, out_rnear, out_need)``,
+    the layer-resolution outputs the gathers read next. The far layer (sums of far weight * colour
+    and of far weight, the weight floored at EPS_WEIGHT, or EPS_NEAR for near pixels) is written
+    directly as its row prefix sums ``out_prefix`` (layout of :func:`row_prefix`; its last row is left alone).
     ``out_near`` (h, w, 4): block means of near coverage * colour and of coverage, written only
     on rows that hold near pixels now or did last time (``near_dirty`` (h,) uint8 keeps track;
     every other row is already zero). ``out_rw``: block mean of far weight * CoC / s; ``out_fw``:
@@ -101,6 +102,8 @@ def split_layers(frame, src, matte, has_matte, from_disp, focus, aperture, s, lu
     float32. The row is done in segments of SEG layer pixels so every scratch stays in L1, and
     the frame is decoded in its own loop (table look-ups) so the weight loop vectorises.
     """
+    from_disp, focus, aperture, lim = coc_params
+    out_prefix, out_near, out_rw, out_fw, out_rnear, out_need = layers
     hgt, wid = src.shape
     hh, wh = out_fw.shape
     inv_s = np.float32(1.0) / np.float32(s)
@@ -430,9 +433,9 @@ def _warm() -> None:
         # back read-only)
         for fr in (frame,):
             for plane in (coc, ro(coc)):
-                split_layers(fr, plane, plane, s == 1, s == 2, np.float32(0.5), np.float32(2), s, luts.decode,
-                             np.float32(1), np.float32(4), pad, scratch, np.zeros(hl, np.uint8),
-                             np.zeros((h, w), np.float32), p, near, rw, fw, rn, need, alpha)
+                split_layers(fr, plane, plane, s == 1, (s == 2, np.float32(0.5), np.float32(2), np.float32(4)), s,
+                             luts.decode, np.float32(1), pad, scratch, np.zeros(hl, np.uint8),
+                             np.zeros((h, w), np.float32), (p, near, rw, fw, rn, need), alpha)
     wt = shape_table(3)
     row_prefix(near, pad, p)
     scratch = np.zeros((threads(), 3, 4 * RUN), np.float32)

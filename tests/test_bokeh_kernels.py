@@ -165,10 +165,11 @@ def _run_split(frame, coc, matte, s, luts, tol, lim, pad=3, disparity=None, focu
     near_dirty = np.zeros(hl, np.uint8) if dirty is None else dirty.copy()
     src = coc if disparity is None else disparity
     coc_out = np.full((h, w), np.nan, np.float32) if disparity is not None else np.zeros((1, 1), np.float32)
-    bokeh.split_layers(frame, src, src if matte is None else matte, matte is not None, disparity is not None,
-                       np.float32(focus), np.float32(aperture), s, luts.decode, np.float32(tol), np.float32(lim), pad,
+    bokeh.split_layers(frame, src, src if matte is None else matte, matte is not None,
+                       (disparity is not None, np.float32(focus), np.float32(aperture), np.float32(lim)), s,
+                       luts.decode, np.float32(tol), pad,
                        np.zeros((bokeh.threads(), bokeh.SEG * (6 * s + 5)), np.float32), near_dirty, coc_out,
-                       prefix, near, rw, fw, rn, need, alpha)
+                       (prefix, near, rw, fw, rn, need), alpha)
     assert np.all(np.isnan(prefix[hl]))  # the last row belongs to the caller
     assert np.all(alpha[:, w:] == 0)  # the padding of the alpha rows is never written
     # back from prefix sums to the layer itself

@@ -4,6 +4,10 @@ A stage's buffers are a small class whose ``__init__`` allocates everything one 
 (typed attributes, no string keys); :class:`PerSize` holds the current instance and builds a new
 one only when the key (the frame size and whatever else shapes the arrays) changes, so no frame
 of a steady stream allocates anything.
+
+(The debug views' ``realtime.app.debugviews.Buffers`` is a different thing on purpose: a pool of
+display scratch arrays by name, shared by independent view functions and the control page's
+previews at several sizes, not the working set of one stage.)
 """
 
 from __future__ import annotations

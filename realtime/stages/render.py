@@ -174,10 +174,9 @@ class Lens:
         shrink = np.float32(HALF_RES_SHRINK if s == 2 else 0.0)
         flim = np.float32(lim)
         focus, aperture, coc_out = from_disp if from_disp is not None else _NO_DISPARITY
-        bokeh.split_layers(frame_bgr, src, m, has_matte, from_disp is not None, focus, aperture, s,
-                           self.luts.decode, tol, flim, b.pad, b.split_scratch, b.near_dirty,
-                           coc_out, b.prefix, b.near_src, b.rw, b.fw, b.rnear, b.need0,
-                           b.alpha)
+        bokeh.split_layers(frame_bgr, src, m, has_matte, (from_disp is not None, focus, aperture, flim), s,
+                           self.luts.decode, tol, b.pad, b.split_scratch, b.near_dirty, coc_out,
+                           (b.prefix, b.near_src, b.rw, b.fw, b.rnear, b.need0), b.alpha)
         # far field: foreground-free, its radius filled in behind the subject
         ksize = (2 * kmax + 1, 2 * kmax + 1)
         cv2.boxFilter(b.rw, -1, ksize, dst=b.box_rw, borderType=cv2.BORDER_REPLICATE)
