@@ -12,7 +12,8 @@ import pytest
 
 from conftest import DATA
 from realtime.io.fit import describe_fit, fit_frame
-from realtime.io.sources import ArrayReader, LiveSource
+from realtime.io.memory import ArrayReader
+from realtime.io.sources import LiveSource
 from realtime.io.stills import numbered_sequence
 from test_paths import cli, one_error_line, snapshot
 

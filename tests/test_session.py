@@ -23,7 +23,7 @@ from realtime.app.session import Session
 from realtime.core.config import load_preset
 from realtime.core.errors import ConfigError
 from realtime.io.sinks import NullSink
-from realtime.io.sources import ArraySource
+from realtime.io.memory import ArraySource
 from realtime.pipeline import Pipeline
 
 SIZE = (320, 240)

@@ -33,7 +33,8 @@ from realtime.core.errors import ConfigError, SourceError
 from realtime.app.loop import run_stream
 from realtime.pipeline import STAGES, Pipeline
 from realtime.io.sinks import NullSink
-from realtime.io.sources import ArrayReader, ArraySource, IMAGE_EXTENSIONS, LiveSource, parse_size
+from realtime.io.memory import ArrayReader, ArraySource
+from realtime.io.sources import IMAGE_EXTENSIONS, LiveSource, parse_size
 from realtime.app.status import Stats
 from realtime.devtools.testdata import data_dir, read_video
 
