@@ -326,6 +326,48 @@ def guided_coeffs(guide, p, r, eps, detail, protect, contrast, rgb, stats, means
     _fold(lin_mean, p, detail, protect, contrast, rgb, lmw, rows, coef)
 
 
+@kernel
+def smooth_coeffs(coef, tmp):
+    """A 3x3 box mean of each coefficient plane (clamped at the borders), written back to
+    ``coef`` (lh, 4, lw); ``tmp`` same shape, scratch. Computed as ``c + mean(n - c)`` over the
+    neighbours ``n``: a patch whose neighbours all hold the same value keeps it exactly (the
+    full-resolution pass fills those, and a certain confidence stays exactly 0 or 1)."""
+    lh, nk, lw = coef.shape
+    ninth = np.float32(1.0 / 9.0)
+    for y in range(lh):
+        for k in range(nk):
+            o = tmp[y, k]
+            c = coef[y, k]
+            for x in range(lw):
+                o[x] = _ZERO
+            for yy in (max(y - 1, 0), y, min(y + 1, lh - 1)):
+                r = coef[yy, k]
+                for x in range(lw):
+                    o[x] += r[x] - c[x]
+                # left neighbour (the first column's is itself), then the right one
+                o[0] += r[0] - c[0]
+                if lw > 1:
+                    rl = r[:lw - 1]
+                    ol = o[1:]
+                    cl = c[1:]
+                    for x in range(lw - 1):
+                        ol[x] += rl[x] - cl[x]
+                    rr = r[1:]
+                    orr = o[:lw - 1]
+                    cr = c[:lw - 1]
+                    for x in range(lw - 1):
+                        orr[x] += rr[x] - cr[x]
+                o[lw - 1] += r[lw - 1] - c[lw - 1]
+            for x in range(lw):
+                o[x] = c[x] + o[x] * ninth
+    for y in range(lh):
+        for k in range(nk):
+            d = coef[y, k]
+            t = tmp[y, k]
+            for x in range(lw):
+                d[x] = t[x]
+
+
 class GuidedUpsampler:
     """The refinement for one (model size, frame size) pair, buffers allocated once.
 
@@ -337,7 +379,7 @@ class GuidedUpsampler:
 
     def __init__(self, low_size: tuple[int, int], full_size: tuple[int, int], radius: int, eps: float,
                  detail: float = 1.0, protect: float = 8.0, contrast: float = 1.0, *,
-                 rgb_guide: bool = True) -> None:
+                 rgb_guide: bool = True, smooth: bool = False) -> None:
         lw, lh = low_size
         fw, fh = full_size
         self.low_size, self.full_size = (lw, lh), (fw, fh)
@@ -348,6 +390,7 @@ class GuidedUpsampler:
         self.protect = np.float32(protect)
         self.contrast = np.float32(contrast)
         self.rgb_guide = bool(rgb_guide)
+        self.smooth = bool(smooth)
         hh, hw = (lh + 1) // 2, (lw + 1) // 2
         self._stats = np.empty((N_STATS, hh, hw), np.float32)
         self._means = np.empty((N_STATS, hh, hw), np.float32)
@@ -359,6 +402,7 @@ class GuidedUpsampler:
         self._lmw = np.empty((N_LIN, hh, lw), np.float32)
         self._rows = np.empty((N_SCRATCH, lw + 1), np.float32)
         self.coef = np.empty((lh, 4, lw), np.float32)
+        self._coef_tmp = np.empty((lh, 4, lw), np.float32) if self.smooth else None
         self._rows_table = sample_table(fh, lh)
         self._cols_table = sample_table(fw, lw)
         npy, npx = max(lh - 1, 1), max(lw - 1, 1)
@@ -380,6 +424,8 @@ class GuidedUpsampler:
         guided_coeffs(guide, p, self.half_radius, self.eps, self.detail, self.protect, self.contrast, self.rgb_guide,
                       self._stats, self._means, self._lin, self._lin_mean, self._accp, self._part, self._invx,
                       self._lmw, self._rows, self.coef)
+        if self.smooth:
+            smooth_coeffs(self.coef, self._coef_tmp)
         return self.coef
 
     def apply(self, frame: np.ndarray, out: np.ndarray) -> None:
@@ -403,13 +449,15 @@ class FineGuidedUpsampler:
     allocated once; ``fit_size`` at most ``full_size``."""
 
     def __init__(self, low_size: tuple[int, int], fit_size: tuple[int, int], full_size: tuple[int, int], radius: int,
-                 eps: float, detail: float = 1.0, protect: float = 8.0, contrast: float = 1.0) -> None:
+                 eps: float, detail: float = 1.0, protect: float = 8.0, contrast: float = 1.0, *,
+                 smooth: bool = False) -> None:
         import cv2
 
         self._cv2 = cv2
         gw, gh = fit_size
         self.low_size, self.fit_size, self.full_size = tuple(low_size), (gw, gh), tuple(full_size)
-        self.inner = GuidedUpsampler((gw, gh), full_size, radius, eps, detail, protect, contrast, rgb_guide=True)
+        self.inner = GuidedUpsampler((gw, gh), full_size, radius, eps, detail, protect, contrast, rgb_guide=True,
+                                     smooth=smooth)
         self._down = AreaDownscaler(full_size, (gw, gh))
         self._guide = np.empty((gh, gw, 3), np.uint8)
         self._p = np.empty((gh, gw), np.float32)
@@ -449,5 +497,6 @@ def _warm() -> None:
     out = np.empty((10, 12), np.float32)
     for f in (frame, frozen):
         GuidedUpsampler((7, 5), (12, 10), 1, 1e-3).run(guide, p, f, out)
+        GuidedUpsampler((7, 5), (12, 10), 1, 1e-3, smooth=True).run(guide, p, f, out)
         FineGuidedUpsampler((7, 5), (9, 6), (12, 10), 1, 1e-3).run(guide, p, f, out)
 

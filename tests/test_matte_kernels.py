@@ -448,3 +448,32 @@ def test_warmup_compiles_what_the_segmenter_calls():
         AreaDownscaler((80, 45), (15, 9)).run(f, np.empty((9, 15, 3), np.uint8))
         GuidedUpsampler((16, 9), (80, 45), 3, 1e-4).run(rgb, p, f, np.empty((45, 80), np.float32))
     assert [len(k.signatures) for k in kernels] == before
+
+
+def _smooth_reference(coef: np.ndarray) -> np.ndarray:
+    lh, _, lw = coef.shape
+    ys = np.clip(np.arange(lh)[:, None] + np.array([-1, 0, 1]), 0, lh - 1)
+    xs = np.clip(np.arange(lw)[:, None] + np.array([-1, 0, 1]), 0, lw - 1)
+    out = np.zeros_like(coef, dtype=np.float64)
+    for dy in range(3):
+        for dx in range(3):
+            out += coef[ys[:, dy]][:, :, xs[:, dx]]
+    return out / 9.0
+
+
+@pytest.mark.parametrize("lh, lw", [(1, 1), (2, 3), (7, 11), (18, 32)])
+def test_smooth_coeffs_is_a_box_mean_that_keeps_constant_patches(lh, lw):
+    from shaders.matte import smooth_coeffs
+
+    rng = np.random.default_rng(lh * 100 + lw)
+    coef = rng.normal(size=(lh, 4, lw)).astype(np.float32)
+    coef[: lh // 2, :, : lw // 2] = np.float32(0.7)  # a constant patch (a certain confidence)
+    coef[: lh // 2, :3, : lw // 2] = 0.0
+    want = _smooth_reference(coef.astype(np.float64))
+    tmp = np.full_like(coef, np.nan)
+    got = coef.copy()
+    smooth_coeffs(got, tmp)
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    # inside the patch (every neighbour inside too) the values stay exactly as they were
+    inner = got[: max(lh // 2 - 1, 0), :, : max(lw // 2 - 1, 0)]
+    assert np.all(inner[:, 3] == np.float32(0.7)) and np.all(inner[:, :3] == 0.0)

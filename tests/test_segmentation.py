@@ -13,14 +13,14 @@ from conftest import DATA, MODELS, PEOPLE, load_sequence, talking_frame
 from realtime.core import models
 from realtime.core.config import MatteRefine, SegModel, SegmentationConfig, load_preset
 from realtime.core.errors import ClosedError, FrameShapeError, FrameTypeError, ModelHashError, StageError, TimestampError
-from realtime.devtools.metrics import boundary_f, iou
+from realtime.devtools.metrics import blockiness, boundary_f, iou
 from realtime.stages.segmentation import MediaPipeSegmenter, Segmenter, choose_model, guide_size, radius_at_model
 
 PEOPLE_DIR = DATA / "people"
 
-# Floors a little under what tools/eval_matte.py measures with the default preset (landscape
-# model, all frames; see docs/matte.md): (IoU, boundary F) of the refined matte.
-FLOORS = {"breakdance": (0.155, 0.160), "dance-twirl": (0.640, 0.590)}
+# Floors a little under what tools/eval_matte.py measures with the default preset (the
+# person-centred window, all frames; see docs/matte.md): (IoU, boundary F) of the refined matte.
+FLOORS = {"breakdance": (0.175, 0.180), "dance-twirl": (0.725, 0.685)}
 
 
 def _cfg(**kw) -> SegmentationConfig:
@@ -34,33 +34,39 @@ def sequences():
 
 @pytest.fixture(scope="module")
 def measured(sequences):
-    """Per sequence: mean (IoU, boundary F) of raw bilinear and refined mattes, one model run."""
+    """Per sequence: mean (IoU, boundary F) of MediaPipe on the whole frame upsampled bilinearly
+    (the reference), of the window's model output upsampled bilinearly, and of the matte."""
     out = {}
     for name, (frames, masks) in sequences.items():
-        raw_s, ref_s = [], []
-        with Segmenter(_cfg()) as seg:
+        whole_s, raw_s, ref_s = [], [], []
+        with Segmenter(_cfg()) as seg, Segmenter(_cfg(crop=False, refine=MatteRefine.BILINEAR)) as whole:
             for i, (frame, gt) in enumerate(zip(frames, masks)):
                 matte = seg.process(frame, i * 33)
-                raw = cv2.resize(seg.confidence, gt.shape[::-1], interpolation=cv2.INTER_LINEAR)
+                raw = seg.raw()
+                w = whole.process(frame, i * 33)
+                whole_s.append((iou(w, gt), boundary_f(w, gt)))
                 raw_s.append((iou(raw, gt), boundary_f(raw, gt)))
                 ref_s.append((iou(matte, gt), boundary_f(matte, gt)))
-            assert seg.model_name == "selfie_landscape"  # 854x480 is wider than 4:3
-        out[name] = (np.mean(raw_s, axis=0), np.mean(ref_s, axis=0))
+        out[name] = (np.mean(whole_s, axis=0), np.mean(raw_s, axis=0), np.mean(ref_s, axis=0))
     return out
 
 
 @pytest.mark.parametrize("name", PEOPLE)
 def test_quality_floors_on_people_sequences(measured, name):
-    _, (ref_iou, ref_bf) = measured[name]
+    _, _, (ref_iou, ref_bf) = measured[name]
     iou_floor, bf_floor = FLOORS[name]
     assert ref_iou >= iou_floor and ref_bf >= bf_floor, (ref_iou, ref_bf)
 
 
 @pytest.mark.parametrize("name", PEOPLE)
-def test_refined_beats_raw_on_boundary_and_keeps_iou(measured, name):
-    (raw_iou, raw_bf), (ref_iou, ref_bf) = measured[name]
-    assert ref_bf > raw_bf
-    assert ref_iou >= raw_iou
+def test_matte_beats_the_whole_frame_model_on_a_moving_camera(measured, name):
+    """The issue's bar for the moving-camera sequence: at least MediaPipe on the whole frame
+    (measured: +0.02 / +0.10 IoU, +0.03 / +0.10 boundary F)."""
+    (whole_iou, whole_bf), (raw_iou, raw_bf), (ref_iou, ref_bf) = measured[name]
+    assert ref_iou >= whole_iou + 0.015 and ref_bf >= whole_bf + 0.02, measured[name]
+    # the refinement keeps what the window's model gives (it has little left to add at this
+    # resolution: measured within 0.001 of it)
+    assert ref_iou >= raw_iou - 0.003 and ref_bf >= raw_bf - 0.005, measured[name]
 
 
 def _eval_matte():
@@ -81,9 +87,16 @@ def test_refined_beats_raw_on_head_and_shoulders_crops():
     em = _eval_matte()
     [(name, frames, masks)] = em.head_crops([PEOPLE_DIR / "dance-twirl"], "landscape")
     assert len(frames) >= 60 and frames[0].shape == (720, 1280, 3)
-    r = em.evaluate(frames, masks, _cfg(model=SegModel.LANDSCAPE))
-    assert r["ref_bf"] - r["raw_bf"] >= 0.007, r
-    assert r["ref_iou"] >= r["raw_iou"] - 0.001 and r["ref_iou"] >= 0.71, r
+    raw_s, ref_s = [], []
+    with Segmenter(_cfg(model=SegModel.LANDSCAPE, crop=False)) as seg:
+        for frame, gt in zip(frames, masks):
+            seg.reset()
+            matte = seg.process(frame, 0)
+            raw_s.append((iou(seg.raw(), gt), boundary_f(seg.raw(), gt)))
+            ref_s.append((iou(matte, gt), boundary_f(matte, gt)))
+    (raw_iou, raw_bf), (ref_iou, ref_bf) = np.mean(raw_s, axis=0), np.mean(ref_s, axis=0)
+    assert ref_bf - raw_bf >= 0.007, (raw_bf, ref_bf)
+    assert ref_iou >= raw_iou - 0.001 and ref_iou >= 0.71, (raw_iou, ref_iou)
 
 
 def test_matte_contract_on_head_and_shoulders():
@@ -94,7 +107,7 @@ def test_matte_contract_on_head_and_shoulders():
         assert not matte.flags.writeable
         assert 0.0 <= matte.min() and matte.max() <= 1.0
         conf = seg.confidence
-        assert conf.shape == (144, 256) and not conf.flags.writeable
+        assert conf.shape in ((144, 256), (256, 256)) and not conf.flags.writeable
         # the person fills the centre, the top corners are background
         assert matte[360:, 480:800].mean() > 0.95
         assert matte[:100, :150].max() < 0.05 and matte[:100, -150:].max() < 0.05
@@ -113,8 +126,8 @@ def test_refined_edge_is_sharper_than_bilinear():
     with Segmenter(_cfg()) as seg, Segmenter(_cfg(refine=MatteRefine.BILINEAR)) as lin:
         ref = seg.process(frame, 0)
         raw = lin.process(frame, 0)
-        np.testing.assert_allclose(raw, cv2.resize(lin.confidence, (1280, 720), interpolation=cv2.INTER_LINEAR),
-                                   atol=1e-6)
+        assert seg.crop == lin.crop
+        np.testing.assert_allclose(raw, lin.raw(), atol=1e-6)
     band = lambda m: np.count_nonzero((m > 0.1) & (m < 0.9))  # noqa: E731
     assert band(ref) < 0.8 * band(raw)
     assert abs(np.count_nonzero(ref >= 0.5) - np.count_nonzero(raw >= 0.5)) < 0.02 * ref.size
@@ -139,7 +152,7 @@ def test_model_choice_follows_aspect_and_preset():
     assert choose_model(cfg, 720, 720) == "selfie_square"
     assert choose_model(_cfg(model=SegModel.SQUARE), 1280, 720) == "selfie_square"
     assert choose_model(_cfg(model=SegModel.LANDSCAPE), 480, 640) == "selfie_landscape"
-    with Segmenter(cfg) as seg:
+    with Segmenter(_cfg(crop=False)) as seg:
         seg.process(talking_frame(0, "3.mp4", (1280, 720)), 0)
         assert seg.model_name == "selfie_landscape" and seg.confidence.shape == (144, 256)
         m = seg.process(talking_frame(0, "3.mp4", (590, 590)), 33)  # new size: the square model
@@ -250,7 +263,7 @@ def test_model_sees_the_area_average_in_rgb(model, size):
     both in one pass)."""
     frame = talking_frame(20, "2.mp4", size)
     rec = _Recording(model)
-    with Segmenter(_cfg(), backend=rec) as seg:
+    with Segmenter(_cfg(crop=False), backend=rec) as seg:
         matte = seg.process(frame, 0)
     mw, mh = rec.input_size
     want = cv2.cvtColor(cv2.resize(frame, (mw, mh), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
@@ -291,3 +304,23 @@ def test_matte_does_not_depend_on_the_thread_count():
     finally:
         numba.set_num_threads(prev)
     np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_no_coefficient_grid_in_the_matte():
+    """A webcam-style head-and-shoulders view (dance-twirl frame 20, enlarged like a soft
+    webcam): without the coefficients' box mean the matte's second differences pile up on the
+    coefficient grid's lines (the blocks); with it they do not."""
+    em = _eval_matte()
+    frames, masks = load_sequence("dance-twirl", 21)
+    face = (383, 124, 417, 158)  # what the face detector finds there (tools/eval_matte.py)
+    assert em.find_faces([frames[20]], [masks[20]])[0] == face
+    x0, y0, cw, ch = em.crop_window(face, masks[20].shape[::-1], 16 / 9)
+    frame = np.ascontiguousarray(cv2.resize(frames[20][y0:y0 + ch, x0:x0 + cw], (1280, 720),
+                                            interpolation=cv2.INTER_LINEAR))
+    block = {}
+    for smooth in (False, True):
+        with Segmenter(_cfg(refine_smooth=smooth)) as seg:
+            matte = seg.process(frame, 0)
+            assert seg.grid[2] == 1280 / 320  # the coefficients' grid: 4 pixels at 720p
+            block[smooth] = blockiness(matte, seg.grid)
+    assert block[False] > 1.15 and block[True] < 1.08, block

@@ -1,21 +1,33 @@
-"""Matte quality: the model's raw confidence upsampled bilinearly vs the refined matte.
+"""Matte quality on every set we have, one command: IoU, boundary F, blockiness, stability.
 
-Prints a markdown table (pasted into docs/matte.md): per sequence and model, mean IoU at alpha
-0.5 and mean boundary F (DAVIS, tolerance 0.8% of the diagonal), for
+Prints markdown tables (pasted into docs/matte.md). Each set is run the way a user meets it:
 
-- **raw**: the model's confidence upsampled bilinearly to the frame (``refine = "bilinear"``);
-- **refined**: the :class:`realtime.stages.segmentation.Segmenter` output with the preset's refinement.
+- **portraits**: ``../shared/data/portraits/`` (75 photos, machine-made masks), each photo on its
+  own: ``reset()``, one ``process()`` call (the acceptance path for stills);
+- **people**: the DAVIS sequences (854x480, hand-annotated masks), every frame in order;
+- **crops**: head-and-shoulders views cut from the DAVIS frames with their real masks (below),
+  each on its own like a still;
+- **talking**: 15 frames of the talking-head clips against a GrabCut pseudo ground truth (below),
+  each on its own, and the stability of the matte on the first 40 frames of clips 1, 4 and 5 at
+  1280x720 in order (mean |alpha change| per frame, %; the clips are nearly still).
 
-Both come from the same model run per frame (the raw mask is ``Segmenter.confidence``
-upsampled), so the difference is the refinement alone::
+Columns: mean IoU at alpha 0.5, mean boundary F (DAVIS, tolerance 0.8% of the diagonal) and
+blockiness (:func:`realtime.devtools.metrics.blockiness`: the matte's second differences on the
+refinement's coefficient grid over those half a period away, in the uncertain band; 1 = no
+grid showing). ``--raw`` adds the reference: MediaPipe on the whole frame, upsampled bilinearly
+(the model the preset picks for the frame's shape). ``--set KEY=VALUE`` changes a
+``[segmentation]`` knob: the table then shows the preset (before) and the change (after) side by
+side, and the verdict of the rule changes are kept by: the mean over the sets improves (IoU and
+boundary F) and no set loses more than 0.005 IoU. ``--pipeline`` runs the whole
+``Pipeline(load_preset(...))`` (stabiliser included, the acceptance path) instead of the
+segmentation stage alone::
 
-    python tools/eval_matte.py                          # people/* sequences, both models
-    python tools/eval_matte.py --people DIR [DIR ...]   # other sequences (DIR/frames/*.jpg, DIR/masks/*.png)
-    python tools/eval_matte.py --model landscape --set refine_radius_px=24 --set refine_eps=1e-3
-    python tools/eval_matte.py --talking                # also head-and-shoulders, pseudo ground truth
-    python tools/eval_matte.py --crops                  # also head-and-shoulders crops, real ground truth
+    python tools/eval_matte.py                          # every set, the segmentation stage
+    python tools/eval_matte.py --pipeline --raw         # the acceptance path, with the reference
+    python tools/eval_matte.py --sets portraits crops --set crop_margin=0.1
+    python tools/eval_matte.py --limit 20               # first 20 photos / frames of each set
 
-``--talking`` adds 15 head-and-shoulders frames of the ``talking/`` clips (frames 10, 60, 110 of
+The talking set's 15 head-and-shoulders frames are of the ``talking/`` clips (frames 10, 60, 110 of
 each), which have no ground truth: a pseudo ground truth is made by OpenCV's GrabCut at full
 resolution (6 iterations), initialised from the square model's raw confidence (sure where it is
 beyond 0.05 / 0.95 after a 15-pixel erosion). GrabCut follows colour edges as the filter does
@@ -23,7 +35,7 @@ and starts from the model, so it is biased both ways: a sanity check, no accepta
 square model sees the native square frames, the landscape model the frames stretched to
 1280x720 (and the pseudo ground truth stretched with them).
 
-``--crops`` adds webcam-style head-and-shoulders views with REAL ground truth, cut from the
+The crops are webcam-style head-and-shoulders views with REAL ground truth, cut from the
 people sequences (DAVIS masks): in each frame the annotated person's face is found by MediaPipe's
 short-range face detector (:class:`realtime.stages.focus.MediaPipeFaceDetector`, score >= 0.5) run on
 240x240 tiles (stride 120 down, 122 across, so a 40-pixel face is big enough for its 128x128
@@ -52,10 +64,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from realtime import load_preset  # noqa: E402
+from realtime import Pipeline, load_preset  # noqa: E402
 from realtime.devtools import testdata
-from realtime.core.config import SegModel  # noqa: E402
-from realtime.devtools.metrics import boundary_f, iou  # noqa: E402
+from realtime.core.config import MatteQuality, MatteRefine, SegModel  # noqa: E402
+from realtime.devtools.metrics import blockiness, boundary_f, iou  # noqa: E402
 from realtime.stages.segmentation import Segmenter  # noqa: E402
 
 
@@ -63,22 +75,6 @@ testdata.use_shared_models()
 DATA = testdata.data_dir()
 FRAME_MS = 33
 
-
-
-def evaluate(frames: list[np.ndarray], masks: list[np.ndarray], cfg) -> dict[str, float]:
-    """Mean IoU and boundary F of raw (bilinear) and refined mattes over one sequence."""
-    raw_iou, raw_bf, ref_iou, ref_bf = [], [], [], []
-    with Segmenter(cfg) as seg:
-        for i, (frame, gt) in enumerate(zip(frames, masks)):
-            matte = seg.process(np.ascontiguousarray(frame), i * FRAME_MS)
-            h, w = frame.shape[:2]
-            raw = cv2.resize(seg.confidence, (w, h), interpolation=cv2.INTER_LINEAR)
-            raw_iou.append(iou(raw, gt))
-            raw_bf.append(boundary_f(raw, gt))
-            ref_iou.append(iou(matte, gt))
-            ref_bf.append(boundary_f(matte, gt))
-    return {"n": len(frames), "raw_iou": float(np.mean(raw_iou)), "raw_bf": float(np.mean(raw_bf)),
-            "ref_iou": float(np.mean(ref_iou)), "ref_bf": float(np.mean(ref_bf))}
 
 
 TALKING = (("1.mp4", "2.mp4", "3.mp4", "4.mp4", "5.mp4"), (10, 60, 110))
@@ -95,7 +91,7 @@ def talking_pseudo_gt(base) -> tuple[list[np.ndarray], list[np.ndarray]]:
     clips, indices = TALKING
     frames = [f for c in clips for f in _read_frames(DATA / "talking" / c, indices)]
     masks = []
-    with Segmenter(dataclasses.replace(base, model=SegModel.SQUARE)) as seg:
+    with Segmenter(dataclasses.replace(base, model=SegModel.SQUARE, crop=False, quality=MatteQuality.FAST)) as seg:
         for i, frame in enumerate(frames):
             seg.process(frame, i * FRAME_MS)
             h, w = frame.shape[:2]
@@ -188,72 +184,170 @@ def head_crops(folders: list[Path], model: str) -> list[tuple[str, list[np.ndarr
 _FACES: dict[str, list] = {}  # face boxes per sequence, found once per run
 
 
+def portraits(limit: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The portrait photos and their masks (0/1 float32)."""
+    folder = DATA / "portraits"
+    files = sorted((folder / "images").glob("*.jpg"))[:limit]
+    frames = [np.ascontiguousarray(cv2.imread(str(f), cv2.IMREAD_COLOR)) for f in files]
+    masks = [(cv2.imread(str(folder / "masks" / f"{f.stem}.png"), cv2.IMREAD_GRAYSCALE) >= 128).astype(np.float32)
+             for f in files]
+    return frames, masks
+
+
+def load_sets(names: list[str], limit: int | None) -> list[tuple[str, bool, list[np.ndarray], list[np.ndarray] | None]]:
+    """``(name, in_order, frames, masks)`` per set; ``in_order`` sets are streams (else stills),
+    masks None for the stability set."""
+    folders = sorted(p for p in (DATA / "people").iterdir() if (p / "masks").is_dir())
+    out = []
+    if "portraits" in names:
+        out.append(("portraits", False, *portraits(limit)))
+    if "people" in names:
+        for folder in folders:
+            out.append((f"people {folder.name}", True, *testdata.people_sequence(folder, limit)))
+    if "crops" in names:
+        for model in ("landscape", "square"):
+            w, h = CROP_SIZES[model]
+            for name, frames, masks in head_crops(folders, model):
+                out.append((f"crops {name} {w}x{h}", False, frames[:limit], masks[:limit]))
+    if "talking" in names:
+        base = load_preset("portrait").segmentation
+        frames, masks = talking_pseudo_gt(base)
+        out.append(("talking pseudo GT", False, frames[:limit], masks[:limit]))
+        for clip in STABILITY_CLIPS:
+            clip_frames = testdata.read_video(DATA / "talking" / clip, STABILITY_FRAMES)
+            clip_frames = [np.ascontiguousarray(cv2.resize(f, (1280, 720), interpolation=cv2.INTER_AREA))
+                           for f in clip_frames]
+            out.append((f"talking {clip} stability", True, clip_frames, None))
+    return out
+
+
+STABILITY_CLIPS = ("1.mp4", "4.mp4", "5.mp4")
+STABILITY_FRAMES = 40
+
+
+class _Runner:
+    """Mattes of one configuration: the segmentation stage alone, or the whole pipeline."""
+
+    def __init__(self, preset, pipeline: bool) -> None:
+        self.pipe = Pipeline(preset) if pipeline else None
+        self.seg = self.pipe.segmenter if pipeline else Segmenter(preset.segmentation)
+
+    def reset(self) -> None:
+        (self.pipe or self.seg).reset()
+
+    def process(self, frame: np.ndarray, ts: int) -> np.ndarray:
+        if self.pipe is not None:
+            return self.pipe.process(frame, ts).matte
+        return self.seg.process(frame, ts)
+
+    def close(self) -> None:
+        (self.pipe or self.seg).close()
+
+
+def score(preset, frames, masks, in_order: bool, pipeline: bool) -> dict[str, float]:
+    """Mean IoU, boundary F and blockiness (or the stability: mean |alpha change| per frame, %)."""
+    run = _Runner(preset, pipeline)
+    ious, bfs, blocks, changes, prev = [], [], [], [], None
+    try:
+        for i, frame in enumerate(frames):
+            if not in_order:
+                run.reset()
+            matte = np.array(run.process(frame, i * FRAME_MS))
+            if masks is not None:
+                ious.append(iou(matte, masks[i]))
+                bfs.append(boundary_f(matte, masks[i]))
+            b = blockiness(matte, run.seg.grid) if run.seg.grid is not None else float("nan")
+            if np.isfinite(b):
+                blocks.append(b)
+            if in_order and prev is not None:
+                changes.append(float(np.abs(matte - prev).mean()) * 100.0)
+            prev = matte
+    finally:
+        run.close()
+    nan = float("nan")
+    return {"n": len(frames), "iou": float(np.mean(ious)) if ious else nan, "bf": float(np.mean(bfs)) if bfs else nan,
+            "block": float(np.mean(blocks)) if blocks else nan, "change": float(np.mean(changes)) if changes else nan}
+
+
+def raw_preset(preset):
+    """MediaPipe on the whole frame, upsampled bilinearly: the reference."""
+    return preset.replace({"segmentation": {"crop": False, "refine": MatteRefine.BILINEAR.value,
+                                            "quality": MatteQuality.FAST.value}})
+
+
 def _parse_set(items: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items:
         key, _, value = item.partition("=")
-        try:
-            out[key] = int(value)
-        except ValueError:
+        for cast in (int, float):
             try:
-                out[key] = float(value)
+                out[key] = cast(value)
+                break
             except ValueError:
-                out[key] = value
+                continue
+        else:
+            out[key] = {"true": True, "false": False}.get(value.lower(), value)
     return out
+
+
+def _fmt(x: float) -> str:
+    return "" if not np.isfinite(x) else f"{x:.4f}"
+
+
+def verdict(before: list[dict], after: list[dict]) -> str:
+    """The rule a change is kept by: the mean IoU and boundary F over the sets with ground truth
+    improve (neither drops), and no set loses more than 0.005 IoU."""
+    pairs = [(b, a) for b, a in zip(before, after) if np.isfinite(b["iou"])]
+    d_iou = float(np.mean([a["iou"] - b["iou"] for b, a in pairs]))
+    d_bf = float(np.mean([a["bf"] - b["bf"] for b, a in pairs]))
+    worst = min(a["iou"] - b["iou"] for b, a in pairs)
+    keep = d_iou >= 0 and d_bf >= 0 and (d_iou > 0 or d_bf > 0) and worst >= -0.005
+    return (f"mean over the sets: IoU {d_iou:+.4f}, boundary F {d_bf:+.4f}; worst set IoU {worst:+.4f} "
+            f"-> {'KEEP' if keep else 'REJECT'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--people", nargs="*", type=Path,
-                    help="sequence folders (default: every folder in the data's people/)")
-    ap.add_argument("--model", choices=("landscape", "square", "both"), default="both")
+    ap.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     ap.add_argument("--preset", default="portrait")
-    ap.add_argument("--limit", type=int, default=None, help="first N frames of each sequence")
+    ap.add_argument("--limit", type=int, default=None, help="first N photos / frames of each set")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a [segmentation] knob, e.g. refine_radius_px=24")
-    ap.add_argument("--talking", action="store_true",
-                    help="also head-and-shoulders frames against a GrabCut pseudo ground truth (a sanity check)")
-    ap.add_argument("--crops", action="store_true",
-                    help="also head-and-shoulders crops of the people sequences, real ground truth")
-    ap.add_argument("--only-crops", action="store_true", help="the crops (and --talking) without the full sequences")
+                    help="change a [segmentation] knob: before/after columns and the keep rule's verdict")
+    ap.add_argument("--pipeline", action="store_true", help="the whole Pipeline (the acceptance path), not the stage alone")
+    ap.add_argument("--raw", action="store_true", help="also MediaPipe on the whole frame, bilinear (the reference)")
     args = ap.parse_args(argv)
 
-    folders = args.people or sorted(p for p in (DATA / "people").iterdir() if (p / "masks").is_dir())
-    model_names = ("landscape", "square") if args.model == "both" else (args.model,)
     preset = load_preset(args.preset)
-    base = preset.replace({"segmentation": _parse_set(args.set)}).segmentation if args.set else preset.segmentation
-    s = base
-    print(f"refinement: {s.refine.value}, radius {s.refine_radius_px} px at 720p, eps {s.refine_eps:g}, "
-          f"detail {s.refine_detail:g}, protect {s.refine_protect:g}, guide scale {s.refine_guide_scale:g}, "
-          f"contrast {s.refine_contrast:g}\n")
-    print("| sequence | model | frames | IoU raw | IoU refined | boundary F raw | boundary F refined |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    def row(name: str, m: str, r: dict[str, float]) -> None:
-        print(f"| {name} | {m} | {r['n']} | {r['raw_iou']:.4f} | {r['ref_iou']:.4f} "
-              f"| {r['raw_bf']:.4f} | {r['ref_bf']:.4f} |", flush=True)
-
-    for folder in folders if not args.only_crops else ():
-        frames, masks = testdata.people_sequence(folder, args.limit)
-        for m in model_names:
-            row(folder.name, m, evaluate(frames, masks, dataclasses.replace(base, model=SegModel(m))))
-    if args.crops or args.only_crops:
-        for m in model_names:
-            for name, frames, masks in head_crops(folders, m):
-                w, h = CROP_SIZES[m]
-                row(f"{name} head crops {w}x{h}", m, evaluate(frames, masks, dataclasses.replace(base, model=SegModel(m))))
-    if args.talking:
-        frames, masks = talking_pseudo_gt(base)
-        for m in model_names:
-            if m == "landscape":
-                frames_m = [np.ascontiguousarray(cv2.resize(f, (1280, 720), interpolation=cv2.INTER_AREA))
-                            for f in frames]
-                masks_m = [(cv2.resize(g, (1280, 720), interpolation=cv2.INTER_LINEAR) >= 0.5).astype(np.float32)
-                           for g in masks]
-            else:
-                frames_m, masks_m = frames, masks
-            row("talking (pseudo GT)", m, evaluate(frames_m, masks_m, dataclasses.replace(base, model=SegModel(m))))
+    configs = [("raw", raw_preset(preset))] if args.raw else []
+    configs.append(("before" if args.set else "matte", preset))
+    if args.set:
+        configs.append(("after", preset.replace({"segmentation": _parse_set(args.set)})))
+    s = configs[-1][1].segmentation
+    print(f"{'pipeline' if args.pipeline else 'segmentation stage'}; crop {s.crop} margin {s.crop_margin:g}, "
+          f"resize {s.resize.value}, quality {s.quality.value}, refine {s.refine.value} radius {s.refine_radius_px} "
+          f"eps {s.refine_eps:g} guide {s.refine_guide_scale:g} contrast {s.refine_contrast:g}"
+          + (f"; changed: {' '.join(args.set)}" if args.set else "") + "\n")
+    names = [n for n, _ in configs]
+    cols = [f"{m} {n}" for m in ("IoU", "BF", "blockiness") for n in names]
+    print("| set | n | " + " | ".join(cols) + " | stability " + " / ".join(names) + " |")
+    print("|---|---:|" + "---:|" * (len(cols) + 1))
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    for name, in_order, frames, masks in load_sets(args.sets, args.limit):
+        row = {n: score(p, frames, masks, in_order, args.pipeline) for n, p in configs}
+        for n in names:
+            results[n].append(row[n])
+        cells = [_fmt(row[n][k]) for k in ("iou", "bf", "block") for n in names]
+        stab = " / ".join(_fmt(row[n]["change"]) for n in names) if masks is None else ""
+        print(f"| {name} | {row[names[0]]['n']} | " + " | ".join(cells) + f" | {stab} |", flush=True)
+    gt = [i for i, r in enumerate(results[names[-1]]) if np.isfinite(r["iou"])]
+    mean = lambda n, k: float(np.mean([results[n][i][k] for i in gt]))  # noqa: E731
+    print("| mean of the sets | | " + " | ".join(_fmt(mean(n, k)) for k in ("iou", "bf", "block") for n in names) + " | |")
+    if args.set:
+        print("\n" + verdict([results["before"][i] for i in gt], [results["after"][i] for i in gt]))
     return 0
 
+
+SETS = ("portraits", "people", "crops", "talking")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -55,6 +55,16 @@ class MatteRefine(str, enum.Enum):
     BILINEAR = "bilinear"  # plain bilinear upsampling of the model's confidence
 
 
+class ModelResize(str, enum.Enum):
+    AREA = "area"      # the frame area-averaged down to the model's input
+    LINEAR = "linear"  # bilinear (OpenCV INTER_LINEAR)
+
+
+class MatteQuality(str, enum.Enum):
+    FAST = "fast"  # one model run per frame on the people's window (live sources)
+    HIGH = "high"  # also the horizontally flipped window, averaged (file jobs)
+
+
 class DepthBackend(str, enum.Enum):
     ONNXRUNTIME = "onnxruntime"
     OPENCV = "opencv"
@@ -93,6 +103,16 @@ class SegmentationConfig:
     refine_protect: float = knob(8.0, 0.0, 100.0, "keeps the model's value where it is sure (p near 0 or 1), so no holes open inside the person; 0 = off")
     refine_contrast: float = knob(1.15, 1.0, 3.0, "steepens the matte's transition about alpha 1/2 (k (alpha - 1/2) + 1/2, clipped): a narrower soft band, "
                                   "the same outline; 1 = off")
+    refine_smooth: bool = knob(True, doc="a 3x3 box mean of the filter's coefficients before they are applied, so no "
+                               "step of their grid shows in the matte (He et al. average a and b over the window)")
+    crop: bool = knob(True, doc="run the model on a window around the people (found by a whole-frame pass, then "
+                      "followed from the previous matte) so they fill its input; false = the whole frame")
+    crop_margin: float = knob(0.15, 0.0, 1.0, "the window reaches this share of the people's box beyond it on each side")
+    crop_refresh_frames: int = knob(30, 1, 10000, "in a stream, a whole-frame pass every this many frames finds people "
+                                    "who entered outside the window")
+    resize: ModelResize = knob(ModelResize.AREA, doc="how the window is resized to the model's input")
+    quality: MatteQuality = knob(MatteQuality.FAST, doc="fast = one model run per frame; high = also the mirrored "
+                                 "window, averaged (file jobs: about twice the model's time)")
 
 
 @dataclass(frozen=True)

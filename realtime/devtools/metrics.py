@@ -82,3 +82,33 @@ def depth_errors(disparity: np.ndarray, depth_m: np.ndarray, valid: np.ndarray |
     absrel = float(np.mean(np.abs(pred_depth - gt) / gt))
     ratio = np.maximum(pred_depth / gt, gt / pred_depth)
     return {"absrel": absrel, "delta1": float(np.mean(ratio < 1.25))}
+
+
+def blockiness(matte: np.ndarray, grid: tuple[float, float, float, float], band: tuple[float, float] = (0.02, 0.98)) -> float:
+    """How much a matte steps at a sampling grid: the mean |second difference| of the matte on
+    the pixel columns (rows) nearest the grid's lines over its mean on all columns (rows),
+    inside the uncertain band, along x and y averaged. ``grid = (x0, y0, step_x, step_y)``:
+    sample ``j`` sits at frame column ``x0 + (j + 0.5) step_x - 0.5`` (pixel centres aligned,
+    as ``cv2.resize``). 1 = no sign of the grid; a bilinear upsampling (kinks only at the
+    samples) scores about ``step / 2``. NaN when the band is empty or the grid is finer than 3
+    pixels."""
+    m = matte.astype(np.float32, copy=False)
+    x0, y0, sx, sy = grid
+    ratios = []
+    for axis, origin, step in ((1, x0, sx), (0, y0, sy)):
+        if step < 3.0:
+            continue
+        mm = m if axis == 1 else m.T
+        d2 = np.abs(mm[:, :-2] - 2.0 * mm[:, 1:-1] + mm[:, 2:])
+        centre = mm[:, 1:-1]
+        inband = (centre > band[0]) & (centre < band[1])
+        x = np.arange(1, mm.shape[1] - 1, dtype=np.float64)
+        phase = np.mod((x - origin + 0.5) / step - 0.5, 1.0)
+        dist = np.minimum(phase, 1.0 - phase) * step
+        on = (dist <= 0.5 + 1e-6)[None, :] & inband
+        if np.count_nonzero(on) < 20:
+            continue
+        e_all = d2[inband].mean()
+        if e_all > 0:
+            ratios.append(d2[on].mean() / e_all)
+    return float(np.mean(ratios)) if ratios else float("nan")

@@ -8,6 +8,12 @@ the confidence is refined to full resolution by a colour guided filter guided by
 The filter's local fits run on a guide ``refine_guide_scale`` times the model's input size (the
 frame area-averaged once more, the confidence upsampled to it bilinearly): a finer coefficient
 field than the model's grid, for 0.4-0.6 ms at 720p.
+With ``crop`` on (the default) the model runs on a window around the people instead of the
+whole frame (:mod:`realtime.stages.person_box`): a whole-frame pass finds them on a first frame,
+a still or after ``reset()``, then each frame's window comes from the previous matte, with a
+whole-frame pass every ``crop_refresh_frames`` frames, when the people reach the window's edge,
+or when they are lost (then the face detector too). The model is the landscape or the square
+one by the window's shape. The refinement runs inside the window; outside it the matte is 0.
 Every person in frame is kept: nothing picks a largest blob.
 """
 
@@ -19,10 +25,11 @@ import cv2
 import numpy as np
 
 from realtime.core import models
-from realtime.core.config import REFERENCE_HEIGHT, MatteRefine, SegModel, SegmentationConfig
+from realtime.core.config import REFERENCE_HEIGHT, MatteQuality, MatteRefine, ModelResize, SegModel, SegmentationConfig
 from realtime.core.errors import ModelError, ModelHashError, StageError
 from realtime.core.frames import check_frame, readonly
 from realtime.core.stage import Stage
+from realtime.stages.person_box import CropTracker, crop_for, is_landscape, person_box, scale_box
 
 SEGMENTATION_MODELS = ("selfie_landscape", "selfie_square")
 
@@ -127,6 +134,9 @@ def radius_at_model(radius_px_720: int, model_height: int) -> int:
     return max(1, int(round(radius_px_720 * model_height / float(REFERENCE_HEIGHT))))
 
 
+Crop = tuple[int, int, int, int]  # x0, y0, x1, y1 of the model's window in the frame
+
+
 class Segmenter(Stage):
     """Frame in, full-resolution person matte out (``(H, W) float32`` in [0, 1], read-only)."""
 
@@ -135,75 +145,90 @@ class Segmenter(Stage):
     def __init__(self, config: SegmentationConfig, *, backend: SegmentationBackend | None = None) -> None:
         super().__init__()
         self.config = config
-        self._backend = backend
+        self._injected = backend
+        self._backends: dict[str, SegmentationBackend] = {}
         self._backend_model: str | None = "injected" if backend is not None else None
-        self._rgb: np.ndarray | None = None  # the model's input, also the refinement's guide
-        self._small: np.ndarray | None = None  # BGR, only for frames smaller than the model's input
-        self._down = None
-        self._down_key: tuple[int, int, int, int] | None = None
         self._identified: str | None = None
+        self._rgb: dict[tuple[int, int], np.ndarray] = {}  # the model's input per input size
+        self._flip: np.ndarray | None = None
+        self._sub: np.ndarray | None = None  # the window, contiguous (the refinement's frame)
+        self._sub_matte: np.ndarray | None = None
+        self._downs: dict[tuple, object] = {}
+        self._refiners: dict[tuple, object] = {}
         self._matte: np.ndarray | None = None
-        self._refiner = None
-        self._refiner_key: tuple | None = None
-        self.confidence: np.ndarray | None = None  # last low-resolution model output (read-only)
+        self._tracker = CropTracker()
+        self._since_full = 0
+        self._faces = None
+        self.crop: Crop | None = None  # the window of the last model run on this frame
+        self.confidence: np.ndarray | None = None  # its low-resolution model output (read-only)
+        # the matte's sampling grid (x0, y0, step_x, step_y) in frame pixels: the refinement's
+        # coefficients (or the model's output with bilinear); see metrics.blockiness
+        self.grid: tuple[float, float, float, float] | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self._tracker.reset()
+        self._since_full = 0
 
     # -- model ---------------------------------------------------------------------------------
-    def _ensure_backend(self, width: int, height: int) -> SegmentationBackend:
-        if self._backend_model == "injected":
-            return self._backend
+    def _want(self, width: int, height: int, window: bool) -> str:
         cfg = self.config
+        if self._injected is not None:
+            return "injected"
         if cfg.model_path and cfg.model is SegModel.AUTO:
             if self._identified is None:  # hashing once: this runs every frame
                 self._identified = identify(cfg.model_path)
-            want = self._identified
-        else:
-            want = choose_model(cfg, width, height)
-        if want != self._backend_model:
-            if self._backend is not None:
-                self._backend.close()
-                self._backend = None
-            self._backend = MediaPipeSegmenter(want, cfg.model_path)
-            self._backend_model = want
-        return self._backend
+            return self._identified
+        if window and cfg.model is SegModel.AUTO:
+            return "selfie_landscape" if is_landscape(width, height) else "selfie_square"
+        return choose_model(cfg, width, height)
+
+    def _other_model(self, name: str) -> str | None:
+        """The second opinion for high quality: the other selfie model, when the preset lets
+        the segmenter choose (not for a forced model, a model file or an injected backend)."""
+        if name == "injected" or self.config.model is not SegModel.AUTO or self.config.model_path:
+            return None
+        return "selfie_square" if name == "selfie_landscape" else "selfie_landscape"
+
+    def _backend(self, name: str) -> SegmentationBackend:
+        if name == "injected":
+            return self._injected
+        if name not in self._backends:
+            # a model forced by the preset or a file replaces the others; auto keeps both
+            for other in [n for n in self._backends if self.config.model is not SegModel.AUTO or self.config.model_path]:
+                self._backends.pop(other).close()
+            self._backends[name] = MediaPipeSegmenter(name, self.config.model_path)
+        return self._backends[name]
 
     @property
     def model_name(self) -> str | None:
-        """Registry name of the model in use ('injected' for a caller's backend), None before the first frame."""
+        """Registry name of the model used last ('injected' for a caller's backend), None before the first frame."""
         return self._backend_model
 
-    # -- per frame -----------------------------------------------------------------------------
-    def _buffers(self, h: int, w: int, mw: int, mh: int) -> None:
-        from shaders.matte import AreaDownscaler, FineGuidedUpsampler, GuidedUpsampler
+    # -- one model run -------------------------------------------------------------------------
+    def _model_input(self, sub: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """``sub`` (BGR, contiguous) resized to the model's input, RGB (a reused buffer)."""
+        from shaders.matte import AreaDownscaler
 
-        if self._rgb is None or self._rgb.shape[:2] != (mh, mw):
-            self._rgb = np.empty((mh, mw, 3), np.uint8)
-        if self._down_key != (w, h, mw, mh):
-            self._down_key = (w, h, mw, mh)
-            # our area kernel also writes RGB (no cvtColor); a frame smaller than the model's
-            # input goes through OpenCV (whose INTER_AREA enlarges bilinearly)
-            if w >= mw and h >= mh:
-                self._down = AreaDownscaler((w, h), (mw, mh))
-                self._small = None
-            else:
-                self._down = None
-                self._small = np.empty((mh, mw, 3), np.uint8)
-        if self._matte is None or self._matte.shape != (h, w):
-            self._matte = np.empty((h, w), np.float32)
-        if self.config.refine is MatteRefine.GUIDED:
-            cfg = self.config
-            gw, gh = guide_size((mw, mh), (w, h), cfg.refine_guide_scale)
-            key = ((mw, mh), (gw, gh), (w, h), radius_at_model(cfg.refine_radius_px, gh), cfg.refine_eps,
-                   cfg.refine_detail, cfg.refine_protect, cfg.refine_contrast)
-            if self._refiner_key != key:  # new sizes, or knobs changed by configure()
-                if (gw, gh) == (mw, mh):
-                    self._refiner = GuidedUpsampler(key[0], *key[2:])
-                else:  # guide_size() caps the guide at the frame, so the area kernel applies
-                    self._refiner = FineGuidedUpsampler(*key)
-                self._refiner_key = key
+        mw, mh = size
+        rgb = self._rgb.get(size)
+        if rgb is None:
+            rgb = self._rgb[size] = np.empty((mh, mw, 3), np.uint8)
+        h, w = sub.shape[:2]
+        if self.config.resize is ModelResize.AREA and w >= mw and h >= mh:
+            key = (w, h, mw, mh)
+            down = self._downs.get(key)
+            if down is None:
+                if len(self._downs) > 8:
+                    self._downs.clear()
+                down = self._downs[key] = AreaDownscaler((w, h), (mw, mh))
+            down.run(sub, rgb)  # our kernel writes RGB directly
+        else:  # OpenCV's INTER_AREA enlarges bilinearly
+            interp = cv2.INTER_AREA if self.config.resize is ModelResize.AREA else cv2.INTER_LINEAR
+            cv2.cvtColor(cv2.resize(sub, (mw, mh), interpolation=interp), cv2.COLOR_BGR2RGB, dst=rgb)
+        return rgb
 
-    def _confidence(self, backend: SegmentationBackend, ts: int) -> np.ndarray:
-        mw, mh = backend.input_size
-        conf = backend.segment(self._rgb, ts)
+    def _checked(self, conf: object, mw: int, mh: int) -> np.ndarray:
         if not isinstance(conf, np.ndarray) or conf.shape != (mh, mw):
             got = f"shape {conf.shape}" if isinstance(conf, np.ndarray) else type(conf).__name__
             raise StageError(f"segmentation model returned {got}, expected ({mh}, {mw}) confidence")
@@ -214,29 +239,188 @@ class Segmenter(Stage):
             raise StageError("segmentation model returned NaN or infinite confidence")
         return conf
 
+    def _run(self, sub: np.ndarray, frame: np.ndarray, ts: int, *, mirror: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The model on the window ``sub``: (its RGB input, confidence at the model's size)."""
+        h, w = sub.shape[:2]
+        name = self._want(w, h, sub is not frame)
+        backend = self._backend(name)
+        self._backend_model = name
+        mw, mh = backend.input_size
+        rgb = self._model_input(sub, (mw, mh))
+        conf = self._checked(backend.segment(rgb, ts), mw, mh)
+        if mirror:
+            # file jobs: the models disagree where they are unsure, and neither is mirror-symmetric:
+            # (this model + the other one) / 2, then averaged with this model on the mirrored window
+            conf = conf.copy()
+            other = self._other_model(name)
+            if other is not None:
+                ob = self._backend(other)
+                oc = self._checked(ob.segment(self._model_input(sub, ob.input_size), ts), *ob.input_size)
+                conf += cv2.resize(oc, (mw, mh), interpolation=cv2.INTER_LINEAR)
+                conf *= np.float32(0.5)
+            if self._flip is None or self._flip.shape != rgb.shape:
+                self._flip = np.empty_like(rgb)
+            np.copyto(self._flip, rgb[:, ::-1])
+            flipped = self._checked(backend.segment(self._flip, ts), mw, mh)
+            conf += flipped[:, ::-1]
+            conf *= np.float32(0.5)
+        return rgb, conf
+
+    def _window(self, frame: np.ndarray, crop: Crop) -> np.ndarray:
+        x0, y0, x1, y1 = crop
+        h, w = frame.shape[:2]
+        if (x0, y0, x1, y1) == (0, 0, w, h):
+            return frame
+        shape = (y1 - y0, x1 - x0, 3)
+        if self._sub is None or self._sub.shape != shape:
+            self._sub = np.empty(shape, np.uint8)
+        np.copyto(self._sub, frame[y0:y1, x0:x1])
+        return self._sub
+
+    # -- finding the people --------------------------------------------------------------------
+    def _faces_box(self, frame: np.ndarray) -> tuple[float, float, float, float] | None:
+        """People below the faces the face detector finds (when the matte finds nobody)."""
+        from realtime.stages.focus import MediaPipeFaceDetector
+
+        if self._faces is None:
+            self._faces = MediaPipeFaceDetector(min_confidence=0.5)
+        h, w = frame.shape[:2]
+        boxes = []
+        for x0, y0, x1, y1, _ in self._faces.detect(np.ascontiguousarray(frame[:, :, ::-1])):
+            fw, fh = (x1 - x0) * w, (y1 - y0) * h
+            # head and shoulders: a face is about a fifth of the shoulders' width
+            boxes.append((x0 * w - 2 * fw, y0 * h - 0.5 * fh, x1 * w + 2 * fw, min(h, y1 * h + 4 * fh)))
+        if not boxes:
+            return None
+        b = np.array(boxes)
+        return (max(0.0, b[:, 0].min()), max(0.0, b[:, 1].min()), min(float(w), b[:, 2].max()), float(b[:, 3].max()))
+
+    def _acquire(self, frame: np.ndarray, ts: int) -> tuple[Crop, np.ndarray | None]:
+        """A whole-frame pass: the window for everyone in frame (the whole frame if nobody),
+        and the pass's confidence when that window is the whole frame (no second run needed)."""
+        h, w = frame.shape[:2]
+        _, conf = self._run(frame, frame, ts, mirror=False)
+        mh, mw = conf.shape
+        box = person_box(conf)
+        box = scale_box(box, w / mw, h / mh) if box is not None else self._faces_box(frame)
+        crop = crop_for(box, (w, h), self.config.crop_margin) if box is not None else (0, 0, w, h)
+        self._since_full = 0
+        if self._tracker.crop is not None and box is not None:
+            crop = self._tracker.update(crop)
+        else:
+            self._tracker.crop = crop
+        return crop, (conf if crop == (0, 0, w, h) else None)
+
+    def _follow(self, conf: np.ndarray, crop: Crop, frame_size: tuple[int, int]) -> bool:
+        """Next frame's window from this one's confidence; False when the people reach past a
+        window edge that is not the frame's (they moved fast: look at the whole frame now)."""
+        w, h = frame_size
+        x0, y0, x1, y1 = crop
+        mh, mw = conf.shape
+        box = person_box(conf)
+        if box is None:
+            if crop != (0, 0, w, h):
+                self._tracker.reset()  # lost them: a whole-frame pass next frame
+            return True
+        bx0, by0, bx1, by1 = box
+        cut = (bx0 <= 0 < x0) or (by0 <= 0 < y0) or (bx1 >= mw and x1 < w) or (by1 >= mh and y1 < h)
+        if cut:
+            return False
+        box = scale_box(box, (x1 - x0) / mw, (y1 - y0) / mh, x0, y0)
+        self._tracker.update(crop_for(box, (w, h), self.config.crop_margin))
+        return True
+
+    # -- refinement ----------------------------------------------------------------------------
+    def _refiner(self, model_size: tuple[int, int], size: tuple[int, int]):
+        from shaders.matte import FineGuidedUpsampler, GuidedUpsampler
+
+        cfg = self.config
+        gw, gh = guide_size(model_size, size, cfg.refine_guide_scale)
+        key = (model_size, (gw, gh), size, radius_at_model(cfg.refine_radius_px, gh), cfg.refine_eps,
+               cfg.refine_detail, cfg.refine_protect, cfg.refine_contrast, cfg.refine_smooth)
+        ref = self._refiners.get(key)
+        if ref is None:  # new sizes, or knobs changed by configure()
+            if len(self._refiners) > 8:
+                self._refiners.clear()
+            if (gw, gh) == model_size:
+                ref = GuidedUpsampler(model_size, *key[2:-1], smooth=cfg.refine_smooth)
+            else:
+                ref = FineGuidedUpsampler(*key[:-1], smooth=cfg.refine_smooth)
+            self._refiners[key] = ref
+        return ref
+
+    def _upsample(self, sub: np.ndarray, rgb: np.ndarray, conf: np.ndarray, out: np.ndarray) -> None:
+        h, w = sub.shape[:2]
+        if self.config.refine is MatteRefine.GUIDED:
+            mh, mw = conf.shape
+            ref = self._refiner((mw, mh), (w, h))
+            ref.run(rgb, conf, sub, out)  # output already in [0, 1]
+            gh, gw = ref.coef.shape[0], ref.coef.shape[2]
+            self.grid = (self.crop[0], self.crop[1], w / gw, h / gh)
+        else:
+            mh, mw = conf.shape
+            self.grid = (self.crop[0], self.crop[1], w / mw, h / mh)
+            cv2.resize(conf, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
+            np.clip(out, 0.0, 1.0, out=out)
+
+    # -- per frame -----------------------------------------------------------------------------
     def process(self, frame: np.ndarray, timestamp_ms: int) -> np.ndarray:
         check_frame(frame)  # before _begin: a rejected frame does not use up its timestamp
         ts = self._begin(timestamp_ms)
         h, w = frame.shape[:2]
-        backend = self._ensure_backend(w, h)
-        mw, mh = backend.input_size
-        self._buffers(h, w, mw, mh)
-        # INTER_AREA: the model and the guide see an average of the pixels, not an aliased sample
-        if self._down is not None:
-            self._down.run(frame, self._rgb)
+        if self._matte is None or self._matte.shape != (h, w):
+            self._matte = np.empty((h, w), np.float32)
+            self._tracker.reset()
+        mirror = self.config.quality is MatteQuality.HIGH
+        full = (0, 0, w, h)
+        if not self.config.crop:
+            crop, rgb, conf = full, *self._run(frame, frame, ts, mirror=mirror)
         else:
-            cv2.resize(frame, (mw, mh), dst=self._small, interpolation=cv2.INTER_AREA)
-            cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._rgb)
-        conf = self._confidence(backend, ts)
+            crop, conf = self._tracker.crop, None
+            self._since_full += 1
+            if crop is None or (crop != full and self._since_full >= self.config.crop_refresh_frames):
+                crop, conf = self._acquire(frame, ts)
+                fresh = True
+            else:
+                fresh = False
+            sub = self._window(frame, crop)
+            rgb, conf = self._run(sub, frame, ts, mirror=mirror) if conf is None or mirror else (self._rgb_of(conf), conf)
+            if not self._follow(conf, crop, (w, h)) and not fresh:
+                crop, conf = self._acquire(frame, ts)
+                sub = self._window(frame, crop)
+                rgb, conf = self._run(sub, frame, ts, mirror=mirror) if conf is None or mirror else (self._rgb_of(conf), conf)
+                self._follow(conf, crop, (w, h))
+        self.crop = crop
         self.confidence = readonly(conf)
-        if self.config.refine is MatteRefine.GUIDED:
-            self._refiner.run(self._rgb, conf, frame, self._matte)  # output already in [0, 1]
+        if crop == full:
+            self._upsample(frame, rgb, conf, self._matte)
         else:
-            cv2.resize(conf, (w, h), dst=self._matte, interpolation=cv2.INTER_LINEAR)
-            np.clip(self._matte, 0.0, 1.0, out=self._matte)
+            x0, y0, x1, y1 = crop
+            if self._sub_matte is None or self._sub_matte.shape != (y1 - y0, x1 - x0):
+                self._sub_matte = np.empty((y1 - y0, x1 - x0), np.float32)
+            self._upsample(self._sub, rgb, conf, self._sub_matte)
+            self._matte.fill(0.0)
+            self._matte[y0:y1, x0:x1] = self._sub_matte
         return readonly(self._matte)
 
+    def _rgb_of(self, conf: np.ndarray) -> np.ndarray:
+        mh, mw = conf.shape
+        return self._rgb[(mw, mh)]
+
+    def raw(self) -> np.ndarray:
+        """The last model output upsampled bilinearly into the frame (0 outside the window): the
+        matte without refinement, for comparisons."""
+        out = np.zeros(self._matte.shape, np.float32)
+        x0, y0, x1, y1 = self.crop
+        out[y0:y1, x0:x1] = np.clip(cv2.resize(self.confidence, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR), 0, 1)
+        return out
+
     def _release(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
+        for b in self._backends.values():
+            b.close()
+        self._backends.clear()
+        if self._injected is not None:
+            self._injected.close()
+        if self._faces is not None:
+            self._faces.close()
+            self._faces = None

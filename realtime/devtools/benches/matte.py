@@ -1,19 +1,19 @@
-"""Micro-benchmark of segmentation + matte refinement at the frames' size.
+"""Micro-benchmark of the segmentation stage at the frames' size (``python run.py bench``).
 
-Timed, interleaved (A B A B) so machine drift hits both alike:
+Timed, interleaved (A B A B) so machine drift hits both alike, on the bench's frames:
 
-- **segmentation+refine**: ``Segmenter.process`` with the default preset (area downscale to the
-  model's input, MediaPipe, guided refinement to full resolution), with Numba's default threads;
-- **segmentation+bilinear** (baseline): the same with ``refine = "bilinear"``;
-- the same pair with ONE Numba thread, as the pipeline runs segmentation while the depth model
-  holds the other core.
+- **segmentation fast** (the preset: the model on the people's window, guided refinement) against
+  **segmentation whole frame** (``crop = false``: the model on the whole frame, as before the
+  window), both with Numba's default threads and with ONE thread (as the pipeline runs the stage
+  while the depth model holds the other core);
+- **segmentation high** (``quality = "high"``, what file jobs get: the mirrored window too)
+  against fast;
+- **landscape model alone** (MediaPipe on a prepared 256x144 input) against the **square model
+  alone** (256x256);
+- the **refinement alone** (whole frame: coefficients + full-resolution pass) against a bilinear
+  ``cv2.resize`` of the confidence.
 
-Also, on the same frames: the model alone (MediaPipe on the prepared input), the refinement
-alone (coefficients on the guide grid + full-resolution pass; with the default finer guide the
-refiner area-averages the frame itself) against a bilinear ``cv2.resize`` of the confidence, and
-its two parts (the coefficients part alone, having no frame, enlarges the model-size RGB to the
-guide grid instead: close in cost, not the same pixels). The issue's budget: segmentation plus refinement <= 6 ms
-median per 1280x720 frame on 2 cores.
+``extra`` records which model the window picked and the window's share of the frame.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import cv2
 import numba
 import numpy as np
 
-from realtime.core.config import MatteRefine, load_preset
-from realtime.stages.segmentation import Segmenter
+from realtime.core.config import MatteQuality, load_preset
 from realtime.devtools.benches import Measurement, interleaved
+from realtime.stages.segmentation import MediaPipeSegmenter, Segmenter
 
 FRAME_MS = 33
 
@@ -38,73 +38,69 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
     h, w = frames[0].shape[:2]
     n = len(frames)
     cfg = load_preset("portrait").segmentation
-    guided = Segmenter(cfg)
-    bilinear = Segmenter(dataclasses.replace(cfg, refine=MatteRefine.BILINEAR))
+    fast = Segmenter(dataclasses.replace(cfg, quality=MatteQuality.FAST))
+    whole = Segmenter(dataclasses.replace(cfg, crop=False, quality=MatteQuality.FAST))
+    high = Segmenter(dataclasses.replace(cfg, quality=MatteQuality.HIGH))
+    models = {name: MediaPipeSegmenter(name) for name in ("selfie_landscape", "selfie_square")}
     ts = [0]
     threads = numba.get_num_threads()
     try:
-        def seg_refine(i: int) -> None:
-            ts[0] += FRAME_MS
-            guided.process(frames[i % n], ts[0])
+        def step(seg: Segmenter):
+            def call(i: int) -> None:
+                ts[0] += FRAME_MS
+                seg.process(frames[i % n], ts[0])
+            return call
 
-        def seg_bilinear(i: int) -> None:
-            bilinear.process(frames[i % n], ts[0])
-
-        t_ref, t_bil = interleaved(seg_refine, seg_bilinear, repeats, warmup=5)
+        t_fast, t_whole = interleaved(step(fast), step(whole), repeats, warmup=5)
+        x0, y0, x1, y1 = fast.crop
+        window = {"window_share": (x1 - x0) * (y1 - y0) / float(w * h),
+                  "window_square_model": float(fast.model_name == "selfie_square")}
         numba.set_num_threads(1)
         try:
-            t_ref1, t_bil1 = interleaved(seg_refine, seg_bilinear, repeats, warmup=5)
+            t_fast1, t_whole1 = interleaved(step(fast), step(whole), repeats, warmup=5)
         finally:
             numba.set_num_threads(threads)
+        t_high, t_fast2 = interleaved(step(high), step(fast), max(10, repeats // 2), warmup=3)
 
-        # the model and the refinement alone, on the model inputs and outputs of the frames
-        # (computed untimed)
-        rgb, confs = [], []
-        for i, f in enumerate(frames):
-            guided.process(f, ts[0] + (i + 1) * FRAME_MS)
-            rgb.append(guided._rgb.copy())
-            confs.append(np.array(guided.confidence))
-        ts[0] += (n + 1) * FRAME_MS
-        refiner = guided._refiner
-        backend = guided._backend
+        inputs = {name: cv2.resize(frames[0], m.input_size, interpolation=cv2.INTER_AREA)[:, :, ::-1].copy()
+                  for name, m in models.items()}
+
+        def model(name: str):
+            def call(i: int) -> None:
+                ts[0] += FRAME_MS
+                models[name].segment(inputs[name], ts[0])
+            return call
+
+        t_land, t_square = interleaved(model("selfie_landscape"), model("selfie_square"), repeats, warmup=5)
+
+        # the whole-frame refinement alone, on the last model input and output (computed untimed)
+        whole.process(frames[0], ts[0] + FRAME_MS)
+        ts[0] += FRAME_MS
+        conf = np.array(whole.confidence)
+        mh, mw = conf.shape
+        rgb = whole._rgb_of(conf).copy()
+        refiner = whole._refiner((mw, mh), (w, h))
         out = np.empty((h, w), np.float32)
         up = np.empty((h, w), np.float32)
 
-        def model_only(i: int) -> None:
-            ts[0] += FRAME_MS
-            backend.segment(rgb[i % n], ts[0])
-
-        def downscale_only(i: int) -> None:
-            guided._down.run(frames[i % n], guided._rgb) if guided._down else None
-
-        t_model, t_down = interleaved(model_only, downscale_only, repeats, warmup=5)
-
         def refine_only(i: int) -> None:
-            refiner.run(rgb[i % n], confs[i % n], frames[i % n], out)
+            refiner.run(rgb, conf, frames[i % n], out)
 
         def bilinear_only(i: int) -> None:
-            cv2.resize(confs[i % n], (w, h), dst=up, interpolation=cv2.INTER_LINEAR)
+            cv2.resize(conf, (w, h), dst=up, interpolation=cv2.INTER_LINEAR)
             np.clip(up, 0.0, 1.0, out=up)
 
         t_only, t_up = interleaved(refine_only, bilinear_only, repeats, warmup=5)
-
-        def coeffs_only(i: int) -> None:
-            refiner.coefficients(rgb[i % n], confs[i % n])
-
-        def apply_only(i: int) -> None:
-            refiner.apply(frames[i % n], out)
-
-        t_coef, t_apply = interleaved(coeffs_only, apply_only, repeats, warmup=5)
     finally:
-        guided.close()
-        bilinear.close()
-    med = lambda t: float(np.median(t))  # noqa: E731
+        for s in (fast, whole, high):
+            s.close()
+        for m in models.values():
+            m.close()
     return [
-        Measurement("segmentation+refine", (w, h), t_ref, "segmentation+bilinear", t_bil,
-                    extra={"budget_ms": 6.0, "numba_threads": float(threads), "model_only_ms": med(t_model),
-                           "downscale_ms": med(t_down)}),
-        Measurement("segmentation+refine 1 thread", (w, h), t_ref1, "segmentation+bilinear 1 thread", t_bil1,
-                    extra={"budget_ms": 6.0}),
-        Measurement("matte refine only", (w, h), t_only, "cv2 bilinear upsample", t_up,
-                    extra={"coefficients_ms": med(t_coef), "full_res_pass_ms": med(t_apply)}),
+        Measurement("segmentation fast", (w, h), t_fast, "segmentation whole frame", t_whole,
+                    extra={"numba_threads": float(threads), **window}),
+        Measurement("segmentation fast 1 thread", (w, h), t_fast1, "segmentation whole frame 1 thread", t_whole1),
+        Measurement("segmentation high", (w, h), t_high, "segmentation fast", t_fast2),
+        Measurement("landscape model alone", (w, h), t_land, "square model alone", t_square),
+        Measurement("matte refine only", (w, h), t_only, "cv2 bilinear upsample", t_up),
     ]

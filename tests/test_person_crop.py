@@ -1,0 +1,133 @@
+"""Person-centred segmentation: the model runs on a window around the people (real models,
+real frames; see docs/matte.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from conftest import load_sequence, talking_frame
+from realtime.core.config import load_preset
+from realtime.devtools.metrics import iou
+from realtime.stages.person_box import CropTracker, crop_for, person_box
+from realtime.stages.segmentation import Segmenter
+
+
+def _cfg(**kw):
+    return dataclasses.replace(load_preset("portrait").segmentation, **kw)
+
+
+def test_crop_geometry():
+    conf = np.zeros((144, 256), np.float32)
+    conf[40:100, 30:60] = 1.0   # one person
+    conf[50:120, 200:230] = 0.9  # another: the box holds both
+    conf[5, 5] = 1.0            # a speck: ignored
+    assert person_box(conf) == (30.0, 40.0, 230.0, 120.0)
+    assert person_box(np.zeros((9, 9), np.float32)) is None
+    # a tall box gets a square window, grown by the margin, inside the frame
+    x0, y0, x1, y1 = crop_for((600, 200, 700, 500), (1280, 720), 0.15)
+    assert x1 - x0 == y1 - y0 and x0 <= 585 and x1 >= 715 and y0 <= 155 and y1 >= 545
+    # a wide one a 16:9 window; near the edge it is shifted (not cut) into the frame
+    x0, y0, x1, y1 = crop_for((0, 300, 500, 500), (1280, 720), 0.1)
+    assert x0 == 0 and abs((x1 - x0) / (y1 - y0) - 16 / 9) < 0.02 and y1 <= 720
+    # nearly everything: the whole frame
+    assert crop_for((10, 10, 1270, 710), (1280, 720), 0.15) == (0, 0, 1280, 720)
+
+
+def test_tracker_grows_at_once_holds_still_and_shrinks_in_steps():
+    t = CropTracker()
+    assert t.update((100, 100, 500, 500)) == (100, 100, 500, 500)
+    assert t.update((110, 105, 490, 495)) == (100, 100, 500, 500)  # inside: no jitter
+    assert t.update((90, 100, 500, 500)) == (90, 100, 500, 500)    # past the edge: at once
+    small = (200, 200, 300, 300)
+    steps = [t.update(small) for _ in range(30)]
+    assert steps[0] != small and steps[0][0] < 200  # not at once
+    assert steps[-1] == small or all(a <= b for a, b in zip(steps[-1][:2], small[:2]))
+    assert all(s[0] <= 200 and s[2] >= 300 for s in steps)  # never cuts the people
+
+
+@pytest.fixture(scope="module")
+def twirl():
+    return load_sequence("dance-twirl", 30)
+
+
+def test_window_follows_the_dancer_and_beats_the_whole_frame(twirl):
+    """A moving camera, a person a third of the frame high: the window holds the annotated
+    person and the matte beats the whole-frame model's."""
+    frames, masks = twirl
+    scores = {}
+    for crop in (True, False):
+        out = []
+        with Segmenter(_cfg(crop=crop)) as seg:
+            for i, (frame, gt) in enumerate(zip(frames, masks)):
+                matte = seg.process(frame, i * 33)
+                out.append(iou(matte, gt))
+                if crop:
+                    x0, y0, x1, y1 = seg.crop
+                    assert (x1 - x0) * (y1 - y0) < 0.7 * gt.size
+                    assert gt[y0:y1, x0:x1].sum() >= 0.97 * gt.sum()
+        scores[crop] = float(np.mean(out))
+    assert scores[True] >= scores[False] + 0.01, scores
+
+
+def test_a_still_gets_the_streams_quality(twirl):
+    """After reset() a frame is found by a whole-frame pass, then segmented in its window: the
+    same matte as the window a stream would have reached."""
+    frames, masks = twirl
+    with Segmenter(_cfg()) as seg:
+        for i in range(5):
+            stream = np.array(seg.process(frames[i], i * 33))
+        seg.reset()
+        still = np.array(seg.process(frames[4], 0))
+    assert iou(still, stream) > 0.97
+    assert iou(still, masks[4]) > iou(stream, masks[4]) - 0.02
+
+
+def _side_by_side(left_clip: str, right: np.ndarray | None) -> np.ndarray:
+    left = talking_frame(5, left_clip, (640, 720))
+    if right is None:  # background only: the top-left corner of the clip, enlarged
+        right = np.ascontiguousarray(np.repeat(np.repeat(left[:90, :80], 8, axis=0), 8, axis=1)[:720, :640])
+    return np.ascontiguousarray(np.hstack([left, right]))
+
+
+def test_someone_entering_is_found():
+    alone = _side_by_side("2.mp4", None)
+    both = _side_by_side("2.mp4", talking_frame(5, "5.mp4", (640, 720)))
+    with Segmenter(_cfg(crop_refresh_frames=5)) as seg:
+        for i in range(4):
+            seg.process(alone, i * 33)
+        assert seg.crop[2] <= 800  # the window holds the one person on the left
+        for i in range(4, 12):
+            matte = seg.process(both, i * 33)
+    assert seg.crop[0] == 0 and seg.crop[2] == 1280
+    assert matte[500:, 860:1060].mean() > 0.9 and matte[500:, 220:420].mean() > 0.9
+
+
+def test_the_matte_does_not_jump_when_the_window_moves():
+    """A slow pan over a person small in frame: the window moves now and then; the matte
+    changes from frame to frame no more than the whole-frame model's does."""
+    person = talking_frame(20, "4.mp4", (400, 400))
+    canvas = np.ascontiguousarray(np.tile(person[:40, :40], (18, 32, 1)))  # the clip's own backdrop
+    change = {}
+    for crop in (True, False):
+        seg = Segmenter(_cfg(crop=crop))
+        prev, diffs, crops = None, [], set()
+        with seg:
+            for i in range(40):
+                frame = canvas.copy()
+                x = 200 + 6 * i
+                frame[320:720, x:x + 400] = person
+                matte = np.array(seg.process(frame, i * 33))
+                crops.add(seg.crop)
+                if prev is not None:
+                    # compare with the previous matte moved along with the person
+                    moved = np.zeros_like(prev)
+                    moved[:, 6:] = prev[:, :-6]
+                    diffs.append(float(np.abs(matte - moved)[300:, :].mean()))
+                prev = matte
+        change[crop] = (float(np.max(diffs)), float(np.mean(diffs)), len(crops))
+    assert change[True][2] >= 2, change  # the window moved
+    assert change[True][0] <= 1.5 * change[False][0] + 0.002, change
+    assert change[True][1] <= 1.2 * change[False][1] + 0.001, change
