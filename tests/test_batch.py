@@ -179,6 +179,22 @@ def test_batch_reports_the_corrupt_file_and_finishes_the_rest(png_batch):
     assert sorted(manifest) == ["in/people/breakdance", "in/people/dance-twirl", "in/talking/3.mp4",
                                 "in/talking/5.mp4"]
     assert "node(s)" in r.stderr and "files 4/4" in r.stderr
+    assert _ray_processes() == [], "the local Ray of the batch is still running"
+
+
+def _ray_processes() -> list[str]:
+    """Ray's own daemons (GCS, raylet) and workers running on this machine now."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "gcs_server" in cmd or "/raylet" in cmd or "ray::" in cmd:
+            found.append(cmd[:120])
+    return found
 
 
 # -- long videos in chunks ---------------------------------------------------------------------

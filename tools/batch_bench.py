@@ -2,7 +2,7 @@
 """Measure ``run.py batch``: throughput for 1, 2 and N workers, and how well chunks join.
 
     python tools/batch_bench.py throughput [--workers 1 2 4] [--repeat 2] [--frames 60]
-    python tools/batch_bench.py joins [--clips 1.mp4 4.mp4] [--chunk 60] [--warmup 0 10 30]
+    python tools/batch_bench.py joins [--clips 1.mp4 4.mp4 dance-twirl] [--chunk 60] [--warmup 0 10 30]
 
 ``throughput`` runs the same batch (the five talking clips, ``--frames`` each, their own sizes,
 no chunking) with each worker count, interleaved and repeated, each on a fresh local Ray, and
@@ -51,11 +51,13 @@ def _batch(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, flo
 
 
 def _link_clips(folder: Path, clips) -> None:
+    """Talking clips by file name (``4.mp4``), DAVIS frame folders by sequence name (``breakdance``)."""
     folder.mkdir(parents=True, exist_ok=True)
     for c in clips:
         dst = folder / c
+        src = data_dir() / "talking" / c if c.endswith(".mp4") else data_dir() / "people" / c / "frames"
         if not dst.exists():
-            os.symlink(data_dir() / "talking" / c, dst)
+            os.symlink(src, dst)
 
 
 def throughput(args) -> dict:
@@ -67,7 +69,7 @@ def throughput(args) -> dict:
             for w in args.workers:
                 out = root / f"out-{w}-{rep}"
                 r, wall = _batch(["--input", "in", "--output", f"{out.name}/", "--workers", str(w), "--frames",
-                                  str(args.frames), "--chunk-frames", "0", "--quiet"], root)
+                                  str(args.frames), "--chunk-frames", "0"], root)
                 m = re.search(r"\((\d+) frames in ([\d.]+) s, ([\d.]+) fps\)", r.stderr)
                 if r.returncode != 0 or not m:
                     sys.exit(f"batch with {w} workers failed ({r.returncode}):\n{r.stderr[-3000:]}")

@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames run before each chunk but not written, so its temporal state matches one "
                         "pass (default 30)")
     p.add_argument("--size", type=_size, metavar="WxH", help="resize every input to this size")
+    p.add_argument("--fit", choices=("crop", "pad"), default="crop",
+                   help="with --size: crop (default) or pad pictures of another shape, as for a single job")
+    p.add_argument("--stills", action="store_true",
+                   help="process every image of a folder on its own, as for a single job (default: numbered "
+                        "names are frames of one video, other names stills)")
     p.add_argument("--focus", metavar="F", help="focus override, as for a single job")
     p.add_argument("--frames", type=_positive, metavar="N", help="at most N frames of each input")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
@@ -95,16 +100,19 @@ def _say(quiet: bool, text: str) -> None:
         print(f"{PROG}: {text}", file=sys.stderr, flush=True)
 
 
-def _probe(job: bp.Job, frames_limit: int | None) -> None:
-    """Frame count and rate of a job's input (a corrupt file fails here, before any worker)."""
+def _probe(job: bp.Job, frames_limit: int | None, stills: bool) -> bool:
+    """Frame count and rate of a job's input (a corrupt file fails here, before any worker);
+    True when it is one stream that chunks can split (not stills, each processed on its own)."""
     from realtime.io.sources import open_source
 
-    with open_source(job.input) as src:
+    with open_source(job.input, stills=stills or None) as src:
         n = src.total or 0
         job.fps = src.fps
+        sequence = not getattr(src, "stills", False)
     if frames_limit is not None:
         n = min(n, frames_limit) if n else frames_limit
     job.frames = n
+    return sequence
 
 
 def plan(args: argparse.Namespace, preset_hash: str) -> tuple[list[bp.Job], list[bp.Job], list[bp.Job], str]:
@@ -112,7 +120,7 @@ def plan(args: argparse.Namespace, preset_hash: str) -> tuple[list[bp.Job], list
     out_dir = Path(os.path.abspath(args.output))   # workers of a cluster have another working folder
     cwd = Path(os.getcwd())
     opts = bp.Options(args.preset, args.output_kind, args.save_matte, args.save_depth, args.frames, args.size,
-                      args.focus, getattr(args, "quality", None), preset_hash)
+                      args.focus, getattr(args, "quality", None), preset_hash, args.fit, args.stills)
     digest = opts.digest()
     jobs, failed = bp.discover(args.input, out_dir, cwd)
     for j in jobs:
@@ -131,11 +139,11 @@ def plan(args: argparse.Namespace, preset_hash: str) -> tuple[list[bp.Job], list
             j.error = _foreign_folder(j, manifest)
         if j.error is None:
             try:
-                _probe(j, args.frames)
+                sequence = _probe(j, args.frames, args.stills)
             except Exception as e:  # the reason a single job would give
                 j.error = str(e)
         if j.error is None:
-            j.chunks = bp.plan_chunks(j.frames, args.chunk_frames) if j.source_kind != "image" else []
+            j.chunks = bp.plan_chunks(j.frames, args.chunk_frames) if sequence and j.source_kind != "image" else []
             todo.append(j)
         else:
             failed.append(j)
@@ -279,7 +287,12 @@ class _Runner:
                 raise ConfigError(f"cannot connect to the Ray cluster at {self.args.address} ({e}); start one "
                                   "with 'ray start --head' or leave out --address for a local Ray") from e
         else:
-            ray.init(num_cpus=os.cpu_count() or 1, **common)
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            try:
+                ray.init(num_cpus=cores, **common)
+            except Exception as e:
+                raise ConfigError(f"cannot start a local Ray ({e}); 'ray stop' ends a stale one, or pass --address "
+                                  "of a running cluster") from e
             self._started_ray = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
@@ -292,7 +305,8 @@ class _Runner:
         from realtime.app.batch_work import BatchWorker
 
         cls = self.ray.remote(num_cpus=1, max_restarts=0)(BatchWorker)
-        return cls.remote(self.args.preset, self.args.focus, self.args.size, self.counter)
+        return cls.remote(self.args.preset, self.args.focus, self.args.size, self.counter, self.args.fit,
+                          self.args.stills)
 
     def run(self) -> None:
         self._restore = _sigterm_as_interrupt()

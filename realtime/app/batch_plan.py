@@ -81,6 +81,8 @@ class Options:
     focus: str | None
     quality: str | None
     preset_digest: str = ""
+    fit: str = "crop"
+    stills: bool = False
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -102,7 +102,7 @@ class BatchWorker:
     """One pipeline per worker process, reused for every job and chunk it is given."""
 
     def __init__(self, preset_spec: str, focus: str | None = None, size: tuple[int, int] | None = None,
-                 counter=None) -> None:
+                 counter=None, fit: str = "crop", stills: bool = False) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from realtime.app.overrides import apply_focus
@@ -112,6 +112,8 @@ class BatchWorker:
         self.preset = load_preset(preset_spec)
         self.focus = focus
         self.size = size
+        self.fit = fit
+        self.stills = stills or None   # None: a folder's names decide (numbered frames or stills)
         self.counter = counter
         self._apply_focus = apply_focus
         self.pipeline = Pipeline(apply_focus(self.preset, focus) if focus and "," not in focus else self.preset)
@@ -143,8 +145,14 @@ class BatchWorker:
         sinks: list[Sink] = []
         source = None
         try:
-            source = open_source(job["input"], size=self.size, fps=self.preset.capture.fps)
+            from realtime.io.stills import require_one_size
+
+            source = open_source(job["input"], size=self.size, fps=self.preset.capture.fps, fit=self.fit,
+                                 stills=self.stills)
             fps = source.fps
+            # as a single job: differently sized stills cannot go into one video
+            require_one_size(source, [VideoFileSink(t["tmp"]) for t in job["targets"]
+                                      if t["spec_kind"].endswith("video")])
             first = 0
             limit = frames
             if chunk is not None:
