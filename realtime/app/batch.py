@@ -237,6 +237,14 @@ def main(argv: list[str]) -> int:
     runner = _Runner(args, ray, todo, digest, bp.Manifest(out_dir))
     try:
         runner.run()
+    except ConfigError:
+        raise
+    except Exception as e:  # Ray itself failed (a node lost, the cluster gone): keep only complete outputs
+        runner.cancel()
+        print(f"{PROG}: stopped: the Ray cluster failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+              f"{len(runner.completed)} file(s) completed, unfinished outputs discarded; run the same command again "
+              "to continue", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         runner.cancel()
         finished = len(runner.completed)
@@ -371,10 +379,28 @@ class _Runner:
                             self._complete(job, status)
                     continue
                 self._complete(job, status, res.get("frames"))
-            status.update(ray.get(self.counter.get.remote()), time.monotonic() - t0)
+            status.update(self._frames_done(), time.monotonic() - t0)
         self.elapsed = time.monotonic() - t0
-        status.update(ray.get(self.counter.get.remote()), self.elapsed, force=True)
+        status.update(self._frames_done(wait=2.0), self.elapsed, force=True)
         status.close()
+
+    _count_ref = None
+    _count = 0
+
+    def _frames_done(self, wait: float = 0.0) -> int:
+        """Frames written so far, from the counter actor without waiting for it: progress is only a
+        display, so a slow or lost answer keeps the last figure rather than stall the batch."""
+        ray = self.ray
+        if self._count_ref is None:
+            self._count_ref = self.counter.get.remote()
+        ready, _ = ray.wait([self._count_ref], timeout=wait)
+        if ready:
+            try:
+                self._count = max(self._count, ray.get(self._count_ref))
+            except Exception:
+                pass
+            self._count_ref = None
+        return self._count
 
     def _submit(self, actor, item):
         kind, k, c = item

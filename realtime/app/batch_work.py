@@ -24,6 +24,7 @@ import numpy as np
 
 from realtime.core.errors import PortraitCamError
 from realtime.io.sinks import OutputFrame, PngFolderSink, Sink, VideoFileSink
+from realtime.io.sources import ImageFolderSource, VideoFileSource
 
 _PLANES = {"video": "frame", "png": "frame", "rgba": "rgba", "matte-video": "matte", "matte-png": "matte",
            "matte-side": "matte", "depth-side": "depth"}
@@ -54,6 +55,25 @@ class _FromIndex(Sink):
 
     def describe(self) -> str:
         return self.inner.describe()
+
+
+class _SkippingVideo(VideoFileSource):
+    """A video file that can move past frames, decoding but not converting them (a decoder has
+    to see every frame since the last key frame anyway)."""
+
+    def skip(self, n: int) -> None:
+        for _ in range(max(0, n)):
+            if self._i > 0 and not self._cap.grab():
+                self.ended = True
+                return
+            self._i += 1
+
+
+class _SkippingImages(ImageFolderSource):
+    """A folder of frames that can move past images without reading them."""
+
+    def skip(self, n: int) -> None:
+        self._i = min(self.total, self._i + max(0, n))
 
 
 class _Progress:
@@ -147,8 +167,14 @@ class BatchWorker:
         try:
             from realtime.io.stills import require_one_size
 
-            source = open_source(job["input"], size=self.size, fps=self.preset.capture.fps, fit=self.fit,
-                                 stills=self.stills)
+            fps_in = self.preset.capture.fps   # what a single job gives a folder of frames
+            if chunk is None:
+                source = open_source(job["input"], size=self.size, fps=fps_in, fit=self.fit, stills=self.stills)
+            elif job["source_kind"] == "video":
+                source = _SkippingVideo(Path(job["input"]), size=self.size, fit=self.fit)
+            else:
+                source = _SkippingImages.from_folder(Path(job["input"]), size=self.size, fps=fps_in, fit=self.fit,
+                                                     stills=self.stills)
             fps = source.fps
             # as a single job: differently sized stills cannot go into one video
             require_one_size(source, [VideoFileSink(t["tmp"]) for t in job["targets"]
