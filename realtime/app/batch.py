@@ -295,6 +295,11 @@ class _Runner:
                 raise ConfigError(f"cannot connect to the Ray cluster at {self.args.address} ({e}); start one "
                                   "with 'ray start --head' or leave out --address for a local Ray") from e
         else:
+            # the workers of a local Ray share this machine's kernel cache: compile it once here
+            # (a cold cache: about a minute) rather than in every worker at once
+            import shaders
+
+            shaders.warmup()
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
             try:
                 ray.init(num_cpus=cores, **common)
