@@ -53,7 +53,8 @@ def _pngs(folder: Path) -> list[Path]:
 
 
 def _partials(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if ".pcam-partial" in p.name or ".partial" in p.name]
+    return [p for p in root.rglob("*") if ".pcam-partial" in p.name or ".partial" in p.name
+            or p.name.startswith(".portrait-cam-")]
 
 
 def _video_frames(path: Path) -> list[np.ndarray]:
@@ -137,7 +138,7 @@ def png_batch(tmp_path_factory):
     _copy_frames("breakdance", src / "people" / "breakdance", 8)
     (src / "broken.mp4").write_bytes(os.urandom(4096))
     r = _run(["batch", "--input", "in", "--output", "out/", "--output-kind", "png", "--save-matte",
-              "--frames", str(FRAMES), "--chunk-frames", "0"], root)
+              "--frames", str(FRAMES), "--chunk-frames", "0"], root, env=_env(PCAM_BATCH_TEST_MARK=str(root)))
     singles = {}
     for rel in ("in/talking/5.mp4", "in/talking/3.mp4", "in/people/dance-twirl", "in/people/breakdance"):
         name = rel[:-4] if rel.endswith(".mp4") else rel
@@ -175,25 +176,26 @@ def test_batch_reports_the_corrupt_file_and_finishes_the_rest(png_batch):
     assert "4 file(s) done" in r.stderr
     assert not (root / "out" / "in" / "broken").exists()
     assert _partials(root / "out") == []
-    manifest = json.loads((root / "out" / ".portrait-cam-batch.json").read_text())["outputs"]
+    manifest = json.loads((root / "out" / ".pcam-batch.json").read_text())["outputs"]
     assert sorted(manifest) == ["in/people/breakdance", "in/people/dance-twirl", "in/talking/3.mp4",
                                 "in/talking/5.mp4"]
     assert "node(s)" in r.stderr and "files 4/4" in r.stderr
-    assert _ray_processes() == [], "the local Ray of the batch is still running"
+    assert _processes_marked(str(root)) == [], "the local Ray of the batch is still running"
 
 
-def _ray_processes() -> list[str]:
-    """Ray's own daemons (GCS, raylet) and workers running on this machine now."""
+def _processes_marked(mark: str) -> list[str]:
+    """Processes running now that inherited ``PCAM_BATCH_TEST_MARK=mark``: the batch's own Ray
+    (GCS, raylet, workers), not one another test run on this machine started."""
+    needle = f"PCAM_BATCH_TEST_MARK={mark}".encode() + b"\0"
     found = []
     for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
             continue
         try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if needle in (d / "environ").read_bytes():
+                found.append((d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120])
         except OSError:
             continue
-        if "gcs_server" in cmd or "/raylet" in cmd or "ray::" in cmd:
-            found.append(cmd[:120])
     return found
 
 
@@ -233,7 +235,7 @@ def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path):
     for clip in ("1.mp4", "2.mp4", "3.mp4", "5.mp4"):
         os.symlink(DATA / "talking" / clip, src / clip)
     args = ["batch", "--input", "in", "--output", "out/", "--frames", "40", "--workers", "1", "--chunk-frames", "0"]
-    manifest = tmp_path / "out" / ".portrait-cam-batch.json"
+    manifest = tmp_path / "out" / ".pcam-batch.json"
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, env=_env(),
                             stderr=subprocess.PIPE, text=True)
     try:

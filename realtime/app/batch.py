@@ -184,16 +184,22 @@ def _finalize(job: bp.Job) -> None:
             os.replace(tmp, final)
 
 
-def _discard(job: bp.Job) -> None:
-    """Remove whatever an unfinished job left (only its temporary names)."""
+def _discard(job: bp.Job, sweep: bool = False) -> None:
+    """Remove whatever an unfinished job left (only its temporary names). ``sweep`` (before the
+    batch starts, and after Ctrl-C killed the workers) also removes the private folders video
+    writers left beside its outputs: no other writer is running then."""
+    from realtime.io.safefiles import TEMP_PREFIX
+
     for path in [t.tmp for t in job.targets] + [job.chunk_dir]:
         p = Path(path)
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         elif p.exists():
             p.unlink(missing_ok=True)
-        for sib in p.parent.glob(f".{p.stem}.partial*") if p.parent.is_dir() else ():
-            sib.unlink(missing_ok=True)   # a video writer's own temporary inside ours
+        if sweep and p.parent.is_dir():
+            for stale in p.parent.glob(f"{TEMP_PREFIX}*"):
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
 
 
 def _job_dict(job: bp.Job) -> dict:
@@ -233,7 +239,7 @@ def main(argv: list[str]) -> int:
     if done:
         _say(args.quiet, f"{len(done)} file(s) already complete in {out_dir}/, skipped")
     for j in todo:
-        _discard(j)   # temporaries of an interrupted earlier run
+        _discard(j, sweep=True)   # temporaries of an interrupted earlier run
     runner = _Runner(args, ray, todo, digest, bp.Manifest(out_dir))
     try:
         runner.run()
@@ -440,7 +446,7 @@ class _Runner:
         time.sleep(0.5)   # a killed worker may be in the middle of one last write
         for j in self.jobs:
             if j.input not in self.completed:
-                _discard(j)
+                _discard(j, sweep=True)
 
     def shutdown(self) -> None:
         if self._restore is not None:

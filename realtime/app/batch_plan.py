@@ -12,7 +12,7 @@ No Ray here: this is plain bookkeeping the driver does before and after the clus
 - Chunks: a video longer than ``chunk_frames`` is cut into spans of that many output frames;
   each span is processed after ``warmup`` earlier frames that are run but not written, so the
   temporal state at the join is close to the one-pass state.
-- Manifest: ``.portrait-cam-batch.json`` in the output folder records each completed output with
+- Manifest: ``.pcam-batch.json`` in the output folder records each completed output with
   its input's size, mtime and the options hash; a rerun skips entries that still match.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from realtime.io.sinks import VIDEO_EXTENSIONS
 from realtime.io.sources import IMAGE_EXTENSIONS
 
-MANIFEST = ".portrait-cam-batch.json"
+MANIFEST = ".pcam-batch.json"
 PARTIAL = ".pcam-partial."      # prefix of every temporary name the batch writes
 KINDS = ("mp4", "png", "rgba", "matte")
 INPUT_VIDEO_EXTENSIONS = VIDEO_EXTENSIONS + (".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp")

@@ -106,7 +106,7 @@ def _sink_for(kind: str, path: str, fps: float | None) -> Sink:
     plane = _PLANES[kind]
     if kind.endswith("video"):
         return VideoFileSink(path, plane, fps)
-    return PngFolderSink(path, plane)
+    return PngFolderSink(path, plane, overwrite=True)   # a batch temporary: ours, shared by the chunks
 
 
 def _fresh(path: str) -> None:
@@ -190,7 +190,8 @@ class BatchWorker:
                 limit = None if stop is None else stop - first
                 for i, t in enumerate(job["targets"]):
                     if t["spec_kind"].endswith("video"):
-                        inner: Sink = PngFolderSink(Path(job["chunk_dir"]) / str(i), _PLANES[t["spec_kind"]])
+                        inner: Sink = PngFolderSink(Path(job["chunk_dir"]) / str(i), _PLANES[t["spec_kind"]],
+                                                    overwrite=True)
                     else:
                         inner = _sink_for(t["spec_kind"], t["tmp"], None)
                     sinks.append(_FromIndex(inner, start))
