@@ -468,3 +468,19 @@ def test_preview_pictures_once_per_frame_whatever_the_viewers(env):
     assert feed_for(1, slow).made == 60
     assert feed_for(0, fast).made == 0
     assert one.latest()[1][:2] == b"\xff\xd8" and len(one.latest()[1]) > 1000
+
+
+def test_status_shows_fail_closed_and_its_reason(env):
+    """A stage failing is shown live (state and reason), and its end too."""
+    from realtime.core.errors import StageError
+
+    def broken(*a, **k):
+        raise StageError("render stage: injected fault for the control page test")
+
+    env.pipe.renderer.process = broken  # the instance's method, seen by the next frame
+    try:
+        st = env.wait(lambda: (s := env.state()["status"])["fail_closed"] and s, 15)
+        assert "injected fault" in st["fail_reason"]
+    finally:
+        del env.pipe.renderer.process
+    env.wait(lambda: not env.state()["status"]["fail_closed"], 15)
