@@ -292,7 +292,8 @@ def run(args: argparse.Namespace) -> int:
                 return 130
             keep_failed = source.live or args.failed_frames == "keep"
             failures = outcome.finish_outputs(opened, complete=keep_failed or not report.failed_frames)
-            code = outcome.exit_code(report, failures, live=source.live, keep_failed=keep_failed)
+            code = outcome.exit_code(report, failures, live=source.live, keep_failed=keep_failed,
+                                     damaged=getattr(source, "damaged", ()))
             ok = code == 0
             if not args.quiet and ok:
                 where = ", ".join(s.describe() for s in opened)

@@ -38,9 +38,13 @@ def finish_outputs(sinks: Sequence[Sink], *, complete: bool) -> list[str]:
 
 
 def exit_code(report: RunReport, failures: Sequence[str], *, live: bool, keep_failed: bool,
-              total: int | None = None) -> int:
-    """Log what went wrong (one line each) and return the job's exit code."""
+              damaged: Sequence = ()) -> int:
+    """Log what went wrong (one line each) and return the job's exit code. ``damaged`` inputs
+    (truncated pictures, each already warned about) are counted, not failed."""
     code = 0
+    if damaged:
+        names = ", ".join(str(p) for p in list(damaged)[:3]) + (" ..." if len(damaged) > 3 else "")
+        log.warning("%d input picture(s) were truncated and are incomplete in the output: %s", len(damaged), names)
     if report.failed_frames and not live:
         reasons = "; ".join(f"{k} ({n})" for k, n in report.failures.items())
         of = f"{report.failed_frames} of {report.frames} frames"

@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from realtime.core.errors import SourceError
+from realtime.io.imagefile import frame_name
 from realtime.io.sources import FrameReader, Source, SourceFrame
 
 
@@ -60,5 +61,6 @@ class ArraySource(Source):
             return None
         i = self._start + self._i
         self._i += 1
-        return SourceFrame(self.frames[i % len(self.frames)], round(i * 1000.0 / self.fps), i, f"{i:05d}",
+        return SourceFrame(self.frames[i % len(self.frames)], round(i * 1000.0 / self.fps), i,
+                           frame_name(i, self._start + self.total),
                            time.perf_counter())

@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 
 from realtime.core.errors import SourceError
+from realtime.io.imagefile import (Damaged, check_video_frame, frame_name, output_names, read_still,
+                                   video_capture)
 from realtime.core.stage import Closable
 from realtime.io.fit import describe_fit, fit_frame
 from realtime.io.stills import image_size, numbered_sequence
@@ -93,14 +95,11 @@ def _to_bgr(img: np.ndarray, what: str) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _read_image(path: Path, damaged: Damaged | None = None) -> np.ndarray:
+    """See :func:`realtime.io.imagefile.read_still` (any file name, oriented, pixel cap)."""
     if not path.is_file():
         raise SourceError(f"input image {path} does not exist")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise SourceError(f"input image {path} cannot be decoded (corrupt or not an image); "
-                          f"use a readable {'/'.join(e[1:] for e in IMAGE_EXTENSIONS[:4])} file")
-    return _to_bgr(img, f"input image {path}")
+    return read_still(path, damaged)
 
 
 class ImageFolderSource(Source):
@@ -126,7 +125,9 @@ class ImageFolderSource(Source):
         self.fps = fps
         self.total = len(paths)
         self._i = 0
-        raw = _read_image(paths[0])
+        self.damaged = Damaged()
+        self._names = output_names(paths) if not single else []
+        raw = _read_image(paths[0], self.damaged)
         self.fit_note = describe_fit((raw.shape[1], raw.shape[0]), size, fit) if size else None
         first = _resize_to(raw, size, fit)
         self._first = first
@@ -158,12 +159,12 @@ class ImageFolderSource(Source):
             return None
         i = self._i
         self._i += 1
-        frame = self._first if i == 0 else _resize_to(_read_image(self._paths[i]), self._size, self._fit)
+        frame = self._first if i == 0 else _resize_to(_read_image(self._paths[i], self.damaged), self._size, self._fit)
         size = (frame.shape[1], frame.shape[0])
         if i > 0 and (self.stills or size != self._last_size):
             self._generation += 1  # another picture: the loop resets temporal state
         self._last_size = size
-        name = f"{i:05d}" if self._single else self._paths[i].stem
+        name = frame_name(i, self.total) if self._single else self._names[i]
         return SourceFrame(frame, round(i * 1000.0 / self.fps), i, name, time.perf_counter(), self._generation)
 
     def skip(self, n: int) -> None:
@@ -193,13 +194,18 @@ class VideoFileSource(Source):
         self._fit = fit
         if not path.is_file():
             raise SourceError(f"input {path} does not exist; give a camera index, a video, an image or a folder")
-        self._cap = cv2.VideoCapture(str(path))
+        self._cap, self._fd = video_capture(path)
         ok, frame = (self._cap.read() if self._cap.isOpened() else (False, None))
         if not ok or frame is None:
-            self._cap.release()
+            self._release()
             raise SourceError(f"input {path} cannot be decoded as video or image (corrupt, empty or an "
                               "unsupported format); convert it to mp4 (H.264) or give a folder of images")
         self._size = size
+        try:
+            check_video_frame(path, frame.shape[1], frame.shape[0], size)
+        except SourceError:
+            self._release()
+            raise
         self.fit_note = describe_fit((frame.shape[1], frame.shape[0]), size, fit) if size else None
         self._first = _resize_to(_to_bgr(frame, str(path)), size, fit)
         self.height, self.width = self._first.shape[:2]
@@ -224,7 +230,7 @@ class VideoFileSource(Source):
             frame = _resize_to(_to_bgr(frame, str(self.path)), self._size or (self.width, self.height), self._fit)
         i = self._i
         self._i += 1
-        return SourceFrame(frame, round(i * 1000.0 / self.fps), i, f"{i:05d}", time.perf_counter())
+        return SourceFrame(frame, round(i * 1000.0 / self.fps), i, frame_name(i, self.total), time.perf_counter())
 
     def skip(self, n: int) -> None:
         """Move past the next ``n`` frames, decoding but not converting them (a batch chunk
@@ -245,6 +251,9 @@ class VideoFileSource(Source):
 
     def _release(self) -> None:
         self._cap.release()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def list_cameras() -> list[str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import cv2
 
 from realtime.core.errors import ConfigError
 
@@ -32,18 +31,10 @@ def numbered_sequence(paths: list[Path]) -> bool:
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
-    """(w, h) of an image file from its header where Pillow is present, else by decoding it."""
-    try:
-        from PIL import Image
+    """(w, h) of an image file as shown (EXIF orientation applied), from its header where it can."""
+    from realtime.io.imagefile import image_size as shown_size
 
-        with Image.open(path) as im:
-            return im.size
-    except ImportError:
-        pass
-    except Exception:  # noqa: BLE001 - Pillow cannot read it; cv2 decides below
-        pass
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return None if img is None else (img.shape[1], img.shape[0])
+    return shown_size(path)
 
 
 def require_one_size(source, sinks) -> None:
