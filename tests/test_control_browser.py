@@ -195,15 +195,15 @@ def test_click_on_the_preview_focuses_there(driver, talking):
     img = driver.find_element("id", "preview")
     w, h = img.size["width"], img.size["height"]
     ActionChains(driver).move_to_element_with_offset(img, int(-w * 0.45), int(-h * 0.45)).click().perform()
-    corner = wait_for(lambda: talking.state()["settings"]["focus"], 10, "focus override set")
+    corner = wait_for(lambda: talking.state()["settings"]["focus"], 30, "focus override set")
     time.sleep(0.6)  # the pull settles
     corner = talking.state()["settings"]["focus"]
     ActionChains(driver).move_to_element_with_offset(img, int(w * 0.15), int(h * 0.1)).click().perform()  # her face
     centre = wait_for(lambda: (f := talking.state()["settings"]["focus"]) is not None and abs(f - corner) > 0.05 and f,
-                      10, "focus moved")
+                      30, "focus moved")
     assert centre > corner  # the person is nearer than the room behind
     driver.find_element("id", "autofocus").click()
-    wait_for(lambda: talking.state()["settings"]["focus"] is None, 10, "automatic focus")
+    wait_for(lambda: talking.state()["settings"]["focus"] is None, 30, "automatic focus")
 
 
 def test_preset_menu_and_keys(driver, talking):

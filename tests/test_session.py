@@ -253,3 +253,17 @@ def test_a_change_during_an_apply_builds_on_the_one_being_applied(fresh, monkeyp
     loop.join()
     session.poll()
     assert fresh.preset.render.aperture_px == 41.0 and fresh.preset.render.max_coc_px == 17.0
+
+
+def test_a_focus_point_waits_for_a_good_frame(fresh, frames):
+    """A click that arrives while no good result exists (start, or failing closed) is kept and
+    resolved on the next good frame, not lost."""
+    session = Session(fresh)
+    session.focus_at(0.1, 0.1)
+    session.poll()  # nothing observed yet
+    assert fresh.focus.override is None
+    session.observe(frames[0], None)  # a failed frame
+    session.poll()
+    assert fresh.focus.override is None
+    run(fresh, session, frames, n=2)
+    assert isinstance(fresh.focus.override, float)

@@ -377,7 +377,12 @@ class Session:
             dirty, self._dirty = self._dirty, False
         if target is not None or (level is not None and level != self._level):
             self._apply(target, level)
-        if point is not None and self._result is not None:
+        if point is not None and self._result is None:  # no good frame yet (or failing): wait for one
+            with self._lock:
+                if self._point is None:
+                    self._point = point
+            point = None
+        if point is not None:
             disp = self._result.disparity
             fh, fw = disp.shape
             self.pull_focus(focus_target(disp, point[0] * (fw - 1), point[1] * (fh - 1)), self._result.focus)
