@@ -158,14 +158,19 @@ def test_named_camera_keeps_its_rate_live_and_leaves_on_sigterm(session, tmp_pat
     assert gaps.max() < 0.25, gaps.max()
 
 
-def test_node_is_removed_when_the_process_dies(session, tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "crash"])
+def test_node_is_removed_when_the_process_stops(session, tmp_path, how):
+    """Ctrl-C in a terminal reaches the whole process group; a crash runs no clean-up code."""
     run = _run_py(session, tmp_path, "--input", str(CLIP), "--size", SIZE_ARG, "--live",
-                  "--output", "pipewire:Crash Cam", "--quiet")
+                  "--output", f"pipewire:{how} Cam", "--quiet")
+    name = f"portrait-cam.{how}-cam"
     try:
-        session.wait_node(proc=run, node_name="portrait-cam.crash-cam")
-        os.killpg(run.pid, signal.SIGKILL)  # no clean-up code runs: the daemon drops the node
-        run.wait(10)
-        assert session.wait_gone(node_name="portrait-cam.crash-cam"), "the node outlived its process"
+        session.wait_node(proc=run, node_name=name)
+        os.killpg(run.pid, signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)
+        rc = run.wait(60)
+        assert session.wait_gone(node_name=name), "the node outlived its process"
+        if how == "ctrl-c":
+            assert rc in (0, 130), rc  # 130 when it came during start-up
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
