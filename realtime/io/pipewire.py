@@ -229,6 +229,15 @@ class PipeWireCamera:
                 return o
         return None
 
+    def state(self) -> str | None:
+        """The node's state as PipeWire reports it: ``running`` while an app reads the camera,
+        ``idle`` or ``suspended`` when none does (None: cannot tell)."""
+        try:
+            node = self.node()
+        except OSError:
+            return None
+        return (node.get("info") or {}).get("state") if node is not None else None
+
     def readers(self) -> int | None:
         """How many consumers are linked to the node right now (None: cannot tell)."""
         try:

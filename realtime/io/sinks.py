@@ -492,6 +492,10 @@ class PipeWireSink(VirtualCameraSink):
         One ``pw-dump`` per call: ask about once a second, not per frame."""
         return self._cam._backend.readers() if self._cam is not None else None
 
+    def node_state(self) -> str | None:
+        """``running`` while an app reads the camera, ``idle``/``suspended`` otherwise (None: cannot tell)."""
+        return self._cam._backend.state() if self._cam is not None else None
+
     def has_readers(self) -> bool | None:
         """Is any app reading the camera? (the node is running rather than idle; None = cannot tell)"""
         n = self.readers()
