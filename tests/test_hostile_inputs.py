@@ -133,3 +133,14 @@ def test_frame_names_widen_past_100000_frames():
     assert [f.name for f in src] == ["100000", "100001", "100002"]
     long = ArraySource([np.zeros((8, 8, 3), np.uint8)], count=100_001)
     assert long.read().name == "000000"
+
+
+def test_live_frame_names_sort_for_days():
+    from realtime.io.memory import ArrayReader
+    from realtime.io.sources import LiveSource
+
+    with LiveSource(ArrayReader([np.zeros((8, 8, 3), np.uint8)], fps=200)) as src:
+        frame = None
+        while frame is None:
+            frame = src.read(timeout=1.0)
+    assert frame.name == "00000000"

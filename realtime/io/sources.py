@@ -400,6 +400,9 @@ class ReplayReader(FrameReader):
         return f"{super().describe()}{looping}" + (f"; {note}" if note else "")
 
 
+LIVE_NAME_SPAN = 10 ** 8  # a live source has no known length: eight digits sort for 38 days at 30 fps
+
+
 class LiveSource(Source):
     """A live reader in its own thread; ``read()`` hands over the newest frame (older ones are
     dropped and counted).
@@ -509,7 +512,7 @@ class LiveSource(Source):
         self._last_ts = ts
         i = self._count
         self._count += 1
-        return SourceFrame(frame, ts, i, f"{i:05d}", t, gen)
+        return SourceFrame(frame, ts, i, frame_name(i, LIVE_NAME_SPAN), t, gen)
 
     def describe(self) -> str:
         return self.reader.describe() + (f"; {self.fit_note}" if self.fit_note else "")
