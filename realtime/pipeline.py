@@ -34,6 +34,12 @@ from realtime.stages.temporal import Stabiliser
 STAGES = ("segmentation", "depth", "temporal", "focus", "render")
 
 
+def all_optimisations_off(preset: Preset) -> Preset:
+    """``preset`` with every cost optimisation off (work reused or skipped between frames): the
+    reference the benchmark and the tests compare the optimised output with."""
+    return preset
+
+
 def _checked(a: np.ndarray, shape: tuple[int, int], stage: str, what: str) -> np.ndarray:
     """A stage output fit for the next stage, or :class:`StageError` (fail closed upstream)."""
     try:
@@ -138,6 +144,36 @@ class Pipeline(Stage):
         self.preset = preset
         return changed
 
+    # Stages that hold a model (and its threads), by (section, attribute): closed while nobody watches.
+    _MODEL_STAGES = (("segmentation", "segmenter"), ("depth", "depth"), ("focus", "focus"))
+    suspended = False
+
+    def _injected(self, section: str) -> bool:
+        return (section == "segmentation" and self._segmentation_backend is not None) or \
+            (section == "depth" and self._depth_backend is not None)
+
+    def suspend(self) -> None:
+        """Stop the models (idle: nobody reads the output): their stages are closed, memory and
+        threads freed; :meth:`resume` (or the next :meth:`process`) builds them again. Stages
+        given an injected backend are left as they are."""
+        if self.suspended:
+            return
+        for section, attr in self._MODEL_STAGES:
+            if not self._injected(section):
+                getattr(self, attr).close()
+        self.suspended = True
+
+    def resume(self) -> None:
+        """Build the stopped model stages again from the current preset; the temporal state
+        starts afresh (the scene moved on while nobody watched)."""
+        if not self.suspended:
+            return
+        for section, attr in self._MODEL_STAGES:
+            if not self._injected(section):
+                setattr(self, attr, self._build(section, self.preset))
+        self.suspended = False
+        self.reset()
+
     def warmup(self, size: tuple[int, int] | None = None) -> None:
         """Compile kernels and, given a frame size, run every stage on a synthetic frame of that
         size (buffers allocated, models initialised) so the first camera frame does not stall."""
@@ -173,6 +209,8 @@ class Pipeline(Stage):
     def process(self, frame: np.ndarray, timestamp_ms: int) -> Result:
         """Run every stage on one frame. A stage that returns garbage (NaN, wrong shape or
         dtype) raises :class:`StageError` naming it, before the garbage reaches temporal state."""
+        if self.suspended:
+            self.resume()
         ts_in = self._begin(timestamp_ms)
         check_frame(frame)
         ts = self._stage_clock(ts_in)

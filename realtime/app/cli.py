@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="matte quality: fast = one model run per frame on a window around the people; high = also "
                         "the other selfie model and the mirrored window, averaged, about three times the model's "
                         "time (default: the preset's segmentation.quality, fast in the shipped presets)")
+    p.add_argument("--always-on", action="store_true",
+                   help="live sources: keep camera and models running when no app reads the virtual camera "
+                        "(by default they stop then, and start again within a second when an app opens it)")
     p.add_argument("--first-frame-marker", action="store_true", help=argparse.SUPPRESS)  # bench: startup time
     p.add_argument("--debug-strip", action="store_true",
                    help="write one picture to --output FILE.png instead of frames: input | output | matte | disparity | "
@@ -281,11 +284,17 @@ def run(args: argparse.Namespace) -> int:
                         controller.bind(s)
                 # the control page (server, then its preview feed) is closed before the session
                 feed = _start_control(args, session, controller, page) if args.control is not None else None
+                outputs = [*opened, *([feed] if feed else [])]
+                idle = None
+                if source.live and not args.always_on:
+                    from realtime.app.idle import IdleGate
+
+                    idle = IdleGate(outputs, source, pipeline)
                 with guard.deferred():  # signals set a flag the loop polls
-                    report = run_stream(pipeline, source, [*opened, *([feed] if feed else [])], status=status,
+                    report = run_stream(pipeline, source, outputs, status=status,
                                         max_frames=args.frames, on_result=on_result, governor=governor,
                                         session=session, write_failed=source.live or args.failed_frames == "keep",
-                                        stop=guard)
+                                        stop=guard, idle=idle)
             if report.interrupted and not source.live:
                 ok = True  # stopped, not failed: this line says what was kept
                 print(f"{PROG}: interrupted after {report.frames} frames; {kept_summary(opened)}", file=sys.stderr)

@@ -18,6 +18,7 @@ import numpy as np
 
 from realtime.core.errors import SinkError
 from realtime.app.failsafe import Watchdog, privacy_frame, unavailable_card
+from realtime.app.idle import IdleGate
 from realtime.pipeline import Pipeline, Result
 from realtime.app.scaling import QualityGovernor
 from realtime.app.session import Session
@@ -39,6 +40,7 @@ class RunReport:
     quit_by_user: bool = False
     failed_sinks: list[str] = field(default_factory=list)
     camera_lost_s: float = 0.0
+    idle_s: float = 0.0              # time spent idle (nobody read the outputs)
     stats: Stats | None = None
     worker_stopped: bool = True      # false while the pipeline's worker may still be inside a stage
 
@@ -103,7 +105,7 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                on_result: Callable[[SourceFrame, Result | None], None] | None = None,
                governor: QualityGovernor | None = None, session: Session | None = None,
                status_interval_s: float = 0.25, write_failed: bool = True,
-               stop: Callable[[], bool] | None = None) -> RunReport:
+               stop: Callable[[], bool] | None = None, idle: IdleGate | None = None) -> RunReport:
     """Run until the source ends, a sink asks to quit, ``max_frames`` or Ctrl-C.
 
     Sinks must already be open; the caller finishes and closes them. ``session`` (the owner of
@@ -115,7 +117,8 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
     ``write_failed`` false a frame whose processing failed goes to live views only (file outputs
     skip it; counted in the report). ``stop`` (a signal flag) is polled between frames and while
     waiting for the pipeline: true ends the run as interrupted. The caller may close the
-    pipeline only when ``report.worker_stopped``.
+    pipeline only when ``report.worker_stopped``. With an ``idle`` gate (live sources) the loop
+    releases camera and models while nobody reads the outputs.
     """
     status = status or StatusLine(quiet=True)
     stats = stats or Stats()
@@ -177,6 +180,16 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                     session.poll()
                 for hook in hooks or ():
                     hook()
+                if idle is not None and idle.due():
+                    idle_hooks = ([session.poll] if session is not None else []) + list(hooks or ())
+                    signalled = (lambda: stop()) if stop is not None else (lambda: False)
+                    if not idle.sleep(status, lambda: signalled() or any(s.quit_requested for s in active),
+                                      idle_hooks):
+                        if signalled():
+                            raise KeyboardInterrupt
+                        report.quit_by_user = True
+                        break
+                    continue
             lost = getattr(source, "lost", False)
             sf = source.read(timeout=0.1 if lost else 1.0)
             if sf is None:
@@ -247,6 +260,7 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
         report.worker_stopped = watchdog.close(timeout=max(2.0, 2 * deadline_s))
         report.seconds = time.perf_counter() - t_start
         report.dropped = source.dropped
+        report.idle_s = idle.idle_s if idle is not None else 0.0
         if lost_since is not None:
             report.camera_lost_s += time.perf_counter() - lost_since
         if not live and report.frames:

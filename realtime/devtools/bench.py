@@ -350,6 +350,15 @@ def main(argv: list[str]) -> int:
                    help="also run N frames at 1280x720 in this process for the memory/thread growth check "
                         "(e.g. --soak 3000; off by default)")
     p.add_argument("--startup", action="store_true", help="also time launch to first output frame (cold and warm)")
+    p.add_argument("--live", action="store_true",
+                   help="only the live section: CPU per frame at a paced 30 fps against the common recipe, "
+                        "each in its own process, alternating rounds, and quality against every optimisation off "
+                        "(default sizes 1280x720 1920x1080)")
+    p.add_argument("--rounds", type=int, default=2, help="--live: rounds per size (default 2)")
+    p.add_argument("--no-quality", action="store_true", help="--live: skip the quality comparison")
+    p.add_argument("--auto-quality", choices=("on", "off"), default="off",
+                   help="--live: let the pipeline step quality down when behind (default off: the full work "
+                        "of the preset on every frame, whatever the machine's load)")
     args = p.parse_args(argv)
     try:
         sizes = [parse_size(s) for s in (args.size or DEFAULT_SIZES)]
@@ -357,6 +366,8 @@ def main(argv: list[str]) -> int:
         raise ConfigError(str(e)) from None
     if args.frames < 30:
         raise ConfigError("--frames must be at least 30 (medians over too few frames mislead)")
+    if args.live:
+        return _main_live(args)
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "preset": args.preset, "sizes": [], "micro": []}
     print(f"portrait-cam bench, {result['date']}, {result['machine']}", flush=True)
     for size in sizes:
@@ -393,6 +404,29 @@ def main(argv: list[str]) -> int:
     if "startup" in result:
         s = result["startup"]
         print(f"\nstartup to first output frame: cold {s['first_frame_s_cold']:.2f} s, warm {s['first_frame_s_warm']:.2f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _main_live(args: argparse.Namespace) -> int:
+    from realtime.devtools import livebench
+
+    try:
+        sizes = [parse_size(s) for s in (args.size or livebench.LIVE_SIZES)]
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if args.rounds < 1:
+        raise ConfigError("--rounds must be at least 1")
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "preset": args.preset}
+    print(f"portrait-cam bench --live, {result['date']}, {result['machine']}", flush=True)
+    result["live"] = livebench.bench_live(sizes, args.frames, args.rounds, args.preset, not args.no_quality,
+                                          auto_quality=args.auto_quality == "on", say=lambda t: print(t, flush=True))
+    print()
+    print(livebench.live_table(result["live"]))
+    print()
+    print("CPU ms per frame by thread:")
+    print(livebench.thread_table(result["live"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

@@ -75,6 +75,16 @@ class Sink(Closable):
     def finish(self) -> None:
         """The stream ended normally: make file outputs final."""
 
+    def readers_present(self) -> bool | None:
+        """Whether anyone reads this output now: ``True``, ``False``, or ``None`` when it cannot
+        tell or is always consumed (files, windows). Idle mode acts only on ``False`` from every
+        output (see :mod:`realtime.io.readers`)."""
+        return None
+
+    def hold(self, frame: np.ndarray, fps: float) -> None:
+        """Nobody reads: keep the output alive with ``frame`` at ``fps`` until the next
+        :meth:`write` (outputs that need no keep-alive ignore it)."""
+
     # close() (from Closable) releases everything; an unfinished file output is discarded.
 
     def describe(self) -> str:
@@ -357,10 +367,14 @@ class VirtualCameraSink(Sink):
         self._latest: np.ndarray | None = None   # converted, ready to send
         self._new = threading.Event()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # cuts a long placeholder wait short
         self._thread: threading.Thread | None = None
         self.sent = 0
         self.repeated = 0
         self.error: str | None = None
+        self._period = 0.0
+        self._held = False
+        self._watch = None  # realtime.io.readers.ReaderWatch, made on open
 
     def open(self, width: int, height: int, fps: float) -> None:
         import pyvirtualcam
@@ -371,6 +385,8 @@ class VirtualCameraSink(Sink):
         self._cam = self._open_camera(width, height, getattr(pyvirtualcam.PixelFormat, pf))
         # a black frame until the first processed one: never the raw camera
         self._latest = _convert_for_vcam(np.zeros((height, width, 3), np.uint8), self.fmt)
+        self._period = 1.0 / self.fps
+        self._watch = self._reader_watch()
         self._thread = threading.Thread(target=self._sender, name="portrait-cam-vcam", daemon=True)
         self._thread.start()
 
@@ -392,6 +408,36 @@ class VirtualCameraSink(Sink):
     def device_name(self) -> str:
         return self._cam.device if self._cam is not None else (self.device or "?")
 
+    def _reader_watch(self):
+        """Who can tell whether an app reads the device: the pyvirtualcam backend itself when it
+        knows (``readers_present()``), else for v4l2loopback the device node's openers."""
+        backend = getattr(self._cam, "_backend", None)
+        if callable(getattr(backend, "readers_present", None)):
+            return backend
+        if self.backend == "v4l2loopback" and sys.platform.startswith("linux"):
+            from realtime.io.readers import LoopbackReaders
+
+            try:
+                return LoopbackReaders(self.device_name)
+            except OSError as e:
+                log.info("cannot watch %s for readers (%s): idle mode off", self.device_name, e)
+        return None
+
+    def readers_present(self) -> bool | None:
+        return self._watch.readers_present() if self._watch is not None else None
+
+    def hold(self, frame: np.ndarray, fps: float) -> None:
+        data = _convert_for_vcam(frame, self.fmt)
+        with self._lock:
+            self._latest = data
+            self._period = 1.0 / max(0.5, min(fps, self.fps))
+            self._held = True
+        self._new.set()
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
     def write(self, out: OutputFrame) -> None:
         if self.error:
             raise SinkError(f"virtual camera {self.device_name} failed: {self.error}")
@@ -400,11 +446,14 @@ class VirtualCameraSink(Sink):
             data = data.copy()
         with self._lock:
             self._latest = data
+            if self._held:
+                self._held = False
+                self._period = 1.0 / self.fps
+                self._wake.set()  # back to the full rate now, not after the placeholder's long wait
         self._new.set()
         self.written += 1
 
     def _sender(self) -> None:
-        period = 1.0 / self.fps
         next_t = time.monotonic()
         while not self._stop.is_set():
             fresh = self._new.is_set()
@@ -420,18 +469,24 @@ class VirtualCameraSink(Sink):
             self.sent += 1
             if not fresh:
                 self.repeated += 1
+            period = self._period
             next_t += period
             delay = next_t - time.monotonic()
             if delay < -period:  # far behind (suspend, debugger): don't burst to catch up
                 next_t = time.monotonic()
                 delay = 0.0
-            if delay > 0:
-                self._stop.wait(delay)
+            if delay > 0 and self._wake.wait(delay):
+                self._wake.clear()
+                next_t = time.monotonic()
 
     def _release(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+        if self._watch is not None and self._watch is not getattr(self._cam, "_backend", None):
+            self._watch.close()
+        self._watch = None
         if self._cam is not None:
             try:
                 self._cam.close()

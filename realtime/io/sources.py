@@ -443,13 +443,59 @@ class LiveSource(Source):
         self._count = 0
         self._last_ts = -1
         self._stop = threading.Event()
+        self._paused = False
+        self.released = False  # the reader (camera) is closed while paused
         self._thread = threading.Thread(target=self._run, name="portrait-cam-capture", daemon=True)
         self._thread.start()
+
+    def pause(self) -> None:
+        """Release the device (idle: nobody watches); frames stop until :meth:`resume`."""
+        with self._cond:
+            self._paused = True
+            self._latest = None
+            self._taken = True
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        """Open the device again (in the capture thread; the first frame follows when it is open).
+        A reopened source is a new stream: ``generation`` goes up."""
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def _idle(self) -> bool:
+        """While paused: the device closed, wait for resume; then reopen. False when stopping."""
+        self.reader.close()
+        with self._cond:
+            self.released = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: not self._paused or self._stop.is_set())
+        if self._stop.is_set():
+            return False
+        try:
+            self.reader.open()
+        except Exception as e:  # reconnect with backoff like any loss
+            with self._cond:
+                self.lost = True
+                self.error = f"{self.reader.label} unavailable after idle ({e}); retrying"
+        with self._cond:
+            self.released = False
+            self.generation += 1
+        return True
 
     def _run(self) -> None:
         last_ok = time.monotonic()
         attempt = 0
         while not self._stop.is_set():
+            if self._paused:
+                if not self._idle():
+                    break
+                last_ok = time.monotonic()
+                continue
             if self.lost:
                 delay = self.reconnect_delays[min(attempt, len(self.reconnect_delays) - 1)]
                 if self._stop.wait(delay):
@@ -494,6 +540,8 @@ class LiveSource(Source):
                 frame = _resize_to(frame, (self.width, self.height), self.fit)
             now = time.perf_counter()
             with self._cond:
+                if self._paused:
+                    continue
                 if not self._taken:
                     self.dropped += 1
                 self._latest = (frame, now, self.generation)
@@ -518,8 +566,8 @@ class LiveSource(Source):
         return self.reader.describe() + (f"; {self.fit_note}" if self.fit_note else "")
 
     def _release(self) -> None:
-        self._stop.set()
         with self._cond:
+            self._stop.set()
             self._cond.notify_all()
         self._thread.join(timeout=5.0)
         self.reader.close()
