@@ -266,10 +266,15 @@ def run(args: argparse.Namespace) -> int:
             say(f"input: {source.describe()}")  # for a camera: what it actually gave, next to what was asked
             for s in opened:
                 say(f"output: {s.describe()}")
+            status = StatusLine(quiet=args.quiet)
+            from realtime.app.kernels import prepare
+
+            # a first start compiles the kernels (in parallel, saying so) before the models load
+            prepare(lambda text: print(f"{PROG}: {text}", file=sys.stderr), status.update)
+            status.done()
             # closed only once no worker thread can be inside one of its stages
             pipeline = stack.enter_context(outcome.closed_when_idle(Pipeline(preset), lambda: report))
             pipeline.warmup(source.size)
-            status = StatusLine(quiet=args.quiet)
             on_result = _first_frame_marker() if args.first_frame_marker else None
             from realtime.app.controls import Controller
             from realtime.app.session import Session
