@@ -620,7 +620,7 @@ def test_opencv_and_onnxruntime_agree():
 def test_every_n_frames_reuses_the_last_result_without_popping():
     frames = _static_clip(2.0, 12)
     backend = _CountingModel()
-    with DepthEstimator(DepthConfig(every_n_frames=3, asynchronous=False), backend=backend) as dep:
+    with DepthEstimator(DepthConfig(every_n_frames=3, still_interval=1, asynchronous=False), backend=backend) as dep:
         prev = None
         for i, f in enumerate(frames):
             d = dep.process(f, i * FRAME_MS + 1, np.zeros(f.shape[:2], np.float32))

@@ -62,7 +62,7 @@ def test_idle_until_a_reader_opens_the_virtual_camera(capsys):
 
     def scenario():
         try:
-            if _wait(lambda: backend.instances, 60) is None:
+            if _wait(lambda: backend.instances, 180) is None:
                 return
             cam = backend.instances[-1]
             # nobody reads: once running, it goes idle after the grace time
@@ -107,8 +107,8 @@ def test_idle_until_a_reader_opens_the_virtual_camera(capsys):
             running.clear()
         helper.join()
     err = capsys.readouterr().err
-    assert rc == 0
     assert seen.get("idle_after_s") is not None, seen
+    assert rc == 0
     assert seen["idle_fps"] <= 4.0, seen            # a placeholder at a low rate keeps the device alive
     assert seen["idle_fps"] >= 1.0, seen
     assert seen["idle_frames_are_cards"], seen      # never a camera frame while idle

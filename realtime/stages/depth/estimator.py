@@ -56,6 +56,8 @@ class DepthEstimator(Stage):
 
     name = "depth"
 
+    model_runs = 0  # model runs started since construction (skipped on a still background)
+
     def __init__(self, config: DepthConfig, *, backend: DepthModel | None = None) -> None:
         super().__init__()
         self.config = config
@@ -80,6 +82,10 @@ class DepthEstimator(Stage):
         self._state: np.ndarray | None = None      # temporally filtered model output (nh, nw)
         self._ref_luma: np.ndarray | None = None   # luma the state currently corresponds to
         self._src_matte: np.ndarray | None = None  # low-res matte of the frame the state came from
+        self._run_luma: np.ndarray | None = None   # luma (model resolution) the model last ran on
+        self._since_run = 0                        # frames since then
+        self._ran = False
+        self._held: np.ndarray | None = None       # the frame prefetch found no reason to run on
         self._frame_no = 0
         self._prefetched: tuple[np.ndarray, int] | None = None  # (frame, submission) started early
         self._submitted = 0  # asynchronous: sequence number of the last submission
@@ -153,6 +159,10 @@ class DepthEstimator(Stage):
         self._state = None
         self._ref_luma = None
         self._src_matte = None
+        self._run_luma = None  # luma (model resolution) of the frame the model last ran on
+        self._since_run = 0    # frames since then
+        self._ran = False
+        self._held = None      # the frame prefetch decided not to run the model on
         self._frame_no = 0
         self._prefetched = None  # its work was just discarded: never wait for it
         self._submitted = 0
@@ -221,13 +231,47 @@ class DepthEstimator(Stage):
         g = self._ensure_grid(h, w)
         slot = self._async.slot(g.fit)
         self._pack(frame, None, g, slot)
+        if not self._scene_changed(slot.luma):
+            self._async.release(slot)
+            self._held = frame
+            return False
         self._prefetched = (frame, self._async.submit(slot))
         return True
+
+    def _scene_changed(self, luma: np.ndarray) -> bool:
+        """Whether the model must run on a frame of this luma (model resolution): the first
+        frame, ``still_interval`` frames since the last run, or the background moved since
+        then (a share of its cells, by the person's matte of that run, beyond ``still_change_levels``).
+        Inside the person nothing is asked of the model: the person's depth comes from the
+        matte. A run is noted here."""
+        cfg = self.config
+        if self._state is None or self._run_luma is None or cfg.still_interval <= 1 or \
+                self._since_run + 1 >= cfg.still_interval or self._run_luma.shape != luma.shape:
+            self._note_run(luma)
+            return True
+        diff = np.abs(luma - self._run_luma)
+        # the person and a band around them (their matte at that run, widened like the layers'
+        # clearance) are left out: the person's depth comes from the matte
+        moved = np.count_nonzero((diff >= np.float32(cfg.still_change_levels)) & (self._grid.union < np.float32(0.5)))
+        if moved > cfg.still_change_share * diff.size:
+            self._note_run(luma)
+            return True
+        return False
+
+    def _note_run(self, luma: np.ndarray) -> None:
+        if self._run_luma is None or self._run_luma.shape != luma.shape:
+            self._run_luma = np.array(luma, np.float32, copy=True)
+        else:
+            np.copyto(self._run_luma, luma)
+        self._ran = True
 
     def _update_model(self, frame: np.ndarray, matte: np.ndarray, g: Grid) -> None:
         """Run (or collect) the model when due and fold a new result into the filtered state."""
         due = self._frame_no % self.config.every_n_frames == 0 or self._state is None
+        held, self._held = self._held is frame, None  # prefetch found the scene still: no run
+        due = due and not held
         self._frame_no += 1
+        self._ran = self._prefetched is not None and self._prefetched[0] is frame
         if self._async is not None:
             pre, self._prefetched = self._prefetched, None
             if pre is not None and pre[0] is frame:
@@ -238,7 +282,10 @@ class DepthEstimator(Stage):
                 if due:
                     slot = self._async.slot(g.fit)
                     self._pack(frame, matte, g, slot)
-                    self._submitted = self._async.submit(slot)
+                    if self._scene_changed(slot.luma):
+                        self._submitted = self._async.submit(slot)
+                    else:
+                        self._async.release(slot)
                 # newest result wins, but never more than ``async_max_lag`` runs behind: in a
                 # camera loop the model keeps up and this never waits; a caller faster than the
                 # model (a file, a benchmark) is held back rather than fed ever older depth
@@ -255,12 +302,16 @@ class DepthEstimator(Stage):
         elif due:
             slot = g.slot
             self._pack(frame, matte, g, slot)
-            try:
-                out = self._backend.infer(slot.x)
-            except Exception as e:
-                raise StageError(f"depth model failed: {e}") from e
-            content(out, g.fit, slot.raw)
-            self._fold(slot, g)
+            if self._scene_changed(slot.luma):
+                try:
+                    out = self._backend.infer(slot.x)
+                except Exception as e:
+                    raise StageError(f"depth model failed: {e}") from e
+                content(out, g.fit, slot.raw)
+                self._fold(slot, g)
+        self._since_run = 0 if self._ran else self._since_run + 1
+        if self._ran:
+            self.model_runs += 1
 
     def _fold(self, r: Slot, g: Grid) -> None:
         cfg = self.config
