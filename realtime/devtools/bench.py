@@ -36,26 +36,13 @@ from realtime.io.sinks import NullSink
 from realtime.io.memory import ArrayReader, ArraySource
 from realtime.io.sources import IMAGE_EXTENSIONS, LiveSource, parse_size
 from realtime.app.status import Stats
+from realtime.devtools.recipe import Baseline, fit_frame as _fit
 from realtime.devtools.testdata import data_dir, read_video
 
 DEFAULT_SIZES = ("640x480", "1280x720", "1920x1080")
 FRAME_CACHE = 40  # real frames held decoded per size (cycled): variety enough, memory bounded
 MICRO = ("matte", "depth", "temporal", "render")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Centre-crop to the target aspect ratio, then resize (no squashing of faces)."""
-    w, h = size
-    fh, fw = frame.shape[:2]
-    if fw * h > fh * w:
-        cw = fh * w // h
-        frame = frame[:, (fw - cw) // 2:(fw - cw) // 2 + cw]
-    else:
-        ch = fw * h // w
-        frame = frame[(fh - ch) // 2:(fh - ch) // 2 + ch]
-    interp = cv2.INTER_AREA if frame.shape[1] > w else cv2.INTER_LINEAR
-    return np.ascontiguousarray(cv2.resize(frame, (w, h), interpolation=interp))
 
 
 def load_frames(size: tuple[int, int], count: int = 120, source: str | None = None) -> list[np.ndarray]:
@@ -81,38 +68,6 @@ def load_frames(size: tuple[int, int], count: int = 120, source: str | None = No
     if not raw:
         raise SourceError(f"no readable frames in {source}")
     return [_fit(f, size) for f in raw[:count]]
-
-
-class Baseline:
-    """The field's common recipe: full-frame MediaPipe mask, Gaussian blur sigma 12, float composite."""
-
-    def __init__(self) -> None:
-        import mediapipe as mp
-        from mediapipe.tasks import python as mp_tasks
-        from mediapipe.tasks.python import vision
-
-        from realtime.core import models
-
-        self._mp = mp
-        path = models.resolve("selfie_landscape")
-        opts = vision.ImageSegmenterOptions(base_options=mp_tasks.BaseOptions(model_asset_path=str(path)),
-                                            running_mode=vision.RunningMode.VIDEO,
-                                            output_confidence_masks=True, output_category_mask=False)
-        self._seg = vision.ImageSegmenter.create_from_options(opts)
-        self._ts = 0
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        self._ts += 33
-        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        res = self._seg.segment_for_video(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb), self._ts)
-        mask = res.confidence_masks[0].numpy_view()
-        alpha = mask.reshape(mask.shape[0], mask.shape[1], 1).astype(np.float32)
-        blurred = cv2.GaussianBlur(frame, (0, 0), 12)
-        out = frame.astype(np.float32) * alpha + blurred.astype(np.float32) * (1.0 - alpha)
-        return out.astype(np.uint8)
-
-    def close(self) -> None:
-        self._seg.close()
 
 
 def _cpu_seconds() -> float:

@@ -36,7 +36,7 @@ CLIP = "4.mp4"  # the longest talking clip, 30 fps, a still camera
 
 def clip_frames(size: tuple[int, int], count: int, clip: str = CLIP) -> list[np.ndarray]:
     """``count`` frames of one talking clip at ``size`` (centre crop + resize), ping-pong looped."""
-    from realtime.devtools.bench import _fit
+    from realtime.devtools.recipe import fit_frame as _fit
     from realtime.devtools.testdata import data_dir, read_video
 
     raw = read_video(data_dir() / "talking" / clip, count)
@@ -110,7 +110,7 @@ def _paced(kind: str, size: tuple[int, int], n_frames: int, preset_name: str, au
            optimised: bool) -> dict:
     from realtime.app.loop import run_stream
     from realtime.app.status import Stats
-    from realtime.devtools.bench import Baseline
+    from realtime.devtools.recipe import Baseline
     from realtime.io.sinks import NullSink
     from realtime.io.sources import ArrayReader, LiveSource
 
@@ -239,7 +239,7 @@ def compare_runs(frames: list[np.ndarray], preset_name: str = "portrait", fps: f
 
 
 def quality(size: tuple[int, int], preset_name: str, n_frames: int = 120) -> dict:
-    from realtime.devtools.bench import _fit
+    from realtime.devtools.recipe import fit_frame as _fit
     from realtime.devtools.testdata import data_dir, people_sequence
 
     out = {"talking": compare_runs(clip_frames(size, n_frames), preset_name)}

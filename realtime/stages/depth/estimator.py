@@ -252,7 +252,7 @@ class DepthEstimator(Stage):
         diff = np.abs(luma - self._run_luma)
         # the person and a band around them (their matte at that run, widened like the layers'
         # clearance) are left out: the person's depth comes from the matte
-        moved = np.count_nonzero((diff >= np.float32(cfg.still_change_levels)) & (self._grid.union < np.float32(0.5)))
+        moved = np.count_nonzero((diff >= np.float32(cfg.still_change_levels)) & (self._grids.current.union < np.float32(0.5)))
         if moved > cfg.still_change_share * diff.size:
             self._note_run(luma)
             return True
