@@ -208,7 +208,7 @@ class FaultyDepth:
 def test_depth_faults_fail_closed_and_recover(mode, asynchronous, raw):
     rec = Recorder()
     depth = FaultyDepth(mode, 4, 8)
-    preset = load_preset("portrait").replace({"depth": {"asynchronous": asynchronous}})
+    preset = load_preset("portrait").replace({"depth": {"asynchronous": asynchronous, "still_interval": 1}})  # a model call per frame
     with Pipeline(preset, depth_backend=depth) as pipe, VideoFileSource(CLIP, size=SIZE) as src:
         report = run_stream(pipe, src, [rec], max_frames=20)
     assert len(rec.frames) == 20 and report.failed_frames >= 1

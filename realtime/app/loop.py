@@ -180,16 +180,19 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                     session.poll()
                 for hook in hooks or ():
                     hook()
-                if idle is not None and idle.due():
-                    idle_hooks = ([session.poll] if session is not None else []) + list(hooks or ())
-                    signalled = (lambda: stop()) if stop is not None else (lambda: False)
-                    if not idle.sleep(status, lambda: signalled() or any(s.quit_requested for s in active),
-                                      idle_hooks):
-                        if signalled():
-                            raise KeyboardInterrupt
-                        report.quit_by_user = True
-                        break
+            if idle is not None and idle.due():
+                if watchdog.busy:  # a frame still in the stages (a stall): it finishes first
+                    time.sleep(0.01)
                     continue
+                idle_hooks = ([session.poll] if session is not None else []) + list(hooks or ())
+                signalled = (lambda: stop()) if stop is not None else (lambda: False)
+                if not idle.sleep(status, lambda: signalled() or any(s.quit_requested for s in active),
+                                  idle_hooks):
+                    if signalled():
+                        raise KeyboardInterrupt
+                    report.quit_by_user = True
+                    break
+                continue
             lost = getattr(source, "lost", False)
             sf = source.read(timeout=0.1 if lost else 1.0)
             if sf is None:

@@ -112,7 +112,8 @@ def _paced(kind: str, size: tuple[int, int], n_frames: int, preset_name: str, au
     from realtime.app.status import Stats
     from realtime.devtools.recipe import Baseline
     from realtime.io.sinks import NullSink
-    from realtime.io.sources import ArrayReader, LiveSource
+    from realtime.io.memory import ArrayReader
+    from realtime.io.sources import LiveSource
 
     frames = clip_frames(size, 200)
     warm = 30

@@ -19,6 +19,7 @@ import ctypes.util
 import logging
 import os
 import select
+import sys
 import threading
 import time
 from typing import Protocol
@@ -125,3 +126,17 @@ class LoopbackReaders:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+
+def reader_watch(cam, backend_name: str | None, node: str) -> ReaderWatch | None:
+    """Who can tell whether an app reads a pyvirtualcam camera: its backend itself when it
+    knows (``readers_present()``), else for v4l2loopback the device node's openers."""
+    backend = getattr(cam, "_backend", None)
+    if callable(getattr(backend, "readers_present", None)):
+        return backend
+    if backend_name == "v4l2loopback" and sys.platform.startswith("linux"):
+        try:
+            return LoopbackReaders(node)
+        except OSError as e:
+            log.info("cannot watch %s for readers (%s): idle mode off", node, e)
+    return None

@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from realtime.io.readers import reader_watch
 from realtime.core.errors import SinkError, VirtualCameraUnavailableError
 from realtime.core.stage import Closable
 from realtime.io import pipewire as pw
@@ -386,7 +387,7 @@ class VirtualCameraSink(Sink):
         # a black frame until the first processed one: never the raw camera
         self._latest = _convert_for_vcam(np.zeros((height, width, 3), np.uint8), self.fmt)
         self._period = 1.0 / self.fps
-        self._watch = self._reader_watch()
+        self._watch = reader_watch(self._cam, self.backend, self.device_name)
         self._thread = threading.Thread(target=self._sender, name="portrait-cam-vcam", daemon=True)
         self._thread.start()
 
@@ -408,21 +409,6 @@ class VirtualCameraSink(Sink):
     def device_name(self) -> str:
         return self._cam.device if self._cam is not None else (self.device or "?")
 
-    def _reader_watch(self):
-        """Who can tell whether an app reads the device: the pyvirtualcam backend itself when it
-        knows (``readers_present()``), else for v4l2loopback the device node's openers."""
-        backend = getattr(self._cam, "_backend", None)
-        if callable(getattr(backend, "readers_present", None)):
-            return backend
-        if self.backend == "v4l2loopback" and sys.platform.startswith("linux"):
-            from realtime.io.readers import LoopbackReaders
-
-            try:
-                return LoopbackReaders(self.device_name)
-            except OSError as e:
-                log.info("cannot watch %s for readers (%s): idle mode off", self.device_name, e)
-        return None
-
     def readers_present(self) -> bool | None:
         return self._watch.readers_present() if self._watch is not None else None
 
@@ -433,10 +419,6 @@ class VirtualCameraSink(Sink):
             self._period = 1.0 / max(0.5, min(fps, self.fps))
             self._held = True
         self._new.set()
-
-    @property
-    def held(self) -> bool:
-        return self._held
 
     def write(self, out: OutputFrame) -> None:
         if self.error:

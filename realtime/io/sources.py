@@ -444,35 +444,24 @@ class LiveSource(Source):
         self._last_ts = -1
         self._stop = threading.Event()
         self._paused = False
-        self.released = False  # the reader (camera) is closed while paused
         self._thread = threading.Thread(target=self._run, name="portrait-cam-capture", daemon=True)
         self._thread.start()
 
-    def pause(self) -> None:
-        """Release the device (idle: nobody watches); frames stop until :meth:`resume`."""
+    def pause(self, paused: bool = True) -> None:
+        """Release the device (idle: nobody watches) until ``pause(False)`` (:meth:`resume`)."""
         with self._cond:
-            self._paused = True
-            self._latest = None
-            self._taken = True
+            self._paused = paused
+            self._latest, self._taken = (None, True) if paused else (self._latest, self._taken)
             self._cond.notify_all()
 
     def resume(self) -> None:
-        """Open the device again (in the capture thread; the first frame follows when it is open).
-        A reopened source is a new stream: ``generation`` goes up."""
-        with self._cond:
-            self._paused = False
-            self._cond.notify_all()
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
+        """Reopen the device in the capture thread; a new stream (``generation`` goes up)."""
+        self.pause(False)
 
     def _idle(self) -> bool:
         """While paused: the device closed, wait for resume; then reopen. False when stopping."""
         self.reader.close()
         with self._cond:
-            self.released = True
-            self._cond.notify_all()
             self._cond.wait_for(lambda: not self._paused or self._stop.is_set())
         if self._stop.is_set():
             return False
@@ -483,7 +472,6 @@ class LiveSource(Source):
                 self.lost = True
                 self.error = f"{self.reader.label} unavailable after idle ({e}); retrying"
         with self._cond:
-            self.released = False
             self.generation += 1
         return True
 
