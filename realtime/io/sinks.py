@@ -77,14 +77,11 @@ class Sink(Closable):
         """The stream ended normally: make file outputs final."""
 
     def readers_present(self) -> bool | None:
-        """Whether anyone reads this output now: ``True``, ``False``, or ``None`` when it cannot
-        tell or is always consumed (files, windows). Idle mode acts only on ``False`` from every
-        output (see :mod:`realtime.io.readers`)."""
+        """Anyone reading now? ``None``: cannot tell, or always consumed (:mod:`realtime.io.readers`)."""
         return None
 
     def hold(self, frame: np.ndarray, fps: float) -> None:
-        """Nobody reads: keep the output alive with ``frame`` at ``fps`` until the next
-        :meth:`write` (outputs that need no keep-alive ignore it)."""
+        """Nobody reads: show ``frame`` at ``fps`` until the next :meth:`write` (a keep-alive)."""
 
     # close() (from Closable) releases everything; an unfinished file output is discarded.
 

@@ -10,6 +10,7 @@ a folder of images, a file with an image extension is a single image, anything e
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import os
@@ -448,40 +449,31 @@ class LiveSource(Source):
         self._thread.start()
 
     def pause(self, paused: bool = True) -> None:
-        """Release the device (idle: nobody watches) until ``pause(False)`` (:meth:`resume`)."""
+        """Release the device (idle) until ``pause(False)``: then reopened, as a new ``generation``."""
         with self._cond:
             self._paused = paused
             self._latest, self._taken = (None, True) if paused else (self._latest, self._taken)
             self._cond.notify_all()
 
-    def resume(self) -> None:
-        """Reopen the device in the capture thread; a new stream (``generation`` goes up)."""
-        self.pause(False)
+    resume = functools.partialmethod(pause, False)
 
-    def _idle(self) -> bool:
-        """While paused: the device closed, wait for resume; then reopen. False when stopping."""
+    def _idle(self) -> None:
+        """While paused: the device closed, wait for resume; then reopen it (not when stopping)."""
         self.reader.close()
         with self._cond:
             self._cond.wait_for(lambda: not self._paused or self._stop.is_set())
-        if self._stop.is_set():
-            return False
-        try:
-            self.reader.open()
-        except Exception as e:  # reconnect with backoff like any loss
-            with self._cond:
-                self.lost = True
-                self.error = f"{self.reader.label} unavailable after idle ({e}); retrying"
-        with self._cond:
             self.generation += 1
-        return True
+        try:
+            self._stop.is_set() or self.reader.open()
+        except Exception as e:  # reconnect with backoff like any loss
+            self.lost, self.error = True, f"{self.reader.label} unavailable after idle ({e}); retrying"
 
     def _run(self) -> None:
         last_ok = time.monotonic()
         attempt = 0
         while not self._stop.is_set():
             if self._paused:
-                if not self._idle():
-                    break
+                self._idle()  # returns when resumed (device reopened) or stopping
                 last_ok = time.monotonic()
                 continue
             if self.lost:
