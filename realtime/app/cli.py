@@ -2,14 +2,16 @@
 
     python run.py                                   camera 0 -> virtual camera
     python run.py --input SRC --output DST [--output DST2] [--preset NAME|FILE.toml]
-                  [--size WxH] [--fps N] [--save-matte DIR] [--save-depth DIR]
+                  [--size WxH [--fit crop|pad]] [--stills] [--fps N] [--save-matte DIR] [--save-depth DIR]
     python run.py models list|fetch|verify
-    python run.py bench [--size WxH ...] [--frames N] [--json FILE]
+    python run.py bench [--size WxH ...] [--frames N] [--soak N] [--json FILE]
     python run.py doctor
     python run.py batch --input PATH [PATH...] --output DIR/ [options]   (needs the 'batch' extra: Ray)
 
 Bad input gives one line on stderr saying what was wrong and how to fix it, and exit code 2
-(``--debug`` shows the traceback instead).
+(``--debug`` shows the traceback instead). Outputs are checked against the input and each other
+before anything is written (:mod:`realtime.io.paths`); the libraries' own log lines stay off the
+terminal unless ``--debug`` (:mod:`realtime.app.libnoise`).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from realtime.core.config import load_preset
 from realtime.core.errors import ConfigError, SourceError
 from realtime.app.loop import run_stream
 from realtime.pipeline import STAGES, Pipeline
+from realtime.io.fit import fit_frame
 from realtime.io.sinks import NullSink
 from realtime.io.memory import ArrayReader, ArraySource
 from realtime.io.sources import IMAGE_EXTENSIONS, LiveSource, parse_size
@@ -67,7 +68,7 @@ def load_frames(size: tuple[int, int], count: int = 120, source: str | None = No
             raw += read_video(c, per)
     if not raw:
         raise SourceError(f"no readable frames in {source}")
-    return [_fit(f, size) for f in raw[:count]]
+    return [fit_frame(f, size, "crop") for f in raw[:count]]  # never squash a face
 
 
 def _cpu_seconds() -> float:
