@@ -111,8 +111,18 @@ def test_product_does_not_import_ray():
     assert out.stdout.strip() == "False", out.stderr
 
 
+def test_batch_default_quality_is_the_single_file_jobs():
+    """Without --quality a batch worker runs the preset's matte quality: so must a file job."""
+    from realtime.app import cli
+
+    assert cli.FILE_QUALITY is None, "file jobs got a default --quality: give run.py batch the same default"
+
+
 def test_batch_bad_arguments_exit_2(tmp_path):
     r = _run(["batch", "--input", "x.mp4", "--output", "out/", "--output-kind", "gif"], tmp_path, timeout=120)
+    assert r.returncode == 2
+    assert not (tmp_path / "out").exists()
+    r = _run(["batch", "--input", "x.mp4", "--output", "out/", "--quality", "best"], tmp_path, timeout=120)
     assert r.returncode == 2
     assert "mp4|png|rgba|matte" in r.stderr or "invalid choice" in r.stderr
     assert not (tmp_path / "out").exists()

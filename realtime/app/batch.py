@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="process every image of a folder on its own, as for a single job (default: numbered "
                         "names are frames of one video, other names stills)")
     p.add_argument("--focus", metavar="F", help="focus override, as for a single job")
+    p.add_argument("--quality", choices=("fast", "high"),
+                   help="matte quality, as for a single file job (default: what a single file job uses)")
     p.add_argument("--frames", type=_positive, metavar="N", help="at most N frames of each input")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     return p
@@ -325,7 +327,7 @@ class _Runner:
 
         cls = self.ray.remote(num_cpus=1, max_restarts=0)(BatchWorker)
         return cls.remote(self.args.preset, self.args.focus, self.args.size, self.counter, self.args.fit,
-                          self.args.stills)
+                          self.args.stills, self.args.quality)
 
     def run(self) -> None:
         self._restore = _sigterm_as_interrupt()

@@ -122,7 +122,7 @@ class BatchWorker:
     """One pipeline per worker process, reused for every job and chunk it is given."""
 
     def __init__(self, preset_spec: str, focus: str | None = None, size: tuple[int, int] | None = None,
-                 counter=None, fit: str = "crop", stills: bool = False) -> None:
+                 counter=None, fit: str = "crop", stills: bool = False, quality: str | None = None) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from realtime.app.overrides import apply_focus
@@ -130,6 +130,10 @@ class BatchWorker:
         from realtime.pipeline import Pipeline
 
         self.preset = load_preset(preset_spec)
+        # without --quality a single file job runs the preset's quality (realtime.app.cli.FILE_QUALITY
+        # is None; tests/test_batch.py holds the two in step)
+        if quality:
+            self.preset = self.preset.replace({"segmentation": {"quality": quality}})
         self.focus = focus
         self.size = size
         self.fit = fit
