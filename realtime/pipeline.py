@@ -13,6 +13,7 @@ call; copy them to keep them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -168,9 +169,18 @@ class Pipeline(Stage):
         starts afresh (the scene moved on while nobody watched)."""
         if not self.suspended:
             return
-        for section, attr in self._MODEL_STAGES:
-            if not self._injected(section):
-                setattr(self, attr, self._build(section, self.preset))
+        todo = [(section, attr) for section, attr in self._MODEL_STAGES if not self._injected(section)]
+        # the models load at once (their libraries release the GIL while loading): a reader waits
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(todo)), "portrait-cam-resume") as ex:
+            futures = [(attr, ex.submit(self._build, section, self.preset)) for section, attr in todo]
+        errors = [f.exception() for _, f in futures if f.exception() is not None]
+        if errors:
+            for _, f in futures:
+                if f.exception() is None:
+                    f.result().close()
+            raise errors[0]
+        for attr, f in futures:
+            setattr(self, attr, f.result())
         self.suspended = False
         self.reset()
 

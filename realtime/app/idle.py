@@ -46,7 +46,7 @@ def idle_status(name: str = CARD_TEXT) -> str:
 class IdleGate:
     """Decides when the loop sleeps and does the sleeping (see the module docstring).
 
-    ``source`` needs ``pause()``/``resume()`` (:class:`realtime.io.sources.LiveSource`),
+    ``source`` needs ``pause(paused)`` (:class:`realtime.io.sources.LiveSource`),
     ``pipeline`` ``suspend()``/``resume()``; ``sinks`` answer ``readers_present()``.
     """
 
@@ -120,7 +120,7 @@ class IdleGate:
             self.idle_s += t_wake - t0
             self.idle = False
         if woke:  # (stopping instead: the caller closes camera and pipeline as they are)
-            self.source.resume()        # the camera opens in the capture thread...
+            self.source.pause(False)    # the camera opens in the capture thread...
             self.pipeline.resume()      # ...while the models are built here
             self._unwatched_since = None
             self._watched = True

@@ -10,7 +10,6 @@ a folder of images, a file with an image extension is a single image, anything e
 
 from __future__ import annotations
 
-import functools
 import glob
 import logging
 import os
@@ -454,8 +453,6 @@ class LiveSource(Source):
             self._paused = paused
             self._latest, self._taken = (None, True) if paused else (self._latest, self._taken)
             self._cond.notify_all()
-
-    resume = functools.partialmethod(pause, False)
 
     def _idle(self) -> None:
         """While paused: the device closed, wait for resume; then reopen it (not when stopping)."""
