@@ -340,3 +340,23 @@ def test_no_output_overwrites_an_input(tmp_path):
     assert {p: p.read_bytes() for p in before} == before
     assert sorted(p.name for p in (tmp_path / "seq").iterdir()) == sorted(p.name for p in before if p != clip)
     assert _partials(tmp_path) == []
+
+
+def test_manifest_is_written_through_an_exclusive_temporary(tmp_path):
+    """A symlink planted where the manifest's temporary used to be (a predictable name) is never
+    followed: the victim keeps its bytes, the manifest is a regular file with the entry."""
+    from realtime.app.batch_plan import MANIFEST, PARTIAL, Job, Manifest
+
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("important")
+    (out / f"{PARTIAL}{MANIFEST}").symlink_to(victim)
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"not really a video")
+    m = Manifest(out)
+    m.record(Job(str(clip), "a.mp4", "video"), "digest", 3)
+    assert victim.read_text() == "important"
+    assert (out / MANIFEST).is_file() and not (out / MANIFEST).is_symlink()
+    assert Manifest(out).entries["a.mp4"]["frames"] == 3
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".portrait-cam-")]

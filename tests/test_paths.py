@@ -18,10 +18,14 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, ROOT, people_frames
+from realtime.app.libnoise import QUIET_ENV
 
 
 def cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    # The environment a user's shell would give: without the library log levels that an in-process
+    # main() earlier in this test session put into os.environ (they would hide --debug's lines).
+    base = {k: v for k, v in os.environ.items() if k not in QUIET_ENV}
+    env = {**base, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -24,6 +24,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from realtime.io.safefiles import write_bytes
 from realtime.io.sinks import VIDEO_EXTENSIONS
 from realtime.io.sources import IMAGE_EXTENSIONS
 
@@ -334,9 +335,7 @@ class Manifest:
             self._save()
 
     def _save(self) -> None:
-        tmp = self.path.with_name(f"{PARTIAL}{MANIFEST}")
-        with open(tmp, "w") as f:
-            json.dump({"version": 1, "outputs": self.entries}, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        # Through an exclusive temporary like every other writer: a name planted in the output
+        # folder (a symlink) is never followed.
+        text = json.dumps({"version": 1, "outputs": self.entries}, indent=1, sort_keys=True)
+        write_bytes(self.path, text.encode("utf-8"))
