@@ -7,6 +7,8 @@ environment already names a folder; the data folder is ``REALTIME_DATA_DIR`` or
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import threading
 from pathlib import Path
 
@@ -22,6 +24,28 @@ ROOT = testdata.ROOT
 MODELS = testdata.use_shared_models()
 DATA = testdata.data_dir()
 PEOPLE = ("breakdance", "dance-twirl")
+
+
+class FakeClock:
+    """A clock the test moves by hand (``clock.t += 0.5``), for code that takes ``clock=``."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@contextlib.contextmanager
+def reaped(proc: subprocess.Popen):
+    """The child is killed and reaped when the block leaves it running (a failed assertion must
+    not leave a ``run.py`` behind); a child the block stopped itself is only reaped."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import vcam_capture
-from conftest import DATA, ROOT, people_frames
+from conftest import DATA, ROOT, people_frames, reaped
 from realtime.app.cli import main
 from realtime.devtools.testdata import read_video
 
@@ -155,17 +155,13 @@ def test_sigterm_stops_cleanly_and_discards_partial_file(tmp_path):
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--input", str(DATA / "talking" / "4.mp4"),
                              "--output", str(out), "--output", f"{tmp_path}/png/", "--quiet"],
                             cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 60
         while not list((tmp_path / "png").glob("*.png")) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, proc.stderr.read()
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     err = proc.stderr.read()
     assert rc == 130, err
     assert "interrupted" in err and "Traceback" not in err

@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, reaped
 
 STILL = DATA / "stills" / "doctor-5871743_640.jpg"
 URL_LINE = re.compile(r"^control page: http://127\.0\.0\.1:(\d+)/\?token=([A-Za-z0-9_-]{43,})$")
@@ -51,7 +51,7 @@ def test_prints_the_address_serves_it_and_sigterm_stops_it(tmp_path):
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--input", str(DATA / "talking" / "2.mp4"),
                              "--live", "--output", "null", "--control", "0", "--quiet"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(proc):
         line = proc.stdout.readline().rstrip("\n")
         m = URL_LINE.match(line)
         assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
@@ -72,10 +72,6 @@ def test_prints_the_address_serves_it_and_sigterm_stops_it(tmp_path):
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     err = proc.stderr.read()
     assert rc in (0, 130), err
     assert "Traceback" not in err

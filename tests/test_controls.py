@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, talking_frame
+from conftest import FakeClock, ROOT, talking_frame
 from realtime.app import controls, debugviews as dv
 from realtime.core.config import load_preset
 from realtime.app.controls import BINDINGS, Controller
@@ -23,13 +23,6 @@ from realtime.io.sinks import OutputFrame, PreviewSink
 SIZE = (320, 240)
 _ts = itertools.count(1000, 33)
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 5000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +49,7 @@ def step(ctl: Controller, frame: np.ndarray):
 def ctl(pipe, frames):
     pipe.apply(load_preset("portrait"))
     pipe.focus.override = None
-    clock = FakeClock()
+    clock = FakeClock(5000.0)
     c = Controller(pipe, clock=clock, live_reload=False)
     c.clock = clock
     for f in frames:
@@ -323,7 +316,7 @@ def test_live_reload_through_the_controller(pipe, frames, tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('extends = "portrait"\nname = "mine"\n[render]\naperture_px = 40\n')
     pipe.apply(load_preset(path))
-    clock = FakeClock()
+    clock = FakeClock(5000.0)
     c = Controller(pipe, [path], clock=clock)
     step(c, frames[0])
     c.handle_key("e")  # session state survives a reload

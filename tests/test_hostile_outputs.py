@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, reaped
 from hostile import CLIP, SMALL, cli, leftovers, read_only_folder, tiny_filesystem
 from realtime.app.cli import main
 from realtime.devtools.testdata import read_video
@@ -189,7 +189,7 @@ def test_ctrl_c_storm_always_exits_130_without_partial_files(tmp_path):
         proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--input", str(CLIP), "--output",
                                  str(work / "v.mp4"), "--output", f"{work}/png/", "--first-frame-marker",
                                  "--quiet", *SMALL], cwd=work, env=env, stderr=subprocess.PIPE, text=True)
-        try:
+        with reaped(proc):
             seen = []
             while (line := proc.stderr.readline()) and line.strip() != "first-frame":
                 seen.append(line)  # library log lines before the first frame
@@ -199,10 +199,6 @@ def test_ctrl_c_storm_always_exits_130_without_partial_files(tmp_path):
                 proc.send_signal(signal.SIGINT)
                 time.sleep(0.003)
             rc = proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         err = proc.stderr.read()
         assert rc == 130, f"run {k} (delay {delay}): exit {rc}\n{err}"
         assert "Traceback" not in err and "interrupted" in err

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, ROOT, people_frames
+from conftest import DATA, ROOT, people_frames, reaped
 from realtime.app.libnoise import QUIET_ENV
 
 
@@ -152,17 +152,13 @@ def test_interrupted_png_job_says_exactly_what_was_kept(tmp_path):
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--input", str(DATA / "talking" / "4.mp4"),
                              "--output", f"{png}/", "--output", str(video), "--save-matte", str(mattes), "--quiet"],
                             cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 120
         while len(list(png.glob("*.png"))) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     err = proc.stderr.read()
     assert rc == 130, err
     frames, kept_mattes = sorted(png.glob("[!.]*.png")), sorted(mattes.glob("[!.]*.png"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FakeClock
 from realtime.core import config
 from realtime.app import reload
 from realtime.core.errors import ModelError
@@ -30,13 +31,6 @@ class Recorder:
     def error(self, msg: str) -> None:
         self.errors.append(msg)
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def run_until(watcher: PresetWatcher, cond, limit: float = 1.0, frame: float = 0.01) -> float | None:

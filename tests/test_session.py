@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import talking_frame
+from conftest import FakeClock, talking_frame
 from realtime.app import controls
 from realtime.app.controls import Controller
 from realtime.app.loop import run_stream
@@ -29,13 +29,6 @@ from realtime.pipeline import Pipeline
 SIZE = (320, 240)
 _next = itertools.count(0, 100)  # frame numbers go on across runs: timestamps keep increasing
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +88,7 @@ def test_file_reload_path(fresh, frames, tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('extends = "portrait"\nname = "mine"\n[render]\naperture_px = 40\n')
     fresh.apply(load_preset(path))
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     seen = []
     with Session(fresh, [path], live_reload=True, clock=clock,
                  adjust=lambda p: p.replace({"focus": {"mode": "face"}})) as session:
