@@ -131,3 +131,52 @@ def test_the_matte_does_not_jump_when_the_window_moves():
     assert change[True][2] >= 2, change  # the window moved
     assert change[True][0] <= 1.5 * change[False][0] + 0.002, change
     assert change[True][1] <= 1.2 * change[False][1] + 0.001, change
+
+
+class _MissesThePersonOnce:
+    """The real landscape model, except that its first answer finds nobody: a person the
+    whole-frame pass misses (too small, too dark, turned away) while the face shows."""
+
+    def __init__(self) -> None:
+        from realtime.stages.segmentation import MediaPipeSegmenter
+
+        self._model = MediaPipeSegmenter("selfie_landscape")
+        self.input_size = self._model.input_size
+        self.calls = 0
+
+    def segment(self, rgb: np.ndarray, timestamp_ms: int) -> np.ndarray:
+        conf = self._model.segment(rgb, timestamp_ms)
+        self.calls += 1
+        return np.zeros_like(conf) if self.calls == 1 else conf
+
+    def close(self) -> None:
+        self._model.close()
+
+
+def test_a_person_the_model_misses_is_found_by_the_face_detector():
+    """Matte lost on the whole-frame pass -> the face detector's head-and-shoulders box is the
+    window, and the window pass then finds the person (the matte of a normal run)."""
+    person = talking_frame(20, "4.mp4", (560, 560))
+    frame = np.ascontiguousarray(np.tile(person[:40, :40], (27, 48, 1)))  # the clip's own backdrop
+    frame[520:1080, 100:660] = person  # 1920x1080, the person in the lower left
+    with Segmenter(_cfg()) as ref:
+        expected = np.array(ref.process(frame, 0))
+    backend = _MissesThePersonOnce()
+    with Segmenter(_cfg(), backend=backend) as seg:
+        matte = np.array(seg.process(frame, 0))
+        x0, y0, x1, y1 = seg.crop
+    assert backend.calls == 2  # the whole-frame pass (nobody), then the window the face gave
+    assert (x1 - x0) * (y1 - y0) < 0.7 * 1920 * 1080, seg.crop  # not the whole frame
+    head = np.nonzero(expected > 0.5)
+    assert x0 <= head[1].min() and x1 >= head[1].max() and y0 <= head[0].min(), (seg.crop, head[1].min(), head[0].min())
+    assert iou(matte, expected) > 0.9
+    assert matte[:, x1:].max() == 0.0 and matte[:y0].max() == 0.0  # nothing outside the window
+
+
+def test_nobody_and_no_face_keeps_the_whole_frame():
+    person = talking_frame(20, "4.mp4", (560, 560))
+    backdrop = np.ascontiguousarray(np.tile(person[:40, :40], (18, 32, 1)))
+    with Segmenter(_cfg()) as seg:
+        matte = seg.process(backdrop, 0)
+        assert seg.crop == (0, 0, 1280, 720)
+        assert float(matte.max()) < 0.5
