@@ -269,15 +269,34 @@ def run(args: argparse.Namespace) -> int:
             for s in opened:
                 say(f"output: {s.describe()}")
             status = StatusLine(quiet=args.quiet)
-            from realtime.app.kernels import prepare
+            from realtime.app import kernels
 
-            # a first start compiles the kernels (in parallel, saying so) before the models load
-            prepare(lambda text: print(f"{PROG}: {text}", file=sys.stderr), status.update)
+            def tell(text: str) -> None:  # said even with --quiet: a first start must not look hung
+                status.done()
+                print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+
+            # A first start compiles the kernels (in parallel child processes, saying so): a file
+            # job waits for them (every frame of it is the lens's); a live source's frames take
+            # the quick portrait meanwhile and the lens takes over when they are cached.
+            cold = kernels.missing_modules()
+            job = None
+            if cold and source.live:
+                job = stack.enter_context(kernels.CompileJob(cold))
+                tell(f"compiling kernels, once ({', '.join(cold)} not in the Numba cache yet; about a minute "
+                     "on 2 cores): a simple blur until then")
+            elif cold:
+                kernels.prepare(tell, status.update)
             status.done()
             # closed only once no worker thread can be inside one of its stages
             pipeline = stack.enter_context(outcome.closed_when_idle(Pipeline(preset), lambda: report))
-            pipeline.warmup(source.size)
-            on_result = _first_frame_marker() if args.first_frame_marker else None
+            processor = pipeline
+            if job is not None:
+                from realtime.app.firststart import LensWhenReady
+
+                processor = stack.enter_context(LensWhenReady(pipeline, job, source.size, tell))
+            else:
+                pipeline.warmup(source.size)
+            on_result = _first_frame_marker(processor) if args.first_frame_marker else None
             from realtime.app.controls import Controller
             from realtime.app.session import Session
 
@@ -298,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
 
                     idle = IdleGate(outputs, source, pipeline)
                 with guard.deferred():  # signals set a flag the loop polls
-                    report = run_stream(pipeline, source, outputs, status=status,
+                    report = run_stream(processor, source, outputs, status=status,
                                         max_frames=args.frames, on_result=on_result, governor=governor,
                                         session=session, write_failed=source.live or args.failed_frames == "keep",
                                         stop=guard, idle=idle)
@@ -422,14 +441,18 @@ def _guarded(fn: Callable[[], int], debug: bool) -> int:
         return 130
 
 
-def _first_frame_marker():
-    """A per-frame hook that prints ``first-frame`` once (for launch-to-first-frame timing)."""
-    done = []
+def _first_frame_marker(processor):
+    """A per-frame hook that prints ``first-frame`` once (for launch-to-first-frame timing), and
+    on a first start ``lens-frame`` once the lens rendered a frame."""
+    done = set()
 
     def on_result(sf, result) -> None:
-        if not done:
-            done.append(1)
+        if "first" not in done:
+            done.add("first")
             print("first-frame", flush=True, file=sys.stderr)
+        if "lens" not in done and result is not None and getattr(processor, "lens", True):
+            done.add("lens")
+            print("lens-frame", flush=True, file=sys.stderr)
     return on_result
 
 

@@ -10,6 +10,7 @@ reconnects. A sink that fails is reported and stopped; the others keep running.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -144,8 +145,10 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
             return
         published = now
         st = status_fields(stats, source.dropped)
-        st.update(live=live, total=source.total, note=note, fail_closed=fail.failing_since is not None,
-                  fail_reason=fail.reason or "", camera_lost=lost_since is not None,
+        first = getattr(pipeline, "note", "")
+        st.update(live=live, total=source.total, note=" | ".join(x for x in (note, first) if x),
+                  fail_closed=fail.failing_since is not None, fail_reason=fail.reason or "",
+                  camera_lost=lost_since is not None,
                   quality=governor.status() if governor is not None else "")
         session.publish_status(st)
 
@@ -169,29 +172,44 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                 if not active:
                     raise _AllOutputsFailed from e
 
+    warming = getattr(pipeline, "warming", None) or threading.Lock()
+
+    def _idle_turn() -> bool:
+        """Sleep while nobody reads the outputs; False when the run is to end."""
+        if watchdog.busy:  # a frame still in the stages (a stall): it finishes first
+            time.sleep(0.01)
+            return True
+        idle_hooks = ([session.poll] if session is not None else []) + list(hooks or ())
+        signalled = (lambda: stop()) if stop is not None else (lambda: False)
+        if not idle.sleep(status, lambda: signalled() or any(s.quit_requested for s in active), idle_hooks):
+            if signalled():
+                raise KeyboardInterrupt
+            report.quit_by_user = True
+            return False
+        return True
+
     source.dropped = 0  # frames a live source dropped while models loaded are not the loop's
     t_start = time.perf_counter()
     try:
         while max_frames is None or report.frames < max_frames:
             if stop is not None and stop():
                 raise KeyboardInterrupt  # raised here, in our own code, never inside a library's
-            if not watchdog.busy:  # hooks may change the pipeline: never under a stalled frame
-                if session is not None:
-                    session.poll()
-                for hook in hooks or ():
-                    hook()
-            if idle is not None and idle.due():
-                if watchdog.busy:  # a frame still in the stages (a stall): it finishes first
-                    time.sleep(0.01)
-                    continue
-                idle_hooks = ([session.poll] if session is not None else []) + list(hooks or ())
-                signalled = (lambda: stop()) if stop is not None else (lambda: False)
-                if not idle.sleep(status, lambda: signalled() or any(s.quit_requested for s in active),
-                                  idle_hooks):
-                    if signalled():
-                        raise KeyboardInterrupt
-                    report.quit_by_user = True
-                    break
+            # hooks may change the pipeline: never under a stalled frame, nor while a first
+            # start warms it up in the background (the lock is free again within a second)
+            if not watchdog.busy and warming.acquire(blocking=False):
+                try:
+                    if session is not None:
+                        session.poll()
+                    for hook in hooks or ():
+                        hook()
+                finally:
+                    warming.release()
+            if idle is not None and idle.due() and warming.acquire(blocking=False):
+                try:
+                    if not _idle_turn():
+                        break
+                finally:
+                    warming.release()
                 continue
             lost = getattr(source, "lost", False)
             sf = source.read(timeout=0.1 if lost else 1.0)
@@ -249,7 +267,8 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
             publish(now)
             if live:
                 gov = governor.status() if governor is not None else ""
-                status.update(format_status(stats, source.dropped, " | ".join(x for x in (note, gov) if x)))
+                first = getattr(pipeline, "note", "")  # a first start: what happens while kernels compile
+                status.update(format_status(stats, source.dropped, " | ".join(x for x in (note, gov, first) if x)))
             else:
                 status.update(format_progress(report.frames, total, stats.fps) + (f" | {note}" if note else ""))
             if any(s.quit_requested for s in active):

@@ -1,0 +1,148 @@
+"""A first start on an empty Numba cache: frames at once (the quick portrait), the lens later.
+
+One test pays for a whole cold compile (a minute of CPU): it runs the real command line on a
+live source with an empty ``NUMBA_CACHE_DIR`` and checks that frames arrive while the kernels
+compile, that the status line says so, and that the lens takes over on the same run without a
+failed frame. The others stop early or need no kernel at all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import DATA, ROOT
+from test_paths import QUIET_ENV
+
+
+def _start(args: list[str], cwd: Path, cache: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in QUIET_ENV}
+    env.update(PYTHONPATH=str(ROOT), NUMBA_CACHE_DIR=str(cache))
+    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _using(cache: Path) -> list[int]:
+    """Processes (ours or children left behind) whose environment points at ``cache``."""
+    found = []
+    needle = f"NUMBA_CACHE_DIR={cache}".encode()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if needle in (d / "environ").read_bytes().split(b"\0"):
+                    found.append(int(d.name))
+            except OSError:
+                continue
+    return found
+
+
+def _read_until(proc: subprocess.Popen, want: str, limit_s: float, lines: list[tuple[float, str]]) -> float | None:
+    """Collect stderr lines (with the time since ``t0`` of the first call) until one holds ``want``."""
+    t0 = lines[0][0] if lines else time.monotonic()
+    end = time.monotonic() + limit_s
+    for line in proc.stderr:
+        lines.append((time.monotonic(), line.rstrip("\n")))
+        if want in line:
+            return time.monotonic() - t0
+        if time.monotonic() > end:
+            return None
+    return None
+
+
+@pytest.fixture
+def talk(tmp_path) -> Path:
+    clip = tmp_path / "talk.mp4"
+    shutil.copyfile(DATA / "talking" / "5.mp4", clip)
+    return clip
+
+
+def test_a_cold_start_streams_a_simple_blur_at_once_and_the_lens_takes_over(talk, tmp_path):
+    cache = tmp_path / "numba"
+    t0 = time.monotonic()
+    proc = _start(["--input", "talk.mp4", "--live", "--output", "null", "--size", "320x240", "--first-frame-marker"],
+                  tmp_path, cache)
+    lines: list[tuple[float, str]] = [(t0, "")]
+    try:
+        first = _read_until(proc, "first-frame", 120, lines)
+        lens = _read_until(proc, "lens-frame", 900, lines)
+        _read_until(proc, "fps |", 30, lines)  # a status line of the lens's own frames
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = "\n".join(ln for _, ln in lines) + "\n" + (rest or "")
+    assert first is not None and lens is not None, text
+    said = [ln for _, ln in lines if "compiling kernels, once (" in ln]
+    assert len(said) == 1 and "a simple blur until then" in said[0], text
+    took_over = next(t for t, ln in lines if "the lens takes over" in ln) - t0
+    # frames flowed while the children compiled, and the status line said what was happening
+    assert first < took_over <= lens, text
+    quick = [ln for _, ln in lines if "(simple blur until then)" in ln and " fps |" in ln]
+    assert quick and all("compiling kernels, once: " in ln for ln in quick), text
+    lens_status = [ln for t, ln in lines if t - t0 > lens and " fps |" in ln]
+    assert lens_status and "simple blur" not in lens_status[-1] and "depth" in lens_status[-1], text
+    assert "FAIL-CLOSED" not in text and "Traceback" not in text, text
+    assert proc.returncode == 0, text
+    assert _using(cache) == []  # the compile children are gone
+    # ... and left every kernel in the cache: the next start is warm, no simple blur
+    warm = subprocess.run([sys.executable, str(ROOT / "run.py"), "--input", "talk.mp4", "--output", "null",
+                           "--frames", "2", "--size", "320x240"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(cache)})
+    assert warm.returncode == 0 and "compiling kernels" not in warm.stderr, warm.stderr
+
+
+def test_ctrl_c_while_the_kernels_compile_stops_at_once_and_leaves_no_child(talk, tmp_path):
+    cache = tmp_path / "numba"
+    proc = _start(["--input", "talk.mp4", "--live", "--output", "null", "--size", "320x240", "--first-frame-marker"],
+                  tmp_path, cache)
+    lines: list[tuple[float, str]] = []
+    try:
+        assert _read_until(proc, "first-frame", 120, lines) is not None, lines
+        time.sleep(1.0)
+        assert len(_using(cache)) >= 2  # the compile children are at work
+        t = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=30)
+        stopped = time.monotonic() - t
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in rest and "frames in" in rest, rest
+    assert stopped < 15
+    assert _using(cache) == []
+
+
+def test_the_quick_portrait_keeps_the_person_sharp_and_blurs_the_rest():
+    from realtime.core.config import load_preset
+    from realtime.app.quick import QuickPortrait
+
+    frame = cv2.imread(str(DATA / "stills" / sorted(os.listdir(DATA / "stills"))[0]))
+    frame = np.ascontiguousarray(cv2.resize(frame, (640, 360), interpolation=cv2.INTER_AREA))
+    quick = QuickPortrait(load_preset("portrait"))
+    try:
+        res = quick.process(frame, 0)
+        res = quick.process(frame, 33)
+    finally:
+        quick.close()
+    assert res.frame.shape == frame.shape and res.frame.dtype == np.uint8 and not res.frame.flags.writeable
+    assert res.matte.dtype == np.float32 and 0.0 <= res.matte.min() and res.matte.max() <= 1.0
+    person, rest = res.matte > 0.95, res.matte < 0.05
+    assert person.mean() > 0.02 and rest.mean() > 0.2  # the still has a person and a background
+    diff = np.abs(res.frame.astype(np.int16) - frame.astype(np.int16)).max(axis=2)
+    assert np.median(diff[person]) <= 1
+
+    def detail(img):
+        return np.abs(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_32F))[rest].mean()
+    assert detail(res.frame) < 0.4 * detail(frame)
