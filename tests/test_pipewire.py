@@ -77,15 +77,21 @@ def _raw(size=SIZE) -> list[np.ndarray]:
         return [f.frame for f in src]
 
 
-def test_node_carries_the_processed_frames_and_leaves(session, tmp_path):
-    n = 120  # the run's length; the capture takes 20 processed frames from the middle of it
-    ref = tmp_path / "ref"
-    rc, _, err = finish(_run_py(session, tmp_path, "--input", str(CLIP), "--size", SIZE_ARG, "--frames", str(n),
+@pytest.fixture(scope="module")
+def file_job(session, tmp_path_factory) -> list[np.ndarray]:
+    """The reference: a file job on the same input (120 processed frames)."""
+    ref = tmp_path_factory.mktemp("ref") / "frames"
+    rc, _, err = finish(_run_py(session, ref.parent, "--input", str(CLIP), "--size", SIZE_ARG, "--frames", "120",
                                 "--output", f"{ref}/", "--quiet"))
     assert rc == 0, err
     refs = [cv2.imread(str(p)) for p in sorted(ref.glob("*.png"))]
-    assert len(refs) == n
+    assert len(refs) == 120
+    return refs
 
+
+def test_node_carries_the_processed_frames_and_leaves(session, file_job, tmp_path):
+    """The run offers I420 first; the app asks for YUY2 and gets the processed frames in it."""
+    n, refs = 120, file_job  # the run's length; the capture takes 20 processed frames from the middle of it
     # the run goes on for longer than the capture: a reader still linked when a node goes away
     # is not what is tested here (pipewiresrc 0.3 may crash then)
     run = _run_py(session, tmp_path, "--input", str(CLIP), "--size", SIZE_ARG, "--frames", str(n), "--fps",
@@ -95,19 +101,23 @@ def test_node_carries_the_processed_frames_and_leaves(session, tmp_path):
                                  node_description="Portrait Cam")
         props = node["info"]["props"]
         assert props["node.name"] == "portrait-cam"
-        cap = capture(session, "portrait-cam", tmp_path / "cap.npz", frames=20, seconds=240, skip_black=True)
+        offered = [p.get("format") for p in (node["info"].get("params") or {}).get("EnumFormat", [])]
+        cap = capture(session, "portrait-cam", tmp_path / "cap.npz", frames=20, seconds=240, skip_black=True,
+                      caps="video/x-raw,format=YUY2")
         crc, out, cerr = finish(cap)
         assert crc == 0, cerr
         rc, _, err = finish(run)
         assert rc == 0, err
-        assert "PipeWire camera 'Portrait Cam' (node portrait-cam, I420, 30 fps)" in err
+        assert ("PipeWire camera 'Portrait Cam' (node portrait-cam, I420 first, also YUY2/NV12/UYVY/BGRx/RGBx; "
+                "30 fps)") in err
         assert session.wait_gone(node_name="portrait-cam"), "the node outlived the run"
     finally:
         for p in (run,):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
     frames, times, fmt = _load(tmp_path / "cap.npz")
-    assert fmt == "I420" and frames.shape[1:] == (SIZE[1], SIZE[0], 3)
+    assert offered == ["I420", "YUY2", "NV12", "UYVY", "BGRx", "RGBx"], offered
+    assert fmt == "YUY2" and frames.shape[1:] == (SIZE[1], SIZE[0], 3)
     shown = list(frames)
     assert len(shown) == 20 and all(f.mean() > 8 for f in shown)
     raw = _raw()[:n]
@@ -115,7 +125,7 @@ def test_node_carries_the_processed_frames_and_leaves(session, tmp_path):
     to_raw = [_nearest(f, raw) for f in shown]
     print(f"mean abs difference to the file job's frames: median {np.median(to_ref):.2f}, max {max(to_ref):.2f}; "
           f"to the raw input: median {np.median(to_raw):.2f}")
-    # the processed frames after I420 (4:2:0 chroma, BT.601 limited range) and back
+    # the processed frames after YUY2 (4:2:2 chroma, BT.601 limited range) and back
     assert np.median(to_ref) < 1.5 and max(to_ref) < 3.0, (np.median(to_ref), max(to_ref))
     assert min(r - p for r, p in zip(to_raw, to_ref)) > 0.5, "a frame looked as much like the raw input"
 
@@ -227,6 +237,56 @@ def test_fail_closed_and_repeat_last_frame_through_pipewire(in_session, tmp_path
     assert sum(a == b for a, b in zip(matches, matches[1:])) >= 10
 
 
+# format -> the largest mean difference allowed to the frame sent (YUV: chroma subsampling and
+# BT.601 limited range there and back; RGB: the exact pixels)
+FORMATS = {"YUY2": 2.0, "I420": 3.0, "BGRx": 0.0, "NV12": 3.0, "RGBx": 0.0, "UYVY": 2.0}
+
+
+def test_each_app_gets_the_format_it_asks_for(in_session, file_job, tmp_path):
+    """One node offers every format; apps asking for YUY2, I420, BGRx, NV12, RGBx, UYVY one after
+    another each get the file job's frames in that format (and an app asking for nothing in
+    particular gets the --vcam-format one, offered first)."""
+    from realtime.io.sinks import OutputFrame, PipeWireSink
+
+    pw = PipeWireSink("Format Cam", fmt="nv12", fps=30)
+    pw.open(*SIZE, 30)
+    stop = threading.Event()
+
+    def feed():  # the file job's frames, at 30 fps, over and over
+        i = 0
+        while not stop.is_set():
+            f = file_job[i % len(file_job)]
+            pw.write(OutputFrame(f, None, None, f"{i:06d}", i, time.perf_counter()))
+            i += 1
+            stop.wait(1 / 30)
+
+    feeder = threading.Thread(target=feed, name="test-feed")
+    feeder.start()
+    results = {}
+    try:
+        node = in_session.wait_node(node_name="portrait-cam.format-cam")
+        offers = (node["info"].get("params") or {}).get("EnumFormat", [])
+        for caps, want in [("video/x-raw", "NV12")] + [(f"video/x-raw,format={f}", f) for f in FORMATS]:
+            crc, _, cerr = finish(capture(in_session, "portrait-cam.format-cam", tmp_path / "cap.npz", frames=8,
+                                          seconds=60, skip_black=True, caps=caps), 120)
+            assert crc == 0, f"{caps}: {cerr}"
+            frames, _, fmt = _load(tmp_path / "cap.npz")
+            results[caps] = (fmt, [_nearest(f, file_job) for f in frames], pw._cam._backend.negotiated)
+    finally:
+        stop.set()
+        feeder.join()
+        pw.close()
+    assert in_session.wait_gone(node_name="portrait-cam.format-cam")
+    assert [o.get("format") for o in offers] == ["NV12", "I420", "YUY2", "UYVY", "BGRx", "RGBx"], offers
+    assert all(o.get("size") == {"width": SIZE[0], "height": SIZE[1]} and o.get("framerate") == {"num": 30, "denom": 1}
+               for o in offers), offers
+    for caps, (fmt, diffs, said) in results.items():
+        want = caps.split("format=")[1] if "format=" in caps else "NV12"
+        print(f"{caps}: got {fmt}, mean abs difference to the file job's frames: max {max(diffs):.2f}")
+        assert fmt == want and said == want, (caps, fmt, said)
+        assert max(diffs) <= FORMATS[want], (caps, diffs)
+
+
 def test_camera_unavailable_card_through_pipewire(in_session, tmp_path):
     from test_failsafe import LiveRecorder
     from test_sources import FlakyReader
@@ -304,29 +364,37 @@ def test_default_output_picks_pipewire_and_says_so(session, tmp_path):
 def test_doctor_checks_the_pipewire_path(session, tmp_path):
     rc, out, err = finish(_run_py(session, tmp_path, "doctor", "--offline"))
     assert "[ ok ] PipeWire daemon:" in out and "[ ok ] PipeWire session manager: WirePlumber" in out, out
-    assert "[ ok ] GStreamer Python bindings" in out and "[ ok ] GStreamer PipeWire plugin: pipewiresink" in out
+    assert "[ ok ] PipeWire Python bindings: libpipewire 0.3" in out and "through ctypes" in out, out
+    assert "[ ok ] PipeWire SPA plugins: a client context loads" in out, out
     assert "not needed: the PipeWire camera works" in out or "v4l2loopback: " in out
 
 
 # -- without a session: what the user sees when something is missing ----------------------------
 
-def test_missing_bindings_say_what_to_install(tmp_path):
-    fake = tmp_path / "nogi" / "gi"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('No module named gi (hidden by the test)')\n")
-    env = {**os.environ, "PYTHONPATH": f"{fake.parent}{os.pathsep}{ROOT}"}
-    before = sorted(tmp_path.rglob("*"))
+def test_missing_library_says_what_to_install(tmp_path):
+    """A libpipewire that does not load (a broken file found first on the library path): exit 2,
+    one line naming the packages per distribution, nothing written; doctor says the same."""
+    libs = tmp_path / "lib"
+    libs.mkdir()
+    (libs / "libpipewire-0.3.so.0").write_bytes(b"not a library")
+    env = {**os.environ, "LD_LIBRARY_PATH": str(libs), "PYTHONPATH": str(ROOT)}
+    work = tmp_path / "work"
+    work.mkdir()
     r = subprocess.run([sys.executable, str(ROOT / "run.py"), "--input", str(CLIP), "--size", SIZE_ARG,
-                        "--output", "pipewire", "--frames", "3"], env=env, cwd=tmp_path, capture_output=True,
+                        "--output", "pipewire", "--frames", "3"], env=env, cwd=work, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     line = r.stderr.strip().splitlines()[-1]
-    assert line.startswith("portrait-cam: error: the PipeWire camera cannot start: GStreamer's Python bindings")
-    assert "hidden by the test" in line
-    for cmd in ("sudo apt install", "gstreamer1.0-pipewire", "sudo dnf install", "pipewire-gstreamer",
-                "sudo pacman -S", "gst-plugin-pipewire", "pip install -e '.[pipewire]'"):
+    assert line.startswith("portrait-cam: error: the PipeWire camera cannot start: PipeWire's client library "
+                           "libpipewire-0.3 does not load"), line
+    for cmd in ("sudo apt install", "libpipewire-0.3-0", "sudo dnf install", "pipewire-libs",
+                "sudo pacman -S", "libpipewire"):
         assert cmd in line, cmd
-    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+    assert not any(work.iterdir())  # nothing written
+    d = subprocess.run([sys.executable, str(ROOT / "run.py"), "doctor", "--offline"], env=env, cwd=work,
+                       capture_output=True, text=True, timeout=120)
+    assert "PipeWire Python bindings: libpipewire-0.3 does not load through ctypes" in d.stdout, d.stdout
+    assert "sudo apt install libpipewire-0.3-0; Fedora: sudo dnf install pipewire-libs" in d.stdout
 
 
 @pytest.mark.parametrize("spec, expect", [

@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--focus", metavar="F",
                    help="focus override: 'face', 'person', a disparity 0..1 (e.g. 0.7) or a pixel X,Y (e.g. 640,360)")
     p.add_argument("--vcam-format", default="i420", metavar="FMT",
-                   help="virtual camera pixel format: i420 (default), nv12, yuyv, uyvy, rgb, bgr (PipeWire: bgr/rgb "
-                        "are sent as BGRx/RGBx)")
+                   help="virtual camera pixel format: i420 (default), nv12, yuyv, uyvy, rgb, bgr (PipeWire: the "
+                        "format offered first, what an app that takes any gets; the app may ask for another)")
     p.add_argument("--vcam-backend", metavar="NAME", help=argparse.SUPPRESS)  # tests: a registered pyvirtualcam backend
     p.add_argument("--live", action="store_true",
                    help="play a video file in real time as if it were a camera (demos, testing a call setup); "

@@ -2,8 +2,10 @@
 
 Four checks, each with the install command for Debian/Ubuntu, Fedora and Arch when it fails:
 the PipeWire daemon is reachable for this user, a session manager (WirePlumber) is connected
-(without one no app is linked to the camera), the GObject bindings import, and GStreamer has the
-PipeWire plugin. A missing piece is a warning while v4l2loopback can carry the main job.
+(without one no app is linked to the camera), the Python bindings load (the camera's ctypes
+binding to PipeWire's client library, libpipewire-0.3), and PipeWire's SPA plugins let that
+library make a client context. A missing piece is a warning while v4l2loopback can carry the
+main job.
 """
 
 from __future__ import annotations
@@ -23,12 +25,8 @@ DAEMON_FIX = (_per_distro("pipewire", "pipewire", "pipewire")
               + "; then: systemctl --user enable --now pipewire.socket")
 SESSION_FIX = (_per_distro("wireplumber", "wireplumber", "wireplumber")
                + "; then: systemctl --user enable --now wireplumber")
-BINDINGS_FIX = (_per_distro("python3-gi gir1.2-gstreamer-1.0 libgirepository1.0-dev libcairo2-dev pkg-config",
-                            "python3-gobject gstreamer1 gobject-introspection-devel cairo-gobject-devel pkgconf",
-                            "python-gobject gstreamer gobject-introspection cairo pkgconf")
-                + f"; then: {pw.PIP_FIX}")
-PLUGIN_FIX = _per_distro("gstreamer1.0-pipewire gstreamer1.0-plugins-base", "pipewire-gstreamer gstreamer1-plugins-base",
-                         "gst-plugin-pipewire gst-plugins-base")
+BINDINGS_FIX = _per_distro("libpipewire-0.3-0", "pipewire-libs", "libpipewire")
+PLUGIN_FIX = _per_distro("libspa-0.2-modules", "pipewire-libs", "libpipewire")
 
 
 def check_pipewire(env: Mapping[str, str], Check):
@@ -43,20 +41,18 @@ def check_pipewire(env: Mapping[str, str], Check):
                             f"{what} connected" if sm else what, SESSION_FIX))
     else:
         checks.append(Check("PipeWire session manager", False, "not checked: no PipeWire daemon", SESSION_FIX))
-    found = pw.probe_gstreamer()
-    if "bindings" in found:
-        checks.append(Check("GStreamer Python bindings", False, f"cannot import them ({found['bindings']})",
-                            BINDINGS_FIX))
-        checks.append(Check("GStreamer PipeWire plugin", False, "not checked: no bindings", PLUGIN_FIX))
+    found = pw.probe_library()
+    if "library" in found:
+        checks.append(Check("PipeWire Python bindings", False,
+                            f"libpipewire-0.3 does not load through ctypes ({found['library']})", BINDINGS_FIX))
+        checks.append(Check("PipeWire SPA plugins", False, "not checked: no libpipewire", PLUGIN_FIX))
         return checks
-    checks.append(Check("GStreamer Python bindings", True, found["versions"]))
-    if "pipewiresink" in found["missing"]:
-        checks.append(Check("GStreamer PipeWire plugin", False, "no pipewiresink element", PLUGIN_FIX))
-    elif found["missing"]:
-        checks.append(Check("GStreamer PipeWire plugin", False, f"no {', '.join(found['missing'])} element",
-                            PLUGIN_FIX))
-    else:
-        checks.append(Check("GStreamer PipeWire plugin", True, f"pipewiresink {found['plugin']}"))
+    checks.append(Check("PipeWire Python bindings", True,
+                        f"libpipewire {found['version']} ({found['path']}) through ctypes"))
+    checks.append(Check("PipeWire SPA plugins", bool(found.get("context")),
+                        "a client context loads" if found.get("context") else
+                        "libpipewire cannot make a client context (SPA support plugins or client.conf missing)",
+                        PLUGIN_FIX))
     return checks
 
 

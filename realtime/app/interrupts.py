@@ -71,6 +71,12 @@ def interrupt_guard() -> Iterator[InterruptGuard]:
     restore = guard.install()
     try:
         yield guard
+    except Exception as e:
+        # the KeyboardInterrupt landed inside a library that turned it into its own error (an
+        # extension module's import then raises ImportError): it is still the interrupt
+        if guard.interrupted:
+            raise KeyboardInterrupt from e
+        raise
     finally:
         restore()
 

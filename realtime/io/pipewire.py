@@ -1,10 +1,14 @@
 """A PipeWire camera: a ``Video/Source`` node that the camera portal, browsers and OBS list.
 
-Built from well-kept parts: GStreamer's ``pipewiresink`` (shipped with PipeWire) driven through
-PyGObject as ``appsrc ! videoconvert ! pipewiresink mode=provide``, with the node properties the
-camera portal filters on (``media.class = Video/Source``, ``media.role = Camera``). GStreamer
-runs in a streaming process of its own (realtime/io/pipewire_stream.py says why); frames reach
-it through a pipe.
+Built on PipeWire's own client library, ``libpipewire-0.3`` (loaded with ctypes, so no Python
+package is needed), in a streaming process of its own (realtime/io/pipewire_stream.py says why);
+frames reach it through a pipe. The node carries the properties the camera portal filters on
+(``media.class = Video/Source``, ``media.role = Camera``) and offers every raw format in
+realtime/io/pipewire_pod.py (I420, YUY2, NV12, UYVY, BGRx, RGBx) at the run's size and rate:
+the app reading the camera picks one and the streaming process converts to it. ``--vcam-format``
+chooses which format is offered first, i.e. what an app that takes any of them gets.
+(GStreamer's ``pipewiresink`` was used before: it offers the one format its caps were fixed to
+before any app connects, so an app asking for another format got nothing.)
 
 Two layers:
 
@@ -18,10 +22,8 @@ Two layers:
 
 The node lives as long as the streaming process: it is removed on ``close()``, and when this
 process dies without closing, the streaming process reads EOF and ends (or the daemon drops it).
-
-``pipewiresink`` offers one pixel format per node (its caps are fixed before the stream
-connects), so the format is chosen with ``--vcam-format``: ``i420`` (default; what browsers
-and OBS take), ``yuyv`` (YUY2), ``nv12``, ``uyvy``, ``bgr`` (sent as BGRx) or ``rgb`` (RGBx).
+Apps reading the camera at the same time share the format the first one settled on (one node,
+one format at a time); when all have left, the next app negotiates afresh.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -44,27 +48,23 @@ BACKEND = "pipewire"
 DEFAULT_NAME = "Portrait Cam"
 NODE_PREFIX = "portrait-cam"
 
-# System packages per distribution: the daemon, a session manager, the GStreamer plugin and the
-# GObject bindings (the system python3-gi, or PyGObject from PyPI which builds against the
-# introspection headers named last).
+# System packages per distribution: the daemon, a session manager, the client library with its SPA
+# plugins, and the GStreamer plugin that OBS and the tests read PipeWire cameras with.
 INSTALL = {
-    "Debian/Ubuntu": "sudo apt install pipewire wireplumber gstreamer1.0-pipewire gstreamer1.0-plugins-base "
-                     "gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev pkg-config",
-    "Fedora": "sudo dnf install pipewire wireplumber pipewire-gstreamer gstreamer1-plugins-base "
-              "gobject-introspection-devel cairo-gobject-devel pkgconf",
-    "Arch": "sudo pacman -S pipewire wireplumber gst-plugin-pipewire gst-plugins-base gobject-introspection cairo pkgconf",
+    "Debian/Ubuntu": "sudo apt install pipewire wireplumber libpipewire-0.3-0 libspa-0.2-modules gstreamer1.0-pipewire",
+    "Fedora": "sudo dnf install pipewire wireplumber pipewire-libs pipewire-gstreamer",
+    "Arch": "sudo pacman -S pipewire wireplumber libpipewire gst-plugin-pipewire",
 }
-PIP_FIX = "pip install -e '.[pipewire]'"
 SESSION_MANAGERS = ("wireplumber", "pipewire-media-session")
 
 
 def install_hint(what: str = "") -> str:
     """The install commands for every distribution, in one line."""
     lines = "; ".join(f"{d}: {c}" for d, c in INSTALL.items())
-    return f"{what + ': ' if what else ''}{lines}; then {PIP_FIX}"
+    return f"{what + ': ' if what else ''}{lines}"
 
 
-# pyvirtualcam pixel format (libyuv FourCC) -> (format the stream process is fed, format the node offers)
+# pyvirtualcam pixel format (libyuv FourCC) -> (format the stream process is fed, node format offered first)
 _FORMATS = {
     "I420": ("I420", "I420"),
     "NV12": ("NV12", "NV12"),
@@ -75,45 +75,33 @@ _FORMATS = {
     "ABGR": ("RGBA", "RGBx"),
     "J400": ("GRAY8", "I420"),
 }
-_YUV = ("I420", "NV12", "YUY2", "UYVY")
 _HALF_BYTES_PER_PIXEL = {"I420": 3, "NV12": 3, "YUY2": 4, "UYVY": 4, "BGR": 6, "RGB": 6, "RGBA": 8, "GRAY8": 2}
+NODE_FORMATS = ("I420", "YUY2", "NV12", "UYVY", "BGRx", "RGBx")  # realtime/io/pipewire_pod.py's order
+FROM_VCAM = {"i420": "I420", "yuyv": "YUY2", "nv12": "NV12", "uyvy": "UYVY", "bgr": "BGRx", "rgb": "RGBx"}
 STREAM_SCRIPT = Path(__file__).with_name("pipewire_stream.py")
-_PROBE = """
-import json
-try:
-    import gi
-    gi.require_version("Gst", "1.0")
-    from gi.repository import Gst
-    Gst.init(None)
-except (ImportError, ValueError) as e:
-    print(json.dumps({"bindings": str(e) or type(e).__name__}))
-    raise SystemExit(0)
-found = {e: Gst.ElementFactory.find(e) for e in ("appsrc", "videoconvert", "pipewiresink")}
-print(json.dumps({"versions": f"PyGObject {gi.__version__}, GStreamer {Gst.version_string().split()[-1]}",
-                  "missing": [e for e, f in found.items() if f is None],
-                  "plugin": found["pipewiresink"].get_plugin().get_version() if found["pipewiresink"] else ""}))
-"""
 
 
-def probe_gstreamer(timeout: float = 20.0) -> dict:
-    """What loads in a child process (GStreamer is never loaded into this one: see
-    realtime/io/pipewire_stream.py): ``bindings`` (why they fail) or ``versions``, ``missing``
-    elements and the ``plugin`` version."""
+def probe_library(timeout: float = 20.0) -> dict:
+    """What loads in a child process (the streaming script's ``--probe``): ``library`` (why
+    libpipewire does not load) or its ``version``, ``path`` and ``context`` (a client context
+    could be made: the SPA support plugins are there)."""
     try:
-        r = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run([sys.executable, str(STREAM_SCRIPT), "--probe"], capture_output=True, text=True,
+                           timeout=timeout)
         return json.loads(r.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
-        return {"bindings": f"the probe did not run ({e})"}
+        return {"library": f"the probe did not run ({e})"}
 
 
 def check_bindings() -> tuple[bool, str]:
-    """Do PyGObject, GStreamer and its PipeWire plugin load? (ok, what was found or what is missing)"""
-    found = probe_gstreamer()
-    if "bindings" in found:
-        return False, f"GStreamer's Python bindings do not load ({found['bindings']})"
-    if found["missing"]:
-        return False, f"GStreamer has no {', '.join(found['missing'])} element (the PipeWire plugin or gst-plugins-base)"
-    return True, f"{found['versions']}, pipewiresink {found['plugin']}"
+    """Does libpipewire load and make a client context? (ok, what was found or what is missing)"""
+    found = probe_library()
+    if "library" in found:
+        return False, f"PipeWire's client library libpipewire-0.3 does not load ({found['library']})"
+    if not found.get("context"):
+        return False, (f"libpipewire {found['version']} cannot make a client context "
+                       "(PipeWire's SPA support plugins or client.conf are missing)")
+    return True, f"libpipewire {found['version']}"
 
 
 def node_name_for(description: str) -> str:
@@ -139,27 +127,34 @@ def node_properties(description: str, node_name: str) -> dict[str, str]:
 class PipeWireCamera:
     """A pyvirtualcam backend publishing frames as a PipeWire camera node.
 
-    ``device`` is the camera's name as apps show it (``node.description``); extra keyword
-    ``node_name`` overrides the derived stable ``node.name``. Frames go through a pipe to the
+    ``device`` is the camera's name as apps show it (``node.description``); extra keywords:
+    ``node_name`` overrides the derived stable ``node.name``, ``prefer`` the node format offered
+    first (by default the one matching the pixel format sent). Frames go through a pipe to the
     streaming process (realtime/io/pipewire_stream.py), which owns the node.
     """
 
     def __init__(self, *, width: int, height: int, fps: float, fourcc: int, device: str | None,
-                 node_name: str | None = None, start_timeout: float = 20.0, **kw) -> None:
+                 node_name: str | None = None, prefer: str | None = None, start_timeout: float = 20.0,
+                 **kw) -> None:
         from pyvirtualcam.util import decode_fourcc
 
         code = decode_fourcc(fourcc)
         if code not in _FORMATS:
             raise ValueError(f"pixel format {code!r} is not supported by the PipeWire camera")
         src_fmt, node_fmt = _FORMATS[code]
+        node_fmt = prefer or node_fmt
+        if node_fmt not in NODE_FORMATS:
+            raise ValueError(f"node format {node_fmt!r} is not one of {', '.join(NODE_FORMATS)}")
         self._description = device or DEFAULT_NAME
         self.node_name = node_name or node_name_for(self._description)
-        self.format = node_fmt
+        self.format = node_fmt  # offered first
+        self.negotiated: str | None = None  # what the app reading the camera chose (last said)
         self.width, self.height = width, height
         self._size = width * height * _HALF_BYTES_PER_PIXEL[src_fmt] // 2
-        cfg = {"width": width, "height": height, "fps": float(fps), "src_format": src_fmt, "node_format": node_fmt,
-               "frame_bytes": self._size, "colorimetry": "bt601" if node_fmt in _YUV else "",
-               "properties": node_properties(self._description, self.node_name)}
+        rate = Fraction(float(fps)).limit_denominator(1001)
+        cfg = {"width": width, "height": height, "fps": float(fps), "rate": [rate.numerator, rate.denominator],
+               "src_format": src_fmt, "prefer": node_fmt, "frame_bytes": self._size,
+               "start_timeout": start_timeout * 0.75, "properties": node_properties(self._description, self.node_name)}
         self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen([sys.executable, str(STREAM_SCRIPT), json.dumps(cfg)], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=self._log, start_new_session=True)
@@ -170,6 +165,15 @@ class PipeWireCamera:
             why = line[len("error: "):] if line.startswith("error: ") else (self._stderr_tail() or "no answer")
             raise RuntimeError(f"cannot publish the camera on PipeWire ({why}); is a PipeWire session running "
                                f"for this user? ('python run.py doctor' checks)")
+        # later lines say which format an app settled on
+        self._said = threading.Thread(target=self._listen, name="portrait-cam-pipewire-said", daemon=True)
+        self._said.start()
+
+    def _listen(self) -> None:
+        for raw in iter(self._proc.stdout.readline, b""):
+            parts = raw.decode(errors="replace").split()
+            if len(parts) >= 2 and parts[0] == "format":
+                self.negotiated = parts[1]
 
     def _first_line(self, timeout: float) -> str:
         ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
@@ -206,6 +210,8 @@ class PipeWireCamera:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        if getattr(self, "_said", None) is not None:
+            self._said.join(2.0)  # the pipe ended with the process
         self._proc.stdout.close()
         self._log.close()
 

@@ -491,17 +491,20 @@ class PipeWireSink(VirtualCameraSink):
 
         check_vcam_size(width, height)
         self.fps = float(self._fps or fps)
-        pf = {"i420": "I420", "nv12": "NV12", "yuyv": "YUYV", "uyvy": "UYVY", "rgb": "RGB", "bgr": "BGR"}[self.fmt]
-        # no sender thread here: the streaming process keeps the rate, away from this process's load
-        self._cam = self._open_camera(width, height, getattr(pyvirtualcam.PixelFormat, pf))
+        # BGR through the pipe: the streaming process converts it to the format the app chose
+        # (--vcam-format is the one offered first) and keeps the rate, away from this process's load
+        self._cam = self._open_camera(width, height, pyvirtualcam.PixelFormat.BGR)
 
     def write(self, out: OutputFrame) -> None:
         try:
-            self._cam.send(_convert_for_vcam(out.frame, self.fmt))  # written to the pipe: a copy
+            self._cam.send(out.frame)  # written to the pipe: a copy
         except RuntimeError as e:
             raise SinkError(f"PipeWire camera '{self.device}' failed: {e}") from e
         self.sent += 1
         self.written += 1
+
+    def hold(self, frame: np.ndarray, fps: float) -> None:
+        self._cam.send(frame)  # the streaming process repeats it at the camera's rate
 
     def _open_camera(self, width: int, height: int, pixel_format):
         import pyvirtualcam
@@ -512,7 +515,7 @@ class PipeWireSink(VirtualCameraSink):
         pw.register()
         try:
             return pyvirtualcam.Camera(width, height, self.fps, fmt=pixel_format, device=self.device,
-                                       backend=pw.BACKEND, print_fps=False)
+                                       backend=pw.BACKEND, print_fps=False, prefer=pw.FROM_VCAM[self.fmt])
         except Exception as e:  # pyvirtualcam wraps the backend's error in a RuntimeError
             msg = str(e).replace(f"'{pw.BACKEND}' backend: ", "")
             raise VirtualCameraUnavailableError(f"cannot publish the PipeWire camera '{self.device}': {msg}") from e
@@ -522,8 +525,7 @@ class PipeWireSink(VirtualCameraSink):
         return self._cam._backend.node_name if self._cam is not None else pw.node_name_for(self.device)
 
     def readers(self) -> int | None:
-        """Consumers linked to the node now (0 = nobody reads the camera; None = cannot tell).
-        One ``pw-dump`` per call: ask about once a second, not per frame."""
+        """Consumers linked to the node now (None = cannot tell); one ``pw-dump`` per call."""
         return self._cam._backend.readers() if self._cam is not None else None
 
     def node_state(self) -> str | None:
@@ -531,13 +533,14 @@ class PipeWireSink(VirtualCameraSink):
         return self._cam._backend.state() if self._cam is not None else None
 
     def has_readers(self) -> bool | None:
-        """Is any app reading the camera? (the node is running rather than idle; None = cannot tell)"""
-        n = self.readers()
-        return None if n is None else n > 0
+        """Is any app reading the camera? (None = cannot tell)"""
+        return None if (n := self.readers()) is None else n > 0
 
     def describe(self) -> str:
-        fmt = self._cam._backend.format if self._cam is not None else self.fmt
-        return f"PipeWire camera '{self.device}' (node {self.node_name}, {fmt}, {getattr(self, 'fps', 0):g} fps)"
+        first = pw.FROM_VCAM[self.fmt]
+        others = "/".join(f for f in pw.NODE_FORMATS if f != first)
+        return (f"PipeWire camera '{self.device}' (node {self.node_name}, {first} first, also {others}; "
+                f"{getattr(self, 'fps', 0):g} fps)")
 
 
 def is_folder_spec(spec: str) -> bool:
