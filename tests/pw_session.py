@@ -22,10 +22,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # pipewire first, wireplumber once the daemon's socket is there; dbus-run-session ends the bus
-# when this shell ends.
-_LAUNCH = ('pipewire & pw=$!; i=0; while [ ! -S "$XDG_RUNTIME_DIR/pipewire-0" ] && [ $i -lt 200 ]; '
+# when this shell ends. The bus address is written down for clients of the session bus (the
+# camera portal, which D-Bus starts on first use); with a portal, a virtual X display for its
+# GTK backend comes first (its number written down too).
+_LAUNCH = ('echo "$DBUS_SESSION_BUS_ADDRESS" > "$XDG_RUNTIME_DIR/bus-address"; '
+           'pipewire & pw=$!; i=0; while [ ! -S "$XDG_RUNTIME_DIR/pipewire-0" ] && [ $i -lt 200 ]; '
            'do sleep 0.05; i=$((i+1)); done; wireplumber & wp=$!; '
-           'trap \'kill $wp $pw 2>/dev/null; wait\' TERM INT; wait')
+           'trap \'kill $wp $pw $xv 2>/dev/null; wait\' TERM INT; wait')
+_XVFB = ('Xvfb -displayfd 5 -nolisten tcp 5>"$XDG_RUNTIME_DIR/display.tmp" & xv=$!; i=0; '
+         'while [ ! -s "$XDG_RUNTIME_DIR/display.tmp" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; '
+         'export DISPLAY=":$(cat "$XDG_RUNTIME_DIR/display.tmp")"; '
+         'dbus-update-activation-environment DISPLAY XDG_CURRENT_DESKTOP; '
+         'mv "$XDG_RUNTIME_DIR/display.tmp" "$XDG_RUNTIME_DIR/display"; ')
+PORTAL_TOOLS = ("Xvfb", "gdbus", "dbus-update-activation-environment", "/usr/libexec/xdg-desktop-portal", "/usr/libexec/xdg-desktop-portal-gtk")
 
 
 def unavailable(reason: str):
@@ -36,7 +45,8 @@ def unavailable(reason: str):
 
 
 class PipeWireSession:
-    def __init__(self) -> None:
+    def __init__(self, portal: bool = False) -> None:
+        self.portal = portal
         self.dir = Path(tempfile.mkdtemp(prefix="portrait-cam-pw-"))
         runtime = self.dir / "runtime"
         runtime.mkdir(mode=0o700)
@@ -50,8 +60,16 @@ class PipeWireSession:
         missing = [t for t in ("dbus-run-session", "pipewire", "wireplumber", "pw-dump") if not shutil.which(t)]
         if missing:
             unavailable(f"{', '.join(missing)} not installed (apt-get install pipewire wireplumber dbus)")
+        if self.portal:
+            missing = [t for t in PORTAL_TOOLS if not shutil.which(t)]
+            if missing:
+                unavailable(f"{', '.join(missing)} not installed (apt-get install xdg-desktop-portal "
+                            "xdg-desktop-portal-gtk xvfb libglib2.0-bin)")
+            # xdg-desktop-portal 1.16 picks backends whose UseIn names the desktop (gtk: gnome)
+            self.env.update(XDG_CURRENT_DESKTOP="gnome", GTK_A11Y="none", NO_AT_BRIDGE="1")
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(["dbus-run-session", "--", "sh", "-c", _LAUNCH], env=self.env,
+            self.proc = subprocess.Popen(["dbus-run-session", "--", "sh", "-c", (_XVFB if self.portal else "") + _LAUNCH],
+                                         env=self.env,
                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -60,13 +78,25 @@ class PipeWireSession:
                 break
             if any(o.get("type", "").endswith("Client")
                    and (o.get("info") or {}).get("props", {}).get("application.name") == "WirePlumber"
-                   for o in self.dump()):
+                   for o in self.dump()) and (not self.portal or self._portal_env()):
                 return self
             time.sleep(0.2)
         tail = self.log.read_text(errors="replace")[-600:]
         self.stop()
         unavailable(f"pipewire + wireplumber did not come up in {timeout:.0f} s: {tail}")
         return self
+
+    def _portal_env(self) -> bool:
+        """The bus address and the X display, once both are written down."""
+        run = Path(self.env["XDG_RUNTIME_DIR"])
+        try:
+            bus, display = (run / "bus-address").read_text().strip(), (run / "display").read_text().strip()
+        except OSError:
+            return False
+        if not bus or not display:
+            return False
+        self.env.update(DBUS_SESSION_BUS_ADDRESS=bus, DISPLAY=f":{display}")
+        return True
 
     def dump(self) -> list:
         try:
