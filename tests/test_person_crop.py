@@ -10,6 +10,7 @@ import pytest
 
 from conftest import load_sequence, talking_frame
 from realtime.core.config import load_preset
+from realtime.devtools import testdata
 from realtime.devtools.metrics import iou
 from realtime.stages.person_box import CropTracker, crop_for, person_box
 from realtime.stages.segmentation import Segmenter
@@ -73,15 +74,16 @@ def test_window_follows_the_dancer_and_beats_the_whole_frame(twirl):
 
 
 def test_a_still_gets_the_streams_quality(twirl):
-    """After reset() a frame is found by a whole-frame pass, then segmented in its window: the
-    same matte as the window a stream would have reached."""
+    """After reset() a frame is found by a whole-frame pass, then segmented in its window (and,
+    a first frame, in a tighter one, both mirrored too): close to the matte the stream's
+    window gives, and no worse against the ground truth."""
     frames, masks = twirl
     with Segmenter(_cfg()) as seg:
         for i in range(5):
             stream = np.array(seg.process(frames[i], i * 33))
         seg.reset()
         still = np.array(seg.process(frames[4], 0))
-    assert iou(still, stream) > 0.97
+    assert iou(still, stream) > 0.85
     assert iou(still, masks[4]) > iou(stream, masks[4]) - 0.02
 
 
@@ -165,7 +167,7 @@ def test_a_person_the_model_misses_is_found_by_the_face_detector():
     with Segmenter(_cfg(), backend=backend) as seg:
         matte = np.array(seg.process(frame, 0))
         x0, y0, x1, y1 = seg.crop
-    assert backend.calls == 2  # the whole-frame pass (nobody), then the window the face gave
+    assert backend.calls >= 2  # the whole-frame pass (nobody), then the window the face gave
     assert (x1 - x0) * (y1 - y0) < 0.7 * 1920 * 1080, seg.crop  # not the whole frame
     head = np.nonzero(expected > 0.5)
     assert x0 <= head[1].min() and x1 >= head[1].max() and y0 <= head[0].min(), (seg.crop, head[1].min(), head[0].min())
@@ -180,3 +182,70 @@ def test_nobody_and_no_face_keeps_the_whole_frame():
         matte = seg.process(backdrop, 0)
         assert seg.crop == (0, 0, 1280, 720)
         assert float(matte.max()) < 0.5
+
+
+class _Counting:
+    """The real landscape model, counting its runs."""
+
+    def __init__(self) -> None:
+        from realtime.stages.segmentation import MediaPipeSegmenter
+
+        self._model = MediaPipeSegmenter("selfie_landscape")
+        self.input_size = self._model.input_size
+        self.calls = 0
+
+    def segment(self, rgb: np.ndarray, timestamp_ms: int) -> np.ndarray:
+        self.calls += 1
+        return self._model.segment(rgb, timestamp_ms)
+
+    def close(self) -> None:
+        self._model.close()
+
+
+def _small_person() -> np.ndarray:
+    person = talking_frame(20, "4.mp4", (400, 400))
+    frame = np.ascontiguousarray(np.tile(person[:40, :40], (18, 32, 1)))  # the clip's own backdrop
+    frame[320:720, 300:700] = person
+    return frame
+
+
+def test_a_first_frame_gets_more_views_and_a_stream_one():
+    """After reset() the frame gets the whole-frame pass, the window and a tighter window, both
+    also mirrored (5 model runs); the stream's next frames one run each; with the knob off the
+    first frame gets the stream's two (whole-frame pass + window)."""
+    frame = _small_person()
+    runs = {}
+    for views in (True, False):
+        backend = _Counting()
+        with Segmenter(_cfg(first_frame_views=views), backend=backend) as seg:
+            counts = []
+            for i in range(3):
+                before = backend.calls
+                seg.process(frame, i * 33)
+                counts.append(backend.calls - before)
+            seg.reset()
+            before = backend.calls
+            seg.process(frame, 200)
+            counts.append(backend.calls - before)
+        runs[views] = counts
+    assert runs[True] == [5, 1, 1, 5], runs
+    assert runs[False] == [2, 1, 1, 2], runs
+
+
+def test_the_first_frames_extra_views_do_not_make_the_matte_jump():
+    """A still scene with camera noise through the whole pipeline: the change from the first
+    frame (more views) to the second (the stream's one) is no larger than the stream's own
+    frame-to-frame change, and no larger than without the extra views."""
+    from realtime import Pipeline
+
+    base = _small_person()
+    frames = [testdata.noisy(base, 2.0, i) for i in range(6)]
+    jumps, firsts = {}, {}
+    for views in (True, False):
+        with Pipeline(load_preset("portrait").replace({"segmentation": {"first_frame_views": views}})) as pipe:
+            mattes = [np.array(pipe.process(f, i * 33).matte) for i, f in enumerate(frames)]
+        jumps[views] = [float(np.abs(b - a).mean()) for a, b in zip(mattes, mattes[1:])]
+        firsts[views] = mattes[0]
+    assert float(np.abs(firsts[True] - firsts[False]).max()) > 0.05  # the extra views changed the first matte
+    assert jumps[True][0] <= 1.5 * jumps[False][0] + 0.001, jumps
+    assert jumps[True][0] <= 3 * max(jumps[True][1:]) + 0.001, jumps

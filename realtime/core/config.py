@@ -110,6 +110,9 @@ class SegmentationConfig:
     crop_margin: float = knob(0.15, 0.0, 1.0, "the window reaches this share of the people's box beyond it on each side")
     crop_refresh_frames: int = knob(30, 1, 10000, "in a stream, a whole-frame pass every this many frames finds people "
                                     "who entered outside the window")
+    first_frame_views: bool = knob(True, doc="on a first frame (a still photo, a frame after reset()) the model also "
+                                   "runs on a tighter window around the people and on both windows mirrored, averaged "
+                                   "(a still is not bound by a stream's per-frame budget); streams' later frames are unchanged")
     resize: ModelResize = knob(ModelResize.AREA, doc="how the window is resized to the model's input")
     quality: MatteQuality = knob(MatteQuality.FAST, doc="fast = one model run per frame; high = also the mirrored "
                                  "window, averaged (file jobs: about twice the model's time)")

@@ -29,6 +29,7 @@ MIN_SIDE = 0.25  # the window is at least this share of the frame's shorter side
 FULL_FRAME = 0.8  # a window covering this much of the frame's area becomes the whole frame
 SHRINK_BELOW = 0.5  # the window shrinks once the wanted one covers less than this share of it
 SHRINK_STEP = 0.25  # ... by this share of the way per frame
+TIGHT_MARGIN = 0.05  # a first frame's second view: the people's box grown by this share each side
 
 
 def person_box(conf: np.ndarray, threshold: float = 0.5) -> Box | None:
@@ -81,6 +82,16 @@ def crop_for(box: Box, frame_size: tuple[int, int], margin: float) -> tuple[int,
     if (cx1 - cx0) * (cy1 - cy0) >= FULL_FRAME * w * h:
         return 0, 0, w, h
     return cx0, cy0, cx1, cy1
+
+
+def tight_window(box: Box, frame_size: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
+    """``box`` grown by ``margin`` of its size each side and clipped to the frame, in its own
+    shape (no model shape, no whole-frame rule): the first frame's second, closer view."""
+    w, h = frame_size
+    x0, y0, x1, y1 = box
+    bw, bh = x1 - x0, y1 - y0
+    return (int(max(0, round(x0 - margin * bw))), int(max(0, round(y0 - margin * bh))),
+            int(min(w, round(x1 + margin * bw))), int(min(h, round(y1 + margin * bh))))
 
 
 def contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:

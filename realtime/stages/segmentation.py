@@ -29,7 +29,7 @@ from realtime.core.config import REFERENCE_HEIGHT, MatteQuality, MatteRefine, Mo
 from realtime.core.errors import ModelError, ModelHashError, StageError
 from realtime.core.frames import check_frame, readonly
 from realtime.core.stage import Stage
-from realtime.stages.person_box import CropTracker, crop_for, is_landscape, person_box, scale_box
+from realtime.stages.person_box import TIGHT_MARGIN, CropTracker, crop_for, is_landscape, person_box, scale_box, tight_window
 
 SEGMENTATION_MODELS = ("selfie_landscape", "selfie_square")
 
@@ -158,6 +158,8 @@ class Segmenter(Stage):
         self._matte: np.ndarray | None = None
         self._tracker = CropTracker()
         self._since_full = 0
+        self._people = None  # the people's box of the last whole-frame pass (frame pixels)
+        self._fresh = True  # the next frame is a first frame (a still, or after reset() / a new size)
         self._faces = None
         self.crop: Crop | None = None  # the window of the last model run on this frame
         self.confidence: np.ndarray | None = None  # its low-resolution model output (read-only)
@@ -169,6 +171,7 @@ class Segmenter(Stage):
         super().reset()
         self._tracker.reset()
         self._since_full = 0
+        self._fresh = True
 
     # -- model ---------------------------------------------------------------------------------
     def _want(self, width: int, height: int, window: bool) -> str:
@@ -239,8 +242,11 @@ class Segmenter(Stage):
             raise StageError("segmentation model returned NaN or infinite confidence")
         return conf
 
-    def _run(self, sub: np.ndarray, frame: np.ndarray, ts: int, *, mirror: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The model on the window ``sub``: (its RGB input, confidence at the model's size)."""
+    def _run(self, sub: np.ndarray, frame: np.ndarray, ts: int, *, mirror: bool,
+             flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The model on the window ``sub``: (its RGB input, confidence at the model's size).
+        ``mirror`` (quality high): also the other model, and this one on the mirrored window;
+        ``flip``: only the mirrored window (a first frame's extra view)."""
         h, w = sub.shape[:2]
         name = self._want(w, h, sub is not frame)
         backend = self._backend(name)
@@ -248,12 +254,12 @@ class Segmenter(Stage):
         mw, mh = backend.input_size
         rgb = self._model_input(sub, (mw, mh))
         conf = self._checked(backend.segment(rgb, ts), mw, mh)
-        if mirror:
-            # file jobs: the models disagree where they are unsure, and neither is mirror-symmetric:
-            # (this model + the other one) / 2, then averaged with this model on the mirrored window
+        if mirror or flip:
             conf = conf.copy()
-            other = self._other_model(name)
+            other = self._other_model(name) if mirror else None
             if other is not None:
+                # file jobs: the models disagree where they are unsure, and neither is mirror-symmetric:
+                # (this model + the other one) / 2, then averaged with this model on the mirrored window
                 ob = self._backend(other)
                 oc = self._checked(ob.segment(self._model_input(sub, ob.input_size), ts), *ob.input_size)
                 conf += cv2.resize(oc, (mw, mh), interpolation=cv2.INTER_LINEAR)
@@ -303,6 +309,7 @@ class Segmenter(Stage):
         mh, mw = conf.shape
         box = person_box(conf)
         box = scale_box(box, w / mw, h / mh) if box is not None else self._faces_box(frame)
+        self._people = box
         crop = crop_for(box, (w, h), self.config.crop_margin) if box is not None else (0, 0, w, h)
         self._since_full = 0
         if self._tracker.crop is not None and box is not None:
@@ -371,9 +378,14 @@ class Segmenter(Stage):
         if self._matte is None or self._matte.shape != (h, w):
             self._matte = np.empty((h, w), np.float32)
             self._tracker.reset()
+            self._fresh = True
         mirror = self.config.quality is MatteQuality.HIGH
         full = (0, 0, w, h)
-        if not self.config.crop:
+        first = self._fresh and self.config.crop and self.config.first_frame_views
+        self._fresh = False
+        if first:
+            self._first_frame(frame, ts, mirror)
+        elif not self.config.crop:
             crop, rgb, conf = full, *self._run(frame, frame, ts, mirror=mirror)
         else:
             crop, conf = self._tracker.crop, None
@@ -390,9 +402,16 @@ class Segmenter(Stage):
                 sub = self._window(frame, crop)
                 rgb, conf = self._run(sub, frame, ts, mirror=mirror) if conf is None or mirror else (self._rgb_of(conf), conf)
                 self._follow(conf, crop, (w, h))
+        if not first:
+            self._matte_in(frame, crop, rgb, conf)
+        return readonly(self._matte)
+
+    def _matte_in(self, frame: np.ndarray, crop: Crop, rgb: np.ndarray, conf: np.ndarray) -> None:
+        """The refined matte of the window ``crop`` into ``self._matte`` (0 outside it)."""
+        h, w = frame.shape[:2]
         self.crop = crop
         self.confidence = readonly(conf)
-        if crop == full:
+        if crop == (0, 0, w, h):
             self._upsample(frame, rgb, conf, self._matte)
         else:
             x0, y0, x1, y1 = crop
@@ -401,7 +420,34 @@ class Segmenter(Stage):
             self._upsample(self._sub, rgb, conf, self._sub_matte)
             self._matte.fill(0.0)
             self._matte[y0:y1, x0:x1] = self._sub_matte
-        return readonly(self._matte)
+
+    def _first_frame(self, frame: np.ndarray, ts: int, mirror: bool) -> None:
+        """A first frame (a still, the first after reset()) is not bound by a stream's per-frame
+        budget: the whole-frame pass, then the window a stream would use AND a tighter window
+        around the people (its own shape, :data:`TIGHT_MARGIN`), each also mirrored; their
+        refined mattes are averaged where both see the frame. The next frames of a stream take
+        the one-view path from this window (the stabiliser blends the difference in)."""
+        h, w = frame.shape[:2]
+        crop, _ = self._acquire(frame, ts)
+        sub = self._window(frame, crop)
+        rgb, conf = self._run(sub, frame, ts, mirror=mirror, flip=True)
+        self._matte_in(frame, crop, rgb, conf)
+        self._follow(conf, crop, (w, h))
+        if self._people is None:
+            return
+        tx0, ty0, tx1, ty1 = tight = tight_window(self._people, (w, h), TIGHT_MARGIN)
+        if tight == crop or tx1 - tx0 < 16 or ty1 - ty0 < 16:
+            return
+        grid = self.grid
+        sub = np.ascontiguousarray(frame[ty0:ty1, tx0:tx1])
+        trgb, tconf = self._run(sub, frame, ts, mirror=mirror, flip=True)
+        tmatte = np.empty((ty1 - ty0, tx1 - tx0), np.float32)
+        self._upsample(sub, trgb, tconf, tmatte)
+        self.grid = grid  # the window's grid stays the matte's (metrics.blockiness)
+        self._backend_model = self._want(crop[2] - crop[0], crop[3] - crop[1], crop != (0, 0, w, h))
+        part = self._matte[ty0:ty1, tx0:tx1]
+        part += tmatte
+        part *= np.float32(0.5)
 
     def _rgb_of(self, conf: np.ndarray) -> np.ndarray:
         mh, mw = conf.shape
