@@ -22,17 +22,21 @@ SIZE = (320, 320)
 
 
 class FaultySegmenter:
-    """The real MediaPipe segmenter, misbehaving on frames [start, stop) in a chosen way."""
+    """The real MediaPipe segmenter, misbehaving on frames [start, stop) in a chosen way.
+    ``calls`` counts frames (distinct timestamps): a first frame runs the model several times."""
 
     def __init__(self, mode: str, start: int, stop: int) -> None:
         self.inner = MediaPipeSegmenter("selfie_square")
         self.input_size = self.inner.input_size
         self.mode, self.start, self.stop = mode, start, stop
         self.calls = 0
+        self._ts = None
 
     def segment(self, rgb, ts):
-        i = self.calls
-        self.calls += 1
+        if ts != self._ts:
+            self._ts = ts
+            self.calls += 1
+        i = self.calls - 1
         conf = self.inner.segment(rgb, ts)
         if self.start <= i < self.stop:
             if self.mode == "raise":
