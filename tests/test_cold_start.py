@@ -146,3 +146,18 @@ def test_the_quick_portrait_keeps_the_person_sharp_and_blurs_the_rest():
     def detail(img):
         return np.abs(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_32F))[rest].mean()
     assert detail(res.frame) < 0.4 * detail(frame)
+
+
+def test_the_segmenter_loads_without_mediapipes_drawing_helpers_which_still_work_when_asked():
+    code = ("import sys; from realtime.stages.segmentation import MediaPipeSegmenter; "
+            "import numpy as np; s = MediaPipeSegmenter('selfie_landscape'); w, h = s.input_size; "
+            "m = s.segment(np.zeros((h, w, 3), np.uint8), 0); s.close(); "
+            "print(m.shape, 'matplotlib' in sys.modules); "
+            "from mediapipe.tasks.python import vision; print(vision.drawing_utils.DrawingSpec.__name__, "
+            "'matplotlib.pyplot' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert lines[0] == "(144, 256) False", proc.stdout  # the model ran; matplotlib was never imported
+    assert lines[1] == "DrawingSpec True", proc.stdout  # ... until a drawing helper was asked for

@@ -75,7 +75,9 @@ class MediaPipeFaceDetector:
     """MediaPipe Tasks ``FaceDetector`` (BlazeFace short range) in image mode."""
 
     def __init__(self, model_path: str = "", min_confidence: float = 0.5) -> None:
-        import mediapipe as mp
+        from realtime.core.mediapipe_import import mediapipe
+
+        mp = mediapipe()  # first: MediaPipe imported without its drawing helpers (matplotlib)
         from mediapipe.tasks import python as mp_tasks
         from mediapipe.tasks.python import vision
 

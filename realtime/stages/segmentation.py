@@ -77,7 +77,9 @@ class MediaPipeSegmenter:
     """MediaPipe Tasks ``ImageSegmenter`` in VIDEO mode, confidence masks only."""
 
     def __init__(self, model_name: str, model_path: str = "") -> None:
-        import mediapipe as mp
+        from realtime.core.mediapipe_import import mediapipe
+
+        mp = mediapipe()  # first: MediaPipe imported without its drawing helpers (matplotlib)
         from mediapipe.tasks import python as mp_tasks
         from mediapipe.tasks.python import vision
 
