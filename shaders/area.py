@@ -12,7 +12,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from .jit import kernel, register_warmup
+from .jit import frozen, kernel, register_warmup
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -141,6 +141,7 @@ class AreaDownscaler:
             self._acc = np.empty((bands, sw * 3), np.float32)
 
     def run(self, frame: np.ndarray, out: np.ndarray) -> None:
+        frame = frozen(frame)  # one signature, whoever owns the frame
         if self.factors is not None:
             area_downscale(frame, self.factors[0], self.factors[1], self._acc16, self._hsum, out)
         else:
@@ -150,10 +151,7 @@ class AreaDownscaler:
 @register_warmup
 def _warm() -> None:
     frame = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
-    # sources may hand the stage read-only frames: Numba compiles those signatures apart
-    frozen = frame.copy()
-    frozen.flags.writeable = False
     small = np.empty((5, 4, 3), np.uint8)
-    for f in (frame, frozen):
-        AreaDownscaler((12, 10), (4, 5)).run(f, small)
-        AreaDownscaler((12, 10), (5, 3)).run(f, small[:3, :5].copy())
+    # run() passes the frame read-only, writable or not: one signature each
+    AreaDownscaler((12, 10), (4, 5)).run(frame, small)
+    AreaDownscaler((12, 10), (5, 3)).run(frame, small[:3, :5].copy())

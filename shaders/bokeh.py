@@ -429,13 +429,11 @@ def _warm() -> None:
         need = np.zeros((hl, wl), np.uint8)
         alpha = np.zeros((h, 16), np.uint8)
         scratch = np.zeros((threads(), SEG * (6 * s + 5)), np.float32)
-        # the caller's planes, writable (render_bokeh) or read-only (pipeline stages hand theirs
-        # back read-only)
-        for fr in (frame,):
-            for plane in (coc, ro(coc)):
-                split_layers(fr, plane, plane, s == 1, (s == 2, np.float32(0.5), np.float32(2), np.float32(4)), s,
-                             luts.decode, np.float32(1), pad, scratch, np.zeros(hl, np.uint8),
-                             np.zeros((h, w), np.float32), (p, near, rw, fw, rn, need), alpha)
+        # the renderer passes its frame and planes read-only, whoever owns them (one signature)
+        plane = ro(coc)
+        split_layers(ro(frame), plane, plane, s == 1, (s == 2, np.float32(0.5), np.float32(2), np.float32(4)), s,
+                     luts.decode, np.float32(1), pad, scratch, np.zeros(hl, np.uint8),
+                     np.zeros((h, w), np.float32), (p, near, rw, fw, rn, need), alpha)
     wt = shape_table(3)
     row_prefix(near, pad, p)
     scratch = np.zeros((threads(), 3, 4 * RUN), np.float32)
@@ -444,9 +442,7 @@ def _warm() -> None:
     gather_far(p, rw, fw, rw, fw, np.float32(0), np.float32(2.9), rad, True, need, wt, 5, pad, scratch,
                np.zeros((threads(), wl), np.float32), luts.encode, col)
     gather_near(p, rad, wt, shape_areas(wt), 5, pad, scratch, near)
-    for plane in (coc, ro(coc)):
-        abs_max_bits(plane, np.zeros(h, np.int32))
-    for fr in (frame,):
-        out = np.empty_like(frame)
-        finish(fr, alpha, np.zeros((h + 1, w + 1, 3), np.uint8), luts.decode, luts.encode, near, True,
-               bilinear_taps(h, hl, s), bilinear_taps(w, wl, s), np.zeros((threads(), 4), np.float32), out)
+    abs_max_bits(ro(coc), np.zeros(h, np.int32))
+    finish(ro(frame), alpha, np.zeros((h + 1, w + 1, 3), np.uint8), luts.decode, luts.encode, near, True,
+           bilinear_taps(h, hl, s), bilinear_taps(w, wl, s), np.zeros((threads(), 4), np.float32),
+           np.empty_like(frame))

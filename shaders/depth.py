@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .jit import inline, kernel, register_warmup
+from .jit import frozen, inline, kernel, register_warmup
 
 # BT.601 luma weights for the motion signal (BGR order)
 _LB, _LG, _LR = np.float32(0.114), np.float32(0.587), np.float32(0.299)
@@ -380,7 +380,6 @@ def _warm() -> None:
     cb = np.array([0, 4, 8], np.int64)
     x = np.zeros((1, 3, 4, 4), np.float32)
     small = np.zeros((2, 2), np.float32)
-    pack_model_input(frame, rb, cb, 2, 1, 1, np.zeros((2, 8 * 3), np.uint16), x, small)
     final_conv_up2(np.zeros((2, 2, 3), np.float32), np.zeros((2, 3, 3), np.float32), np.float32(0.0),
                    np.zeros((2, 3), np.float32), np.zeros((4, 6), np.float32))
     st = np.zeros((2, 2), np.float32)
@@ -400,13 +399,8 @@ def _warm() -> None:
     xi = np.zeros(5, np.int64)
     wide_b, wide_d = np.zeros((2, 5), np.float32), np.zeros((2, 5), np.float32)
     widen_layers(small, small, xi, np.zeros(5, np.float32), wide_b, wide_d)
-    # the pipeline hands stages read-only views (frames and mattes): compile those signatures too
-    frozen_frame = frame.copy()
-    frozen_frame.flags.writeable = False
-    frozen = m.copy()
-    frozen.flags.writeable = False
-    pack_model_input(frozen_frame, rb, cb, 2, 1, 1, np.zeros((2, 8 * 3), np.uint16), x, small)
-    for mm in (m, frozen):
-        compose_layers(mm, wide_b, wide_d, yi, np.zeros(3, np.float32), np.float32(0.3), np.float32(0.25),
-                       np.zeros_like(m), np.empty_like(m))
-        compose_constant(mm, np.float32(1.0), np.float32(0.25), np.empty_like(m))
+    # the depth stage passes frames and mattes read-only (one signature each)
+    pack_model_input(frozen(frame), rb, cb, 2, 1, 1, np.zeros((2, 8 * 3), np.uint16), x, small)
+    compose_layers(frozen(m), wide_b, wide_d, yi, np.zeros(3, np.float32), np.float32(0.3), np.float32(0.25),
+                   np.zeros_like(m), np.empty_like(m))
+    compose_constant(frozen(m), np.float32(1.0), np.float32(0.25), np.empty_like(m))

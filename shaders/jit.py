@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numba
+import numpy as np
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
@@ -29,6 +30,15 @@ def kernel(fn: Callable | None = None, *, parallel: bool = False):
 def inline(fn: Callable):
     """A small helper called from kernels (same options, always inlined by LLVM)."""
     return numba.njit(inline="always", **_JIT)(fn)
+
+
+def frozen(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``. Numba compiles a kernel apart for read-only and writable
+    arrays; the callers pass inputs that may be either (a source's frame, a stage's read-only
+    output, a caller's own array) through this, so each kernel has one signature to compile."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 warmups: list[Callable[[], None]] = []

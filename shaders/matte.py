@@ -59,7 +59,7 @@ from __future__ import annotations
 import numpy as np
 
 from .area import AreaDownscaler, area_downscale, area_resample, area_table  # noqa: F401 (one import path)
-from .jit import inline, kernel, register_warmup
+from .jit import frozen, inline, kernel, register_warmup
 from .matte_apply import apply_coeffs, plan_spans, widen_coeffs  # noqa: F401
 
 N_STATS = 14  # I (3), p, I_i I_j for i <= j (6), I p (3), p p
@@ -433,7 +433,7 @@ class GuidedUpsampler:
         plan_spans(self.coef, self._jstart, self._jend, self._zero, self._key, self.spans, self.values,
                    self.nspans, self._wspans, self._nwspans)
         widen_coeffs(self.coef, *self._cols_table, self._wspans, self._nwspans, self._wide)
-        apply_coeffs(frame, self._wide, *self._rows_table, self.spans, self.values, self.nspans, out)
+        apply_coeffs(frozen(frame), self._wide, *self._rows_table, self.spans, self.values, self.nspans, out)
 
     def run(self, guide: np.ndarray, p: np.ndarray, frame: np.ndarray, out: np.ndarray) -> None:
         self.coefficients(guide, p)
@@ -491,12 +491,9 @@ def _warm() -> None:
     guide = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
     p = rng.random((5, 7), dtype=np.float32)
     frame = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
-    # sources may hand the stage read-only frames: Numba compiles those signatures apart
-    frozen = frame.copy()
-    frozen.flags.writeable = False
     out = np.empty((10, 12), np.float32)
-    for f in (frame, frozen):
-        GuidedUpsampler((7, 5), (12, 10), 1, 1e-3).run(guide, p, f, out)
-        GuidedUpsampler((7, 5), (12, 10), 1, 1e-3, smooth=True).run(guide, p, f, out)
-        FineGuidedUpsampler((7, 5), (9, 6), (12, 10), 1, 1e-3).run(guide, p, f, out)
+    # the frame goes to the kernels read-only, writable or not (one signature)
+    GuidedUpsampler((7, 5), (12, 10), 1, 1e-3).run(guide, p, frame, out)
+    GuidedUpsampler((7, 5), (12, 10), 1, 1e-3, smooth=True).run(guide, p, frame, out)
+    FineGuidedUpsampler((7, 5), (9, 6), (12, 10), 1, 1e-3).run(guide, p, frame, out)
 

@@ -26,7 +26,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from .jit import inline, kernel, register_warmup
+from .jit import frozen, inline, kernel, register_warmup
 
 TILE_SHIFT = 2
 TILE = 1 << TILE_SHIFT  # 4: the motion probe's tile edge in pixels
@@ -242,7 +242,7 @@ def _warm() -> None:
     f32 = np.float32
     frame = np.zeros((5, 7, 3), np.uint8)
     lum = np.empty(tiles_shape(5, 7), np.float32)
-    tile_luma(frame, scratch_rows(7), lum)
+    tile_luma(frozen(frame), scratch_rows(7), lum)  # the stage passes frames read-only
     luma_histogram(lum, 1, np.empty(8, np.int32))
     wgt = np.empty((lum.shape[0], 7), np.float32)
     motion_weight(lum, lum, f32(0.0), f32(1.0), f32(1.0), np.empty_like(lum), wgt)

@@ -161,3 +161,48 @@ def test_the_segmenter_loads_without_mediapipes_drawing_helpers_which_still_work
     lines = proc.stdout.split("\n")
     assert lines[0] == "(144, 256) False", proc.stdout  # the model ran; matplotlib was never imported
     assert lines[1] == "DrawingSpec True", proc.stdout  # ... until a drawing helper was asked for
+
+
+def test_one_signature_per_kernel_and_nothing_compiled_after_warm_up():
+    """Each kernel compiles once on a first start (read-only and writable inputs share one
+    signature); the pipeline on writable and read-only frames compiles nothing new."""
+    code = """
+import importlib, json, numpy as np
+import shaders
+from numba.core.registry import CPUDispatcher
+from realtime.pipeline import Pipeline
+from realtime.stages.render import render_bokeh
+
+def counts():
+    out = {}
+    for name in ("bokeh", "gather", "matte", "matte_apply", "area", "depth", "temporal"):
+        mod = importlib.import_module("shaders." + name)
+        for attr, obj in vars(mod).items():
+            if isinstance(obj, CPUDispatcher) and obj.__module__ == mod.__name__ and \\
+                    obj.targetoptions.get("inline") != "always":
+                out[name + "." + attr] = len(obj.signatures)
+    return out
+
+shaders.warmup()
+warm = counts()
+p = Pipeline("portrait")
+p.warmup((320, 240))
+rng = np.random.default_rng(0)
+frame = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+frozen = frame.copy(); frozen.flags.writeable = False
+for i, f in enumerate((frame, frozen, frame)):
+    r = p.process(f, 40 * i)
+render_bokeh(frame, np.full((240, 320), 3.0, np.float32), np.zeros((240, 320), np.float32))
+p.close()
+print(json.dumps([warm, counts()]))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    warm, after = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert after == warm  # nothing compiled after the warm-up
+    two = {k for k, n in warm.items() if n != 1}
+    # the one kernel with two genuinely different signatures (float32 or uint16 history)
+    assert two == {"temporal.difference_histogram"}, warm

@@ -24,7 +24,7 @@ from shaders.color import ColorLuts, make_luts
 from realtime.core.buffers import PerSize
 from realtime.core.config import REFERENCE_HEIGHT, RenderConfig
 from realtime.core.errors import ConfigError, FrameShapeError, FrameTypeError
-from realtime.core.frames import check_disparity, check_frame, check_matte, check_plane
+from realtime.core.frames import check_disparity, check_frame, check_matte, check_plane, readonly
 from realtime.core.stage import Stage
 from realtime.core.threads import row_chunks
 
@@ -111,7 +111,7 @@ class Lens:
         if matte is not None:
             check_matte(matte, (h, w))
         out = self._out(out, frame_bgr)
-        coc = np.ascontiguousarray(coc_px)
+        coc = readonly(np.ascontiguousarray(coc_px))  # read-only: one kernel signature
         if coc_limit is None:
             if self._rows.shape[0] != h:
                 self._rows = np.zeros(h, np.int32)
@@ -152,7 +152,9 @@ class Lens:
 
     def _run(self, frame_bgr, src, matte, lim, out, from_disp: _FromDisparity | None) -> None:
         h, w = frame_bgr.shape[:2]
-        m = np.ascontiguousarray(matte) if matte is not None else src
+        # inputs go to the kernels read-only, whoever owns them: one signature each
+        frame_bgr, src = readonly(frame_bgr), readonly(src)
+        m = readonly(np.ascontiguousarray(matte)) if matte is not None else src
         tol = np.float32(self.config.subject_near_px * h / REFERENCE_HEIGHT)
         if not lim <= MAX_COC_PX:  # inf or NaN somewhere: clamp, never index with it
             lim = MAX_COC_PX

@@ -143,7 +143,7 @@ class Stabiliser(Stage):
             self._primed = False
         self._prev_ts = ts
 
-        k.tile_luma(frame, b.rows, b.luma)
+        k.tile_luma(readonly(frame), b.rows, b.luma)  # read-only: one kernel signature
         k.luma_histogram(b.luma, TILE_SAMPLE_STEP, b.hist)
         if self._primed:
             self.histogram_change = float(np.abs(b.hist - b.hist_prev).sum()) / (2.0 * float(b.hist.sum()))

@@ -182,7 +182,7 @@ class DepthEstimator(Stage):
         if not self.uses_model:
             if self._fallback_out is None or self._fallback_out.shape != (h, w):
                 self._fallback_out = np.empty((h, w), np.float32)
-            k.compose_constant(matte, np.float32(FALLBACK_PERSON_DISPARITY),
+            k.compose_constant(readonly(matte), np.float32(FALLBACK_PERSON_DISPARITY),
                                np.float32(self.config.background_disparity), self._fallback_out)
             return readonly(self._fallback_out)
 
@@ -205,7 +205,7 @@ class DepthEstimator(Stage):
         """The model's input for ``frame`` (and its luma and low-res matte) into ``slot``
         (without a matte yet when prefetching: it is filled in when the result is taken)."""
         f = g.fit
-        k.pack_model_input(frame.reshape(f.frame_h, f.frame_w * 3), g.row_bounds, g.col_bounds, g.step, f.dy, f.dx,
+        k.pack_model_input(readonly(frame.reshape(f.frame_h, f.frame_w * 3)), g.row_bounds, g.col_bounds, g.step, f.dy, f.dx,
                          g.acc_frame, slot.x, slot.luma)
         slot.matte_pending = matte is None
         if matte is None:
@@ -405,7 +405,7 @@ class DepthEstimator(Stage):
         if g.edge_fresh:
             np.copyto(g.edge, matte)
             g.edge_fresh = False
-        k.compose_layers(matte, g.wide_background, g.wide_diff, g.yi, g.yf, np.float32(1.0 - cfg.edge_smoothing),
+        k.compose_layers(readonly(matte), g.wide_background, g.wide_diff, g.yi, g.yf, np.float32(1.0 - cfg.edge_smoothing),
                        np.float32(cfg.edge_follow), g.edge, g.out)
 
     def _release(self) -> None:
