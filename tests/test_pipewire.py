@@ -170,23 +170,33 @@ def test_named_camera_keeps_its_rate_live_and_leaves_on_sigterm(session, tmp_pat
     assert gaps.max() < 0.25, gaps.max()
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "crash"])
+@pytest.mark.parametrize("how", ["ctrl-c", "crash", "segfault"])
 def test_node_is_removed_when_the_process_stops(session, tmp_path, how):
-    """Ctrl-C in a terminal reaches the whole process group; a crash runs no clean-up code."""
+    """Ctrl-C in a terminal reaches the whole process group; a crash (SIGKILL of the group) runs no
+    clean-up code; a segfault of the main process alone leaves the streaming process to notice."""
     run = _run_py(session, tmp_path, "--input", str(CLIP), "--size", SIZE_ARG, "--live",
                   "--output", f"pipewire:{how} Cam", "--quiet")
     name = f"portrait-cam.{how}-cam"
     try:
         session.wait_node(proc=run, node_name=name)
-        os.killpg(run.pid, signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)
+        if how == "segfault":
+            os.kill(run.pid, signal.SIGSEGV)
+        else:
+            os.killpg(run.pid, signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)
         rc = run.wait(60)
         assert session.wait_gone(node_name=name), "the node outlived its process"
         if how == "ctrl-c":
             assert rc in (0, 130), rc  # 130 when it came during start-up
+        elif how == "segfault":
+            assert rc == -signal.SIGSEGV, rc
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
         run.communicate()
+        try:
+            os.killpg(run.pid, signal.SIGKILL)  # the group: nothing of it may outlive the test
+        except ProcessLookupError:
+            pass
 
 
 def _frames_in(session, node_name: str, path: Path):
@@ -203,11 +213,16 @@ def test_fail_closed_and_repeat_last_frame_through_pipewire(in_session, tmp_path
     try:
         assert in_session.wait_node(node_name="portrait-cam.failsafe-cam")
         assert pw.readers() == 0 and pw.has_readers() is False and pw.node_state() in ("idle", "suspended")
+        assert pw.readers_present() is False
         cap = _frames_in(in_session, "portrait-cam.failsafe-cam", tmp_path / "cap.npz")
         deadline = time.monotonic() + 20
         while pw.readers() != 1 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert pw.has_readers() is True and pw.node_state() == "running"
+        deadline = time.monotonic() + 10
+        while not pw.readers_present() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pw.readers_present() is True  # what idle mode asks, answered by the node's own state
         rec, report = _run("stall", start=3, stop=6, frames=40, live=True, extra_sinks=[pw])
         crc, _, cerr = stop_capture(cap)
     finally:
@@ -352,6 +367,42 @@ def test_virtualcam_and_pipewire_at_once(in_session, tmp_path):
     for name, got in (("virtualcam", sent), ("pipewire", frames)):
         for i, f in enumerate(got):
             assert min(_diff(f, w) for w in written) == 0.0, f"{name} frame {i} is none of the written frames"
+
+
+def test_idle_while_nobody_reads_the_pipewire_camera(session, tmp_path):
+    """A live run with only the PipeWire camera goes idle (the card, 'idle: no app is reading')
+    while no app reads it, and an app that starts reading wakes it: the card, then processed frames."""
+    from realtime.app.idle import idle_card, idle_status
+
+    run = _run_py(session, tmp_path, "--input", str(CLIP), "--size", SIZE_ARG, "--live", "--fps", "30",
+                  "--output", "pipewire:Idle Cam")
+    err: list[str] = []
+    drain = threading.Thread(target=lambda: err.extend(iter(run.stderr.readline, "")), name="test-stderr")
+    drain.start()
+    try:
+        session.wait_node(proc=run, node_name="portrait-cam.idle-cam")
+        deadline = time.monotonic() + 240
+        while idle_status("Idle Cam") not in "".join(err) and idle_status() not in "".join(err):
+            assert time.monotonic() < deadline and run.poll() is None, "".join(err)[-2000:]
+            time.sleep(0.2)
+        crc, _, cerr = finish(capture(session, "portrait-cam.idle-cam", tmp_path / "cap.npz", frames=90, seconds=120,
+                                      skip_black=True))
+        assert crc == 0, cerr
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(60) in (0, 130)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+        drain.join(10)
+        run.stdout.close()
+    frames, _, _ = _load(tmp_path / "cap.npz")
+    card = idle_card(SIZE)
+    is_card = [_diff(f, card) < 3.0 for f in frames]
+    print(f"frames read after idle: {sum(is_card)} cards first, then {len(is_card) - sum(is_card)} others")
+    assert is_card[0], _diff(frames[0], card)  # what the app saw first: the idle card
+    assert not any(is_card[-10:]), "the camera did not wake for the app"
+    assert all(f.mean() > 8 for f in frames[-10:])
 
 
 def test_default_output_picks_pipewire_and_says_so(session, tmp_path):

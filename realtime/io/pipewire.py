@@ -149,6 +149,7 @@ class PipeWireCamera:
         self.node_name = node_name or node_name_for(self._description)
         self.format = node_fmt  # offered first
         self.negotiated: str | None = None  # what the app reading the camera chose (last said)
+        self.streaming: bool | None = None  # is an app reading the camera? (None: not said yet)
         self.width, self.height = width, height
         self._size = width * height * _HALF_BYTES_PER_PIXEL[src_fmt] // 2
         rate = Fraction(float(fps)).limit_denominator(1001)
@@ -174,6 +175,8 @@ class PipeWireCamera:
             parts = raw.decode(errors="replace").split()
             if len(parts) >= 2 and parts[0] == "format":
                 self.negotiated = parts[1]
+            elif len(parts) >= 2 and parts[0] == "state":
+                self.streaming = parts[1] == "streaming"
 
     def _first_line(self, timeout: float) -> str:
         ready, _, _ = select.select([self._proc.stdout], [], [], timeout)

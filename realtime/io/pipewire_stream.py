@@ -14,7 +14,8 @@ to the parent (stdin closes, the daemon drops the client when the process dies).
 ``--probe`` instead of a configuration prints what loads (for doctor) as one JSON line.
 
 Protocol: prints ``ready`` (or ``error: WHAT``) on stdout once the node exists, then
-``format NAME WxH`` each time a consumer settles on a format; reads frames of exactly the
+``format NAME WxH`` each time a consumer settles on a format and ``state streaming`` /
+``state paused`` when an app starts or stops reading; reads frames of exactly the
 configured byte size from stdin until EOF and sends the newest one at the configured rate (a black
 frame until the first arrives, the last one again when none came). Exit codes: 0 after EOF,
 3 libpipewire does not load, 4 the node did not start, 5 a stream error while running.
@@ -105,9 +106,13 @@ def _params(blobs: list[bytes]):
     return (c_void_p * len(keep))(*[ctypes.addressof(k) for k in keep]), keep
 
 
+_SAYING = threading.Lock()
+
+
 def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    with _SAYING:  # PipeWire's thread says formats and states, the main thread the rest
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 class Node:
@@ -119,6 +124,7 @@ class Node:
         self.error: str | None = None
         self.state = 0
         self.format: str | None = None  # what the consumer settled on (None: no consumer)
+        self.announce = False  # say state changes (once "ready" is said)
         self.changed = threading.Event()
         self._events = _Events(version=0, state_changed=_STATE_CB(self._on_state),
                                param_changed=_PARAM_CB(self._on_param))
@@ -152,6 +158,13 @@ class Node:
         if state == _STATE_ERROR:
             self.error = (error or b"stream error").decode(errors="replace")
         self.changed.set()
+        if self.announce:
+            self.say_state()
+
+    def say_state(self) -> None:
+        """``state streaming`` while an app reads the camera, ``state paused`` when none does."""
+        if self.state in (_STATE_PAUSED, _STATE_STREAMING):
+            _say(f"state {'streaming' if self.state == _STATE_STREAMING else 'paused'}")
 
     def _on_param(self, _data, param_id, param) -> None:
         if param_id != pod.PARAM_FORMAT:
@@ -280,6 +293,8 @@ def main(argv: list[str]) -> int:
     reader = threading.Thread(target=read_frames, name="portrait-cam-pipewire-reader", daemon=True)
     reader.start()
     _say("ready")
+    node.announce = True
+    node.say_state()
     # This process keeps the rate (the last frame again when no new one came): it holds no
     # other work, so the parent's load does not make the camera stutter.
     period = 1.0 / float(cfg["fps"])

@@ -477,9 +477,8 @@ class VirtualCameraSink(Sink):
 
 
 class PipeWireSink(VirtualCameraSink):
-    """``--output pipewire[:NAME]``: a PipeWire camera named NAME (default "Portrait Cam"), see
-    :mod:`realtime.io.pipewire`. Same frames as the v4l2loopback camera (processed, fail-closed,
-    "camera unavailable"); the streaming process keeps the rate and repeats the last frame."""
+    """``--output pipewire[:NAME]``: a PipeWire camera (default "Portrait Cam", :mod:`realtime.io.pipewire`),
+    the v4l2loopback camera's frames; the streaming process keeps the rate, repeating the last frame."""
 
     kind = "pipewire"
 
@@ -528,13 +527,14 @@ class PipeWireSink(VirtualCameraSink):
         """Consumers linked to the node now (None = cannot tell); one ``pw-dump`` per call."""
         return self._cam._backend.readers() if self._cam is not None else None
 
-    def node_state(self) -> str | None:
-        """``running`` while an app reads the camera, ``idle``/``suspended`` otherwise (None: cannot tell)."""
+    def node_state(self) -> str | None:  # pw-dump's: running while an app reads it, idle/suspended
         return self._cam._backend.state() if self._cam is not None else None
 
-    def has_readers(self) -> bool | None:
-        """Is any app reading the camera? (None = cannot tell)"""
+    def has_readers(self) -> bool | None:  # (None = cannot tell)
         return None if (n := self.readers()) is None else n > 0
+
+    def readers_present(self) -> bool | None:  # the node's state as the streaming process says it: cheap
+        return self._cam._backend.streaming if self._cam is not None else None
 
     def describe(self) -> str:
         first = pw.FROM_VCAM[self.fmt]
