@@ -51,8 +51,10 @@ class PipeWireSession:
         runtime = self.dir / "runtime"
         runtime.mkdir(mode=0o700)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPEWIRE_", "DBUS_SESSION"))}
+        # the session's own XDG folders: the portal's permission store writes to the data folder
         self.env.update(XDG_RUNTIME_DIR=str(runtime), XDG_CONFIG_HOME=str(self.dir / "config"),
-                        XDG_STATE_HOME=str(self.dir / "state"), PYTHONPATH=str(ROOT))
+                        XDG_STATE_HOME=str(self.dir / "state"), XDG_DATA_HOME=str(self.dir / "data"),
+                        PYTHONPATH=str(ROOT))
         self.proc: subprocess.Popen | None = None
         self.log = self.dir / "session.log"
 
@@ -66,7 +68,8 @@ class PipeWireSession:
                 unavailable(f"{', '.join(missing)} not installed (apt-get install xdg-desktop-portal "
                             "xdg-desktop-portal-gtk xvfb libglib2.0-bin)")
             # xdg-desktop-portal 1.16 picks backends whose UseIn names the desktop (gtk: gnome)
-            self.env.update(XDG_CURRENT_DESKTOP="gnome", GTK_A11Y="none", NO_AT_BRIDGE="1")
+            self.env.update(XDG_CURRENT_DESKTOP="gnome", GTK_A11Y="none", NO_AT_BRIDGE="1",
+                            XDG_CACHE_HOME=str(self.dir / "cache"))  # the GTK backend's caches
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(["dbus-run-session", "--", "sh", "-c", (_XVFB if self.portal else "") + _LAUNCH],
                                          env=self.env,
