@@ -327,3 +327,47 @@ def test_no_coefficient_grid_in_the_matte():
             assert seg.grid[2] == 1280 / 320  # the coefficients' grid: 4 pixels at 720p
             block[smooth] = blockiness(matte, seg.grid)
     assert block[False] > 1.15 and block[True] < 1.08, block
+
+
+def _portrait(name: str) -> tuple[np.ndarray, np.ndarray]:
+    folder = DATA / "portraits"
+    frame = cv2.imread(str(folder / "images" / f"{name}.jpg"), cv2.IMREAD_COLOR)
+    mask = cv2.imread(str(folder / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+    assert frame is not None and mask is not None, f"portraits/{name} missing under {folder}"
+    return np.ascontiguousarray(frame), (mask >= 128).astype(np.float32)
+
+
+def test_unsure_background_is_not_a_plate():
+    """Portrait 281 (a runner on a treadmill): the model holds the treadmill and the floor at
+    0.2-0.7 a hand's width from the body, a semi-transparent plate of background. Faded by its
+    distance from the person's core, the plate goes; the person's outline does not move."""
+    frame, gt = _portrait("281")
+    h, w = gt.shape
+    far = cv2.distanceTransform((gt < 0.5).astype(np.uint8), cv2.DIST_L2, 3) > 0.03 * np.hypot(h, w)
+    out = {}
+    for fade in (False, True):
+        with Segmenter(_cfg(fade_unsure_background=fade)) as seg:
+            matte = np.array(seg.process(frame, 0))
+        plate = float(np.mean(matte[far] > 0.1)) * 100.0
+        out[fade] = (plate, iou(matte, gt), boundary_f(matte, gt))
+    assert out[False][0] > 3.0, out  # the plate is there without the fade (about 5.5% of the background)
+    assert out[True][0] < 0.25 * out[False][0], out
+    assert out[True][1] >= out[False][1] - 0.005 and out[True][2] >= out[False][2], out
+
+
+def test_fade_leaves_the_core_and_the_edge_alone():
+    from realtime.stages.person_box import FADE_FAR, FADE_NEAR, fade_far_background
+
+    conf = np.zeros((100, 200), np.float32)
+    conf[20:80, 20:60] = 1.0          # the core
+    conf[20:80, 60:200] = 0.7         # an unsure band reaching far to the right
+    out = np.empty_like(conf)
+    fade_far_background(conf, out)
+    side = 200.0
+    near, far = int(60 + FADE_NEAR * side) - 1, int(np.ceil(60 + FADE_FAR * side)) + 1
+    np.testing.assert_array_equal(out[:, :near], conf[:, :near])  # core and the near band as they were
+    assert out[50, far:].max() == 0.0                              # far away: gone
+    assert np.all(np.diff(out[50, near:far]) <= 0)                 # a ramp, not a cut
+    nocore = np.full((50, 50), 0.7, np.float32)
+    fade_far_background(nocore, out[:50, :50])
+    np.testing.assert_array_equal(out[:50, :50], nocore)           # no core: nothing to measure from

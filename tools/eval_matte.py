@@ -11,7 +11,9 @@ Prints markdown tables (pasted into docs/matte.md). Each set is run the way a us
   each on its own, and the stability of the matte on the first 40 frames of clips 1, 4 and 5 at
   1280x720 in order (mean |alpha change| per frame, %; the clips are nearly still).
 
-Columns: mean IoU at alpha 0.5, mean boundary F (DAVIS, tolerance 0.8% of the diagonal) and
+Columns: mean IoU at alpha 0.5, mean boundary F (DAVIS, tolerance 0.8% of the diagonal), the
+background plate (:func:`realtime.devtools.metrics.background_plate`: mean alpha in % on the
+ground truth's background more than 3% of the diagonal from the person) and
 blockiness (:func:`realtime.devtools.metrics.blockiness`: the matte's second differences on the
 refinement's coefficient grid over those half a period away, in the uncertain band; 1 = no
 grid showing). ``--raw`` adds the reference: MediaPipe on the whole frame, upsampled bilinearly
@@ -67,7 +69,7 @@ sys.path.insert(0, str(ROOT))
 from realtime import Pipeline, load_preset  # noqa: E402
 from realtime.devtools import testdata
 from realtime.core.config import MatteQuality, MatteRefine, SegModel  # noqa: E402
-from realtime.devtools.metrics import blockiness, boundary_f, iou  # noqa: E402
+from realtime.devtools.metrics import background_plate, blockiness, boundary_f, iou  # noqa: E402
 from realtime.stages.segmentation import Segmenter  # noqa: E402
 
 
@@ -247,7 +249,7 @@ class _Runner:
 def score(preset, frames, masks, in_order: bool, pipeline: bool) -> dict[str, float]:
     """Mean IoU, boundary F and blockiness (or the stability: mean |alpha change| per frame, %)."""
     run = _Runner(preset, pipeline)
-    ious, bfs, blocks, changes, prev = [], [], [], [], None
+    ious, bfs, plates, blocks, changes, prev = [], [], [], [], [], None
     try:
         for i, frame in enumerate(frames):
             if not in_order:
@@ -256,6 +258,7 @@ def score(preset, frames, masks, in_order: bool, pipeline: bool) -> dict[str, fl
             if masks is not None:
                 ious.append(iou(matte, masks[i]))
                 bfs.append(boundary_f(matte, masks[i]))
+                plates.append(background_plate(matte, masks[i]))
             b = blockiness(matte, run.seg.grid) if run.seg.grid is not None else float("nan")
             if np.isfinite(b):
                 blocks.append(b)
@@ -266,6 +269,7 @@ def score(preset, frames, masks, in_order: bool, pipeline: bool) -> dict[str, fl
         run.close()
     nan = float("nan")
     return {"n": len(frames), "iou": float(np.mean(ious)) if ious else nan, "bf": float(np.mean(bfs)) if bfs else nan,
+            "plate": float(np.mean(plates)) if plates else nan,
             "block": float(np.mean(blocks)) if blocks else nan, "change": float(np.mean(changes)) if changes else nan}
 
 
@@ -328,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
           f"eps {s.refine_eps:g} guide {s.refine_guide_scale:g} contrast {s.refine_contrast:g}"
           + (f"; changed: {' '.join(args.set)}" if args.set else "") + "\n")
     names = [n for n, _ in configs]
-    cols = [f"{m} {n}" for m in ("IoU", "BF", "blockiness") for n in names]
+    cols = [f"{m} {n}" for m in ("IoU", "BF", "plate %", "blockiness") for n in names]
     print("| set | n | " + " | ".join(cols) + " | stability " + " / ".join(names) + " |")
     print("|---|---:|" + "---:|" * (len(cols) + 1))
     results: dict[str, list[dict]] = {n: [] for n in names}
@@ -336,12 +340,12 @@ def main(argv: list[str] | None = None) -> int:
         row = {n: score(p, frames, masks, in_order, args.pipeline) for n, p in configs}
         for n in names:
             results[n].append(row[n])
-        cells = [_fmt(row[n][k]) for k in ("iou", "bf", "block") for n in names]
+        cells = [_fmt(row[n][k]) for k in ("iou", "bf", "plate", "block") for n in names]
         stab = " / ".join(_fmt(row[n]["change"]) for n in names) if masks is None else ""
         print(f"| {name} | {row[names[0]]['n']} | " + " | ".join(cells) + f" | {stab} |", flush=True)
     gt = [i for i, r in enumerate(results[names[-1]]) if np.isfinite(r["iou"])]
     mean = lambda n, k: float(np.mean([results[n][i][k] for i in gt]))  # noqa: E731
-    print("| mean of the sets | | " + " | ".join(_fmt(mean(n, k)) for k in ("iou", "bf", "block") for n in names) + " | |")
+    print("| mean of the sets | | " + " | ".join(_fmt(mean(n, k)) for k in ("iou", "bf", "plate", "block") for n in names) + " | |")
     if args.set:
         print("\n" + verdict([results["before"][i] for i in gt], [results["after"][i] for i in gt]))
     return 0

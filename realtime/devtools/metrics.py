@@ -3,6 +3,7 @@
 - IoU at alpha 0.5;
 - boundary F-measure as in DAVIS (boundaries matched within a tolerance of a fraction of the
   image diagonal, default 0.8%);
+- the background plate: mean alpha on the background away from the person;
 - dtSSD, the temporal-coherence error of Robust Video Matting's evaluation (x 100);
 - AbsRel / delta1 of a disparity map after least-squares scale-and-shift alignment.
 """
@@ -52,6 +53,15 @@ def boundary_f(pred: np.ndarray, gt: np.ndarray, tolerance: float = 0.008, thres
     if precision + recall == 0:
         return 0.0
     return 2 * precision * recall / (precision + recall)
+
+
+def background_plate(pred: np.ndarray, gt: np.ndarray, distance: float = 0.03) -> float:
+    """Mean alpha (%) on the ground truth's background farther than ``distance`` (a fraction of
+    the image diagonal) from the person: background kept semi-transparent, away from the edges
+    the boundary measures look at. 0 when there is no such background."""
+    h, w = gt.shape
+    far = cv2.distanceTransform((gt < 0.5).astype(np.uint8), cv2.DIST_L2, 3) > distance * np.hypot(h, w)
+    return float(pred[far].mean()) * 100.0 if far.any() else 0.0
 
 
 def dtssd(pred_t: np.ndarray, pred_prev: np.ndarray, gt_t: np.ndarray, gt_prev: np.ndarray) -> float:

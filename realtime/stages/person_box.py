@@ -30,6 +30,9 @@ FULL_FRAME = 0.8  # a window covering this much of the frame's area becomes the 
 SHRINK_BELOW = 0.5  # the window shrinks once the wanted one covers less than this share of it
 SHRINK_STEP = 0.25  # ... by this share of the way per frame
 TIGHT_MARGIN = 0.05  # a first frame's second view: the people's box grown by this share each side
+CORE = 0.9  # the person's core: confidence at least this
+FADE_NEAR, FADE_FAR = 0.03, 0.08  # unsure confidence fades out between these distances from the core
+# (shares of the model input's longer side)
 
 
 def person_box(conf: np.ndarray, threshold: float = 0.5) -> Box | None:
@@ -92,6 +95,25 @@ def tight_window(box: Box, frame_size: tuple[int, int], margin: float) -> tuple[
     bw, bh = x1 - x0, y1 - y0
     return (int(max(0, round(x0 - margin * bw))), int(max(0, round(y0 - margin * bh))),
             int(min(w, round(x1 + margin * bw))), int(min(h, round(y1 + margin * bh))))
+
+
+def fade_far_background(conf: np.ndarray, out: np.ndarray) -> None:
+    """``conf`` into ``out`` with its unsure parts far from the person's core faded out: a plain
+    backdrop the model holds at 0.6-0.9 a hand's width from the body is background, not hair
+    (hair and edges lie within :data:`FADE_NEAR` of the core, where nothing changes). The
+    confidence is scaled by 1 at ``FADE_NEAR`` of the input's longer side from the nearest core
+    pixel down to 0 at ``FADE_FAR``; the core itself (and a frame without one) is unchanged."""
+    outside = (conf < CORE).view(np.uint8)  # distanceTransform measures to the zeros: the core
+    if outside.all():
+        np.copyto(out, conf)
+        return
+    side = float(max(conf.shape))
+    d = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
+    d -= FADE_NEAR * side
+    d *= -1.0 / ((FADE_FAR - FADE_NEAR) * side)
+    d += 1.0
+    np.clip(d, 0.0, 1.0, out=d)
+    np.multiply(conf, d, out=out)
 
 
 def contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:

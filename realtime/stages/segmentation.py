@@ -29,7 +29,8 @@ from realtime.core.config import REFERENCE_HEIGHT, MatteQuality, MatteRefine, Mo
 from realtime.core.errors import ModelError, ModelHashError, StageError
 from realtime.core.frames import check_frame, readonly
 from realtime.core.stage import Stage
-from realtime.stages.person_box import TIGHT_MARGIN, CropTracker, crop_for, is_landscape, person_box, scale_box, tight_window
+from realtime.stages.person_box import (TIGHT_MARGIN, CropTracker, crop_for, fade_far_background, is_landscape, person_box,
+                                        scale_box, tight_window)
 
 SEGMENTATION_MODELS = ("selfie_landscape", "selfie_square")
 
@@ -153,6 +154,7 @@ class Segmenter(Stage):
         self._identified: str | None = None
         self._rgb: dict[tuple[int, int], np.ndarray] = {}  # the model's input per input size
         self._flip: np.ndarray | None = None
+        self._faded: dict[tuple[int, int], np.ndarray] = {}  # the faded confidence per model size
         self._sub: np.ndarray | None = None  # the window, contiguous (the refinement's frame)
         self._sub_matte: np.ndarray | None = None
         self._downs: dict[tuple, object] = {}
@@ -272,6 +274,13 @@ class Segmenter(Stage):
             flipped = self._checked(backend.segment(self._flip, ts), mw, mh)
             conf += flipped[:, ::-1]
             conf *= np.float32(0.5)
+        if self.config.fade_unsure_background:
+            # views averaged above are our own copy; a single run's is the backend's buffer
+            out = conf if (mirror or flip) else self._faded.get((mh, mw))
+            if out is None:
+                out = self._faded[(mh, mw)] = np.empty((mh, mw), np.float32)
+            fade_far_background(conf, out)
+            conf = out
         return rgb, conf
 
     def _window(self, frame: np.ndarray, crop: Crop) -> np.ndarray:
