@@ -88,6 +88,8 @@ def test_a_cold_start_streams_a_simple_blur_at_once_and_the_lens_takes_over(talk
     took_over = next(t for t, ln in lines if "the lens takes over" in ln) - t0
     # frames flowed while the children compiled, and the status line said what was happening
     assert first < took_over <= lens, text
+    # the quality governor judges the lens's frames, not the quick portrait's
+    assert not [ln for t, ln in lines if "quality down" in ln and t - t0 < took_over], text
     quick = [ln for _, ln in lines if "(simple blur until then)" in ln and " fps |" in ln]
     assert quick and all("compiling kernels, once: " in ln for ln in quick), text
     lens_status = [ln for t, ln in lines if t - t0 > lens and " fps |" in ln]

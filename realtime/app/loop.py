@@ -242,7 +242,8 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
             if stop is not None and stop():
                 raise KeyboardInterrupt  # the frame is not counted: no output got it
             now = time.perf_counter()
-            if governor is not None and live and result is not None:
+            # a first start's quick portrait says nothing of what the lens will cost
+            if governor is not None and live and result is not None and getattr(pipeline, "lens", True):
                 governor.observe((now - t_call) * 1000.0)
             if result is not None:
                 fail.good(result.frame, now)
