@@ -91,10 +91,16 @@ def test_a_cold_start_streams_a_simple_blur_at_once_and_the_lens_takes_over(talk
     # the quality governor judges the lens's frames, not the quick portrait's
     assert not [ln for t, ln in lines if "quality down" in ln and t - t0 < took_over], text
     quick = [ln for _, ln in lines if "(simple blur until then)" in ln and " fps |" in ln]
-    assert quick and all("compiling kernels, once: " in ln for ln in quick), text
+    assert quick and all("compiling kernels, once: " in ln or "kernels compiled, loading them" in ln
+                         for ln in quick), text
+    assert "compiling kernels, once: " in quick[0], text
     lens_status = [ln for t, ln in lines if t - t0 > lens and " fps |" in ln]
     assert lens_status and "simple blur" not in lens_status[-1] and "depth" in lens_status[-1], text
-    assert "FAIL-CLOSED" not in text and "Traceback" not in text, text
+    assert "Traceback" not in text, text
+    # no frame failed by an error, neither quick nor at the switch; on a machine loaded by others
+    # a frame may stall past the deadline (then it fails closed, and the line says so)
+    failed = [ln for _, ln in lines if "fails closed" in ln or "FAIL-CLOSED" in ln or "still failing" in ln]
+    assert all("stalled past" in ln or "still busy" in ln for ln in failed), text
     assert proc.returncode == 0, text
     assert _using(cache) == []  # the compile children are gone
     # ... and left every kernel in the cache: the next start is warm, no simple blur
@@ -150,19 +156,19 @@ def test_the_quick_portrait_keeps_the_person_sharp_and_blurs_the_rest():
     assert detail(res.frame) < 0.4 * detail(frame)
 
 
-def test_the_segmenter_loads_without_mediapipes_drawing_helpers_which_still_work_when_asked():
+def test_the_segmenter_loads_without_mediapipes_drawing_and_audio_parts_which_still_work_when_asked():
     code = ("import sys; from realtime.stages.segmentation import MediaPipeSegmenter; "
             "import numpy as np; s = MediaPipeSegmenter('selfie_landscape'); w, h = s.input_size; "
             "m = s.segment(np.zeros((h, w, 3), np.uint8), 0); s.close(); "
-            "print(m.shape, 'matplotlib' in sys.modules); "
-            "from mediapipe.tasks.python import vision; print(vision.drawing_utils.DrawingSpec.__name__, "
-            "'matplotlib.pyplot' in sys.modules)")
+            "print(m.shape, 'matplotlib' in sys.modules, 'sounddevice' in sys.modules); "
+            "from mediapipe.tasks.python import vision, audio; print(vision.drawing_utils.DrawingSpec.__name__, "
+            "'matplotlib.pyplot' in sys.modules, audio.AudioClassifier.__name__)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.split("\n")
-    assert lines[0] == "(144, 256) False", proc.stdout  # the model ran; matplotlib was never imported
-    assert lines[1] == "DrawingSpec True", proc.stdout  # ... until a drawing helper was asked for
+    assert lines[0] == "(144, 256) False False", proc.stdout  # the model ran; no matplotlib, no sounddevice
+    assert lines[1] == "DrawingSpec True AudioClassifier", proc.stdout  # ... until asked for
 
 
 def test_one_signature_per_kernel_and_nothing_compiled_after_warm_up():

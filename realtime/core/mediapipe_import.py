@@ -1,10 +1,11 @@
-"""Importing MediaPipe without the drawing helpers nothing here uses.
+"""Importing MediaPipe without the parts nothing here uses.
 
-``import mediapipe`` imports every task, and its vision package imports its drawing helpers,
-which import matplotlib's pyplot: the larger part of importing MediaPipe, and so of a warm
-start (docs/cost.md, "Cold start"). :func:`mediapipe` imports it with those two modules
-loaded lazily (``importlib.util.LazyLoader``): they are real modules that execute the moment
-anything touches one of their attributes; the segmenter and the face detector never do.
+``import mediapipe`` imports every task: its vision package imports its drawing helpers, which
+import matplotlib's pyplot, and its audio package imports ``sounddevice``, which looks for
+PortAudio by running ``ldconfig`` and the C compiler: most of importing MediaPipe, and so a
+good part of a warm start (docs/cost.md, "Cold start"). :func:`mediapipe` imports it with those
+modules loaded lazily (``importlib.util.LazyLoader``): they are real modules that execute the
+moment anything touches one of their attributes; the segmenter and the face detector never do.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import sys
 import threading
 from types import ModuleType
 
-LAZY = frozenset({"mediapipe.tasks.python.vision.drawing_utils", "mediapipe.tasks.python.vision.drawing_styles"})
+LAZY = frozenset({"mediapipe.tasks.python.vision.drawing_utils", "mediapipe.tasks.python.vision.drawing_styles",
+                  "mediapipe.tasks.python.audio"})
 _lock = threading.Lock()
 
 
