@@ -38,7 +38,7 @@ STAGES = ("segmentation", "depth", "temporal", "focus", "render")
 def all_optimisations_off(preset: Preset) -> Preset:
     """``preset`` with every cost optimisation off (work reused or skipped between frames): the
     reference the benchmark and the tests compare the optimised output with."""
-    return preset.replace({"depth": {"still_interval": 1}})
+    return preset.replace({"depth": {"still_interval": 1}, "render": {"reuse_tiles": False}})
 
 
 def _checked(a: np.ndarray, shape: tuple[int, int], stage: str, what: str) -> np.ndarray:

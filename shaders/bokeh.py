@@ -36,7 +36,7 @@ EPS_NEAR = 1e-7     # ... and a much smaller one for pixels in front of the focu
 
 # -- 1. layer split ---------------------------------------------------------------------------
 
-SEG = 64  # layer pixels a split segment covers: its scratch stays in L1
+SEG = 32  # layer pixels a split segment (and a reused tile) spans: its scratch stays in L1
 
 
 @inline
@@ -82,7 +82,7 @@ def _weights(crow, mrow, has_matte, n, lim, tol, wv, pc, arow):
 
 @kernel(parallel=True)
 def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scratch, near_dirty, out_coc, layers,
-                 out_alpha):
+                 tiles, out_alpha):
     """Full-res frame -> layer-res far/near layers (over each s x s block, s = 1 or 2) and the
     full-res sharp alpha, in one pass over the frame.
 
@@ -90,7 +90,11 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
     CoC map, or with ``from_disp`` the disparity, the CoC then being computed (``aperture * (focus
     - disparity)``, as :func:`coc_from_disparity`) and written to ``out_coc``; either way clamped
     to +/- ``lim``. ``layers`` is ``(out_prefix, out_near, out_rw, out_fw, out_rnear, out_need)``,
-    the layer-resolution outputs the gathers read next. The far layer (sums of far weight * colour
+    the layer-resolution outputs the gathers read next. ``tiles`` is ``(todo, tile_rows)``: only
+    the tiles (``tile_rows`` layer rows by SEG layer pixels) with ``todo[ty, tx] != 0`` are split
+    (a (1, 1) map of 1 with ``tile_rows`` 1 splits everything); the others keep every output as it
+    was, the far layer's prefix sums shifted by what the split tiles before them on the row
+    changed, and ``near_dirty`` stays set on rows where they may hold near pixels. The far layer (sums of far weight * colour
     and of far weight, the weight floored at EPS_WEIGHT, or EPS_NEAR for near pixels) is written
     directly as its row prefix sums ``out_prefix`` (layout of :func:`row_prefix`; its last row is left alone).
     ``out_near`` (h, w, 4): block means of near coverage * colour and of coverage, written only
@@ -104,6 +108,9 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
     """
     from_disp, focus, aperture, lim = coc_params
     out_prefix, out_near, out_rw, out_fw, out_rnear, out_need = layers
+    todo, tile_rows = tiles
+    last_ty = todo.shape[0] - 1
+    last_tx = todo.shape[1] - 1
     hgt, wid = src.shape
     hh, wh = out_fw.shape
     inv_s = np.float32(1.0) / np.float32(s)
@@ -139,20 +146,57 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
         a2 = zero
         a3 = zero
         near_row = out_near[yh].reshape(4 * wh)
-        for xh in range(wh):
-            rnr[xh] = zero
-        if near_dirty[yh] != 0:  # near pixels last time: start from zero (other rows are)
-            for j in range(4 * wh):
-                near_row[j] = zero
+        near_before = near_dirty[yh] != 0
+        every = True  # every tile of the row split
         row_near = zero  # a sum, not a flag: float min/max reductions do not vectorise
+        # the prefix sum this row had before the segment being split, last time (tiles left as
+        # they were keep their sums, shifted by how much the split ones before them changed)
+        b0 = zero
+        b1 = zero
+        b2 = zero
+        b3 = zero
+        trow = todo[min(yh // tile_rows, last_ty)]
         for xs in range(0, wh, SEG):
             # slices from the segment's start, indexed from 0: offsets added to an index keep
             # Numba's negative-index check in the loop, which stops it vectorising
             n = min(SEG, wh - xs)
+            ps = prow[4 * (pad + 1 + xs):4 * (pad + 1 + xs + n)]
+            e = 4 * (n - 1)
+            if trow[min(xs // SEG, last_tx)] == 0:
+                every = False
+                d0 = a0 - b0
+                d1 = a1 - b1
+                d2 = a2 - b2
+                d3 = a3 - b3
+                b0 = ps[e]
+                b1 = ps[e + 1]
+                b2 = ps[e + 2]
+                b3 = ps[e + 3]
+                for q in range(n):
+                    ps[4 * q] += d0
+                    ps[4 * q + 1] += d1
+                    ps[4 * q + 2] += d2
+                    ps[4 * q + 3] += d3
+                a0 = ps[e]
+                a1 = ps[e + 1]
+                a2 = ps[e + 2]
+                a3 = ps[e + 3]
+                continue
+            b0 = ps[e]
+            b1 = ps[e + 1]
+            b2 = ps[e + 2]
+            b3 = ps[e + 3]
             fx0 = xs * s
             fn = min(n * s, wid - fx0)
             nd = ned[xs:xs + n]
+            rns = rnr[xs:xs + n]
+            near_seg = near_row[4 * xs:4 * (xs + n)]
+            if near_before:  # near pixels last time: start from zero (other rows are)
+                for j in range(4 * n):
+                    near_seg[j] = zero
+            seg_total = zero
             for q in range(n):
+                rns[q] = zero
                 sb[q] = zero
                 sg[q] = zero
                 sr[q] = zero
@@ -187,9 +231,8 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
                         cs[i] = crow_in[i]
                 seg_near = _weights(cs, mrow, has_matte, fn, lim, tol, wv, pc, arow)
                 if seg_near > zero:  # something in front of the focus plane here (rare)
-                    _near_segment(cs, mrow, has_matte, fn, s, lim, tol, lb, lg, lr,
-                                  near_row[4 * xs:4 * (xs + n)], rnr[xs:xs + n])
-                    row_near += seg_near
+                    _near_segment(cs, mrow, has_matte, fn, s, lim, tol, lb, lg, lr, near_seg, rns)
+                    seg_total += seg_near
                 if s == 2:
                     for q in range(fn // 2):
                         v0 = wv[2 * q]
@@ -218,6 +261,14 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
                         sw[q] = v0
                         srw[q] = pc[q]
                         nd[q] = arow[q] != 255
+            if seg_total > zero:  # the near sums to means
+                row_near += seg_total
+                for q in range(n):
+                    cols = min(s, wid - (xs + q) * s)
+                    inv = one / np.float32(rows * cols)
+                    for ch in range(4):
+                        near_seg[4 * q + ch] *= inv
+                    rns[q] *= inv_s
             fws = fwr[xs:xs + n]
             rws = rwr[xs:xs + n]
             inv = one / np.float32(rows * s)
@@ -229,7 +280,6 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
                 fws[n - 1] = max(sw[n - 1] * inv - eps, zero)
                 rws[n - 1] = srw[n - 1] * (inv * inv_s)
             # the far layer leaves as its row prefix sums (see row_prefix)
-            ps = prow[4 * (pad + 1 + xs):4 * (pad + 1 + xs + n)]
             for q in range(n):
                 a0 += sb[q]
                 a1 += sg[q]
@@ -244,14 +294,8 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
             prow[4 * i + 1] = a1
             prow[4 * i + 2] = a2
             prow[4 * i + 3] = a3
-        if row_near > zero:
-            for xh in range(wh):
-                cols = min(s, wid - xh * s)
-                inv = one / np.float32(rows * cols)
-                for ch in range(4):
-                    near_row[4 * xh + ch] *= inv
-                rnr[xh] *= inv_s
-        near_dirty[yh] = row_near > zero
+        # tiles left as they were may hold near pixels of last time
+        near_dirty[yh] = (row_near > zero) or (near_before and not every)
 
 
 @inline
@@ -376,6 +420,10 @@ def finish(frame, alpha, bg, dec, enc, near, near_on, tap_y, tap_x, scratch, out
                          w00, w01, w10, w11)
 
 
+# split every tile (the ``tiles`` argument of split_layers)
+ALL_TILES = (np.ones((1, 1), np.uint8), 1)
+
+
 def bilinear_taps(n: int, layer_n: int, s: int) -> np.ndarray:
     """(n, 2) float32: first layer index and weight of the next one, for each full-res index
     (layer pixel i covers full-res pixels s i .. s i + s - 1, centres aligned)."""
@@ -433,7 +481,7 @@ def _warm() -> None:
         plane = ro(coc)
         split_layers(ro(frame), plane, plane, s == 1, (s == 2, np.float32(0.5), np.float32(2), np.float32(4)), s,
                      luts.decode, np.float32(1), pad, scratch, np.zeros(hl, np.uint8),
-                     np.zeros((h, w), np.float32), (p, near, rw, fw, rn, need), alpha)
+                     np.zeros((h, w), np.float32), (p, near, rw, fw, rn, need), ALL_TILES, alpha)
     wt = shape_table(3)
     row_prefix(near, pad, p)
     scratch = np.zeros((threads(), 3, 4 * RUN), np.float32)

@@ -169,7 +169,7 @@ def _run_split(frame, coc, matte, s, luts, tol, lim, pad=3, disparity=None, focu
                        (disparity is not None, np.float32(focus), np.float32(aperture), np.float32(lim)), s,
                        luts.decode, np.float32(tol), pad,
                        np.zeros((bokeh.threads(), bokeh.SEG * (6 * s + 5)), np.float32), near_dirty, coc_out,
-                       (prefix, near, rw, fw, rn, need), alpha)
+                       (prefix, near, rw, fw, rn, need), bokeh.ALL_TILES, alpha)
     assert np.all(np.isnan(prefix[hl]))  # the last row belongs to the caller
     assert np.all(alpha[:, w:] == 0)  # the padding of the alpha rows is never written
     # back from prefix sums to the layer itself
@@ -179,6 +179,55 @@ def _run_split(frame, coc, matte, s, luts, tol, lim, pad=3, disparity=None, focu
     np.testing.assert_array_equal(near_dirty, (near[..., 3] > 0).any(1))
     res = (far, near, rw, fw, rn, need, alpha[:, :w])
     return res + (coc_out,) if disparity is not None else res
+
+
+@pytest.mark.parametrize("s", [1, 2])
+def test_split_of_some_tiles_keeps_the_others_and_shifts_their_prefix_sums(s):
+    """Frame A split whole, then frame B (A changed on some tiles, near pixels included) split on
+    those tiles only, into the same buffers: the same layers as B split whole."""
+    rng = np.random.default_rng(RNG_SEED + 10 + s)
+    tile_rows, pad = 2, 4
+    hl, wl = 3 * tile_rows + 1, 2 * bokeh.SEG + 5   # 4 x 3 tiles, the last ones partial
+    h, w = hl * s - (s - 1), wl * s - (s - 1)          # odd sizes: partial blocks too
+    luts = make_luts(3.0, 0.85)
+    disp = rng.uniform(0.0, 1.0, (h, w)).astype(np.float32)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    matte = rng.uniform(-0.2, 1.2, (h, w)).astype(np.float32)
+    changed = np.zeros((4, 3), np.uint8)
+    changed[0, 1] = changed[2, 0] = changed[3, 2] = 1
+    frame_b, disp_b, matte_b = frame.copy(), disp.copy(), matte.copy()
+    for ty, tx in zip(*np.nonzero(changed)):
+        ys = slice(ty * tile_rows * s, (ty + 1) * tile_rows * s)
+        xs = slice(tx * bokeh.SEG * s, (tx + 1) * bokeh.SEG * s)
+        frame_b[ys, xs] = rng.integers(0, 256, frame_b[ys, xs].shape, dtype=np.uint8)
+        disp_b[ys, xs] = rng.uniform(0.0, 1.0, disp_b[ys, xs].shape)
+        matte_b[ys, xs] = rng.uniform(-0.2, 1.2, matte_b[ys, xs].shape)
+
+    def buffers():
+        return ((np.zeros((hl + 1, 4 * (wl + 2 * pad + 1)), np.float32), np.zeros((hl, wl, 4), np.float32),
+                 *(np.zeros((hl, wl), np.float32) for _ in range(3)), np.zeros((hl, wl), np.uint8)),
+                np.zeros(hl, np.uint8), np.zeros((h, w), np.float32), np.zeros((h, w + 3), np.uint8))
+
+    def split(f, d, m, tiles, bufs):
+        layers, near_dirty, coc_out, alpha = bufs
+        # aperture 4 around focus 0.5: CoC -2..2, so near pixels on about a quarter of them
+        bokeh.split_layers(f, d, m, True, (True, np.float32(0.5), np.float32(4.0), np.float32(3.0)), s, luts.decode,
+                           np.float32(0.5), pad, np.zeros((bokeh.threads(), bokeh.SEG * (6 * s + 5)), np.float32),
+                           near_dirty, coc_out, layers, tiles, alpha)
+
+    reused, fresh = buffers(), buffers()
+    split(frame, disp, matte, bokeh.ALL_TILES, reused)
+    split(frame_b, disp_b, matte_b, (changed, tile_rows), reused)
+    split(frame_b, disp_b, matte_b, bokeh.ALL_TILES, fresh)
+    (p_r, *layers_r), dirty_r, coc_r, alpha_r = reused
+    (p_f, *layers_f), dirty_f, coc_f, alpha_f = fresh
+    assert dirty_f.any()  # near pixels were about
+    np.testing.assert_allclose(p_r[:hl], p_f[:hl], rtol=1e-5, atol=1e-4)
+    for got, exp in zip(layers_r, layers_f):
+        np.testing.assert_array_equal(got, exp)
+    np.testing.assert_array_equal(coc_r, coc_f)
+    np.testing.assert_array_equal(alpha_r, alpha_f)
+    assert np.all(dirty_r >= dirty_f)  # rows with near pixels stay marked
 
 
 @pytest.mark.parametrize("s", [1, 2])

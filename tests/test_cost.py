@@ -4,10 +4,14 @@ The optimised pipeline and the same pipeline with every optimisation off
 (:func:`realtime.pipeline.all_optimisations_off`) run in lockstep on the same frames: a real
 talking-head frame held still (with camera noise), then a change (a background object moves,
 a light is switched on, the camera pans, a person enters). The optimised output must match on
-every frame, and the change frame itself must have run the depth model.
+every frame, and the change frame itself must have run the depth model and rendered the changed
+part of the frame again (the render reuses the tiles of a still background:
+``realtime/stages/render_reuse.py``).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -17,6 +21,7 @@ from realtime.core.config import load_preset
 from realtime.devtools.livebench import iou, psnr
 from realtime.devtools.testdata import noisy
 from realtime.pipeline import Pipeline, all_optimisations_off
+from realtime.stages.render import Renderer
 
 SIZE = (640, 360)
 STILL = 14  # runs at 0, 4, 8, 12 on a still scene: the change frame is not a scheduled run
@@ -41,10 +46,18 @@ def _changed(base: np.ndarray, change: str, k: int) -> np.ndarray:
     return f
 
 
-def _lockstep(frames: list[np.ndarray]) -> tuple[list[float], list[float], list[bool]]:
+# where each change happens (rows, columns of SIZE), for the PSNR of that part alone
+CHANGED = {"object": (slice(0, 80), slice(0, 140)), "light": (slice(None), slice(None)),
+           "pan": (slice(None), slice(None)), "person": (slice(None), slice(0, 160))}
+
+
+def _lockstep(frames: list[np.ndarray], region: tuple[slice, slice] | None = None):
+    """PSNR and matte IoU of every frame against the all-off run, whether the depth model ran,
+    the share of the frame whose far field was gathered again, and the PSNR within ``region``."""
     preset = load_preset("portrait")
-    ps, ious, ran = [], [], []
+    ps, ious, ran, gathered, local = [], [], [], [], []
     with Pipeline(preset) as on, Pipeline(all_optimisations_off(preset)) as off:
+        assert off.renderer.lens.reuse is None and on.renderer.lens.reuse is not None
         for i, f in enumerate(frames):
             runs = on.depth.model_runs
             a = on.process(f, 33 * i)
@@ -52,14 +65,20 @@ def _lockstep(frames: list[np.ndarray]) -> tuple[list[float], list[float], list[
             ran.append(on.depth.model_runs > runs)
             ps.append(psnr(a.frame, b.frame))
             ious.append(iou(a.matte, b.matte))
-    return ps, ious, ran
+            gathered.append(on.renderer.lens.reuse.gathered_share)
+            if region is not None:
+                local.append(psnr(a.frame[region], b.frame[region]))
+    return ps, ious, ran, gathered, local
 
 
-def test_still_scene_skips_depth_runs_at_full_quality():
-    base = talking_frame(0, clip="4.mp4", size=SIZE)
+@pytest.mark.parametrize("size", [SIZE, (1280, 720)])  # layers at full and at half resolution
+def test_still_scene_skips_work_at_full_quality(size):
+    base = talking_frame(0, clip="4.mp4", size=size)
     frames = [noisy(base, 2.0, i) for i in range(24)]
-    ps, ious, ran = _lockstep(frames)
+    ps, ious, ran, gathered, _ = _lockstep(frames)
     assert sum(ran) <= len(frames) // 2, ran      # the model is skipped on most still frames
+    assert gathered[0] == 1.0                     # the first frame is rendered whole...
+    assert np.median(gathered[1:]) < 0.6, gathered  # ...the background then mostly reused
     assert ran[0]                                 # never on the first
     assert min(ps) >= 38.0 and np.mean(ps) >= 45.0, ps
     assert min(ious) >= 0.99, ious
@@ -70,8 +89,35 @@ def test_a_change_reaches_the_output_on_its_frame(change):
     base = talking_frame(0, clip="4.mp4", size=SIZE)
     frames = [noisy(base, 2.0, i) for i in range(STILL)]
     frames += [noisy(_changed(base, change, k), 2.0, STILL + k) for k in range(1, 5)]
-    ps, ious, ran = _lockstep(frames)
+    ps, ious, ran, gathered, local = _lockstep(frames, CHANGED[change])
     assert not all(ran[1:STILL]), ran             # it was skipping before the change...
     assert ran[STILL], ran                        # ...and the change ran the model on its own frame
+    assert min(gathered[1:STILL]) < 1.0, gathered  # the render reused tiles before the change
     assert min(ps[STILL:]) >= 38.0, ps
+    assert min(local[STILL:]) >= 38.0, local      # where it changed too, from its first frame
     assert min(ious) >= 0.99, ious
+    if change in ("light", "pan"):                # the whole frame moved: all of it that changed
+        assert gathered[STILL] >= 0.9, gathered
+
+
+def test_render_reuse_with_something_in_front_of_the_focus_plane():
+    """A still room, the subject in focus and an object in front of it (the near field, spread
+    over what is behind it), which then moves: the renderer reusing tiles matches one rendering
+    every tile, on every frame."""
+    base = talking_frame(0, clip="4.mp4", size=(1280, 720))
+    h, w = base.shape[:2]
+    matte = np.zeros((h, w), np.float32)
+    matte[200:720, 500:800] = 1.0
+    cfg = load_preset("portrait").render
+    with Renderer(cfg) as on, Renderer(dataclasses.replace(cfg, reuse_tiles=False)) as off:
+        for i in range(12):
+            disp = np.full((h, w), 0.3, np.float32)
+            disp[200:720, 500:800] = 0.6  # the subject, in focus
+            x = 100 + 24 * max(0, i - 8)  # the near object, still, then moving from frame 9
+            disp[100:300, x:x + 200] = 0.8
+            f = noisy(base, 2.0, i)
+            a, _ = on.process(f, i + 1, matte, disp, 0.6)
+            b, _ = off.process(f, i + 1, matte, disp, 0.6)
+            assert psnr(a, b) >= 38.0, (i, psnr(a, b))
+            if 0 < i < 9:
+                assert on.lens.reuse.gathered_share < 0.7, (i, on.lens.reuse.gathered_share)

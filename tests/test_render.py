@@ -476,7 +476,8 @@ def test_real_frame_keeps_the_subject_and_blurs_the_room(data_dir, model_dir):
     from realtime import Pipeline, load_preset
 
     frames = [talking_frame(i, "1.mp4", (640, 360)) for i in range(3)]
-    with Pipeline(load_preset("portrait")) as pipe:
+    # every tile rendered on every frame (reuse on a still camera: tests/test_cost.py)
+    with Pipeline(load_preset("portrait").replace({"render": {"reuse_tiles": False}})) as pipe:
         for i, f in enumerate(frames):
             res = pipe.process(f, 1 + 40 * i)
         frame, matte, coc = frames[-1], np.array(res.matte), np.array(res.coc)
@@ -498,11 +499,11 @@ def test_real_frame_keeps_the_subject_and_blurs_the_room(data_dir, model_dir):
 def test_warmup_compiles_every_signature_the_renderer_uses():
     """No first-frame stall: after shaders.warmup() rendering compiles nothing new."""
     import shaders
-    from shaders import bokeh, gather
+    from shaders import bokeh, gather, tiles
 
     shaders.warmup()
     kernels = [bokeh.split_layers, gather.row_prefix, gather.gather_far, gather.gather_near,
-               bokeh.finish, bokeh.abs_max_bits]
+               bokeh.finish, bokeh.abs_max_bits, tiles.changed_blocks]
     before = [len(k.signatures) for k in kernels]
     rng = np.random.default_rng(10)
     for h, w in (HD, (41, 57)):
@@ -511,5 +512,10 @@ def test_warmup_compiles_every_signature_the_renderer_uses():
         render_bokeh(frame, coc, rng.random((h, w), dtype=np.float32))
         render_bokeh(frame, coc)
         with Renderer(RenderConfig()) as r:
-            r.process(frame, 1, np.zeros((h, w), np.float32), rng.random((h, w), dtype=np.float32), 0.5)
+            # planes as a caller makes them, and as the pipeline's stages hand them on (read-only);
+            # the second frame plans which tiles to reuse
+            for ts, ro in ((1, False), (2, True)):
+                matte, disp = np.zeros((h, w), np.float32), rng.random((h, w), dtype=np.float32)
+                matte.flags.writeable = disp.flags.writeable = not ro
+                r.process(frame, ts, matte, disp, 0.5)
     assert [len(k.signatures) for k in kernels] == before

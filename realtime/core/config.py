@@ -220,6 +220,12 @@ class RenderConfig:
                               "(much faster, same look; small frames and small blurs stay full resolution)")
     subject_near_px: float = knob(3.0, 0.0, 128.0, "CoC in front of the focus plane (px at 720p) up to which the "
                                   "subject (matte) stays sharp; beyond it a hand near the lens blurs")
+    reuse_tiles: bool = knob(True, doc="on a still camera render again only the tiles whose frame, matte or CoC "
+                             "changed beyond noise, and the blur's reach around them; the rest of the blurred "
+                             "background is kept (a pan, a cut or a light switched on renders the whole frame)")
+    reuse_change_levels: float = knob(4.0, 0.0, 255.0, "change of an 8x8 block's mean colour (levels) since its tile "
+                                      "was last rendered that renders it again")
+    reuse_refresh_frames: int = knob(30, 1, 600, "the whole frame is rendered at least every this many frames")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from realtime.core.errors import ConfigError, FrameShapeError, FrameTypeError
 from realtime.core.frames import check_disparity, check_frame, check_matte, check_plane, readonly
 from realtime.core.stage import Stage
 from realtime.core.threads import row_chunks
+from realtime.stages.render_reuse import TILE_ROWS, TileReuse
 
 
 # Render the layers at full resolution while the gather work stays below what the
@@ -99,6 +100,9 @@ class Lens:
         self._bufs: PerSize[_Buffers] = PerSize(_Buffers)
         self._rects: dict[int, np.ndarray] = {}
         self._rows = np.zeros(0, np.int32)
+        # set by a renderer that sees one stream (render_disparity only): tiles reused on a still
+        # camera (realtime.stages.render_reuse)
+        self.reuse: TileReuse | None = None
 
     # -- public ------------------------------------------------------------------------------
     def render(self, frame_bgr: np.ndarray, coc_px: np.ndarray, matte: np.ndarray | None = None,
@@ -176,15 +180,22 @@ class Lens:
         shrink = np.float32(HALF_RES_SHRINK if s == 2 else 0.0)
         flim = np.float32(lim)
         focus, aperture, coc_out = from_disp if from_disp is not None else _NO_DISPARITY
+        plan = None
+        if self.reuse is not None and from_disp is not None and has_matte:
+            plan = self.reuse.plan(frame_bgr, src, m, (focus, aperture, flim), b.rw.shape, s, kmax,
+                                   (frame_bgr.shape, s, kmax, self.config))
+        layers = (b.prefix, b.near_src, b.rw, b.fw, b.rnear, b.need0)
         bokeh.split_layers(frame_bgr, src, m, has_matte, (from_disp is not None, focus, aperture, flim), s,
-                           self.luts.decode, tol, b.pad, b.split_scratch, b.near_dirty, coc_out,
-                           (b.prefix, b.near_src, b.rw, b.fw, b.rnear, b.need0), b.alpha)
+                           self.luts.decode, tol, b.pad, b.split_scratch, b.near_dirty, coc_out, layers,
+                           bokeh.ALL_TILES if plan is None else (plan.split, TILE_ROWS), b.alpha)
         # far field: foreground-free, its radius filled in behind the subject
         ksize = (2 * kmax + 1, 2 * kmax + 1)
         cv2.boxFilter(b.rw, -1, ksize, dst=b.box_rw, borderType=cv2.BORDER_REPLICATE)
         cv2.boxFilter(b.fw, -1, ksize, dst=b.box_fw, borderType=cv2.BORDER_REPLICATE)
         # upsampling reads the neighbours of every layer pixel that shows
         cv2.dilate(b.need0, _K3, dst=b.need)
+        if plan is not None:  # the far field of the other tiles is kept
+            np.bitwise_and(b.need, plan.gather, out=b.need)
         # the near field (rows the split found something in front of the focus plane on): every
         # pixel it can reach gathers with the largest near CoC around it
         near_on = bool(b.near_dirty.any())
@@ -207,8 +218,9 @@ class Lens:
             bg = out if direct else b.bg_full
             cv2.resize(b.far, bg.shape[1::-1], dst=bg, interpolation=cv2.INTER_LINEAR)
         if near_on:
-            gather.row_prefix(b.near_src, b.pad, b.prefix)
-            gather.gather_near(b.prefix, b.rad_near, wt, areas, d_max, b.pad, b.scratch,
+            # its own prefix buffer: the far layer's sums are kept for the tiles reused next time
+            gather.row_prefix(b.near_src, b.pad, b.near_prefix)
+            gather.gather_near(b.near_prefix, b.rad_near, wt, areas, d_max, b.pad, b.scratch,
                               b.near)
         bokeh.finish(frame_bgr, b.alpha, bg, self.luts.decode, self.luts.encode, b.near,
                      near_on, b.tap_y, b.tap_x, b.finish_scratch, out)
@@ -254,6 +266,7 @@ class _Buffers:
         self.bg = self.far if self.bg_full is None else self.bg_full
         self.pad = 0
         self.prefix = np.zeros((hl + 1, 4), np.float32)
+        self.near_prefix = self.prefix
 
     def ensure_pad(self, pad: int) -> None:
         """Room for disks of ``pad`` pixels beyond the row ends in the prefix sums; grows only when
@@ -262,6 +275,7 @@ class _Buffers:
             hl, wl = self.rw.shape
             # one more row, all zeros, stands for the rows outside the image
             self.prefix = np.zeros((hl + 1, 4 * (wl + 2 * pad + 1)), np.float32)
+            self.near_prefix = np.zeros_like(self.prefix)
             self.pad = pad
 
 
@@ -319,8 +333,23 @@ class Renderer(Stage):
         super().__init__()
         self.config = config
         self.lens = Lens(config)
+        self._reuse_from(config)
         self._coc: np.ndarray | None = None
         self._out: np.ndarray | None = None
+
+    def _reuse_from(self, config: RenderConfig) -> None:
+        if not config.reuse_tiles:
+            self.lens.reuse = None
+        elif self.lens.reuse is None:
+            self.lens.reuse = TileReuse(config.reuse_change_levels, config.reuse_refresh_frames)
+        else:
+            self.lens.reuse.configure(config.reuse_change_levels, config.reuse_refresh_frames)
+
+    def reset(self) -> None:
+        """A new stream: the next frame is rendered whole."""
+        super().reset()
+        if self.lens.reuse is not None:
+            self.lens.reuse.invalidate()
 
     def configure(self, config: RenderConfig) -> None:
         """A new [render] section while running: the lens is rebuilt only when its tables change
@@ -329,9 +358,11 @@ class Renderer(Stage):
         old = self.lens.config
         if (old.blades, old.highlight_boost, old.highlight_threshold) != (
                 config.blades, config.highlight_boost, config.highlight_threshold):
-            self.lens = Lens(config)
+            reuse, self.lens = self.lens.reuse, Lens(config)
+            self.lens.reuse = reuse
         else:
             self.lens.config = config
+        self._reuse_from(config)
 
     def scaled(self, height: int) -> tuple[float, float]:
         """(aperture_px, max_coc_px) for a frame of this height."""
@@ -354,5 +385,10 @@ class Renderer(Stage):
             np.copyto(self._out, frame)
         else:
             # the CoC is computed by the renderer's own pass over the frame
-            self.lens.render_disparity(frame, disparity, focus, aperture, max_coc, matte, self._out, self._coc)
+            try:
+                self.lens.render_disparity(frame, disparity, focus, aperture, max_coc, matte, self._out, self._coc)
+            except BaseException:
+                if self.lens.reuse is not None:  # the tiles it planned to keep may be half-written
+                    self.lens.reuse.invalidate()
+                raise
         return self._out, self._coc

@@ -1,0 +1,97 @@
+"""What changed since a frame: block means of a frame's render inputs, for reusing render tiles.
+
+:func:`changed_blocks` reduces the frame (B, G, R), the matte and the circle of confusion to
+their means over ``CELL x CELL`` blocks and compares them with the means the block had when it
+last changed. Camera noise averages out over a block (sigma / CELL), while a moving object, a
+light or a pan moves the means by many levels (``realtime/stages/render_reuse.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .jit import frozen, kernel, register_warmup
+
+CELL = 8      # pixels on a side of a block
+STATS = 5     # B, G, R (levels), matte, CoC (pixels)
+ROW_STEP = 2  # every other row of a block is read: a change one row tall is blurred away anyway
+
+
+@kernel(parallel=True)
+def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
+    """``out[cy, cx]`` (uint8, ``(ceil(h / CELL), ceil(w / CELL))``) = 1 where a ``CELL x CELL``
+    block's mean B, G, R, matte or CoC differs from ``ref[cy, cx]`` (``(..., STATS)`` float32) by
+    more than ``tol`` (``(STATS,)`` float32); those blocks' references become their current
+    means. A block with a CoC below ``near_below`` (something in front of the focus plane, whose
+    spread a small change moves a lot) counts as changed on every frame, and with ``reset`` every
+    block does. The CoC is ``aperture * (focus - disparity)`` clamped to +/- lim (``coc_params``
+    = ``(focus, aperture, lim, near_below)`` float32), as the renderer's split computes it. Every ``ROW_STEP``-th row of a block is read (half the memory
+    traffic)."""
+    focus, aperture, lim, near_below = coc_params
+    h, w = disparity.shape
+    hc, wc = out.shape[0], out.shape[1]
+    zero = np.float32(0.0)
+    for cy in prange(hc):
+        # column sums over the block's rows first (contiguous, vectorised), then per block
+        col = np.zeros(3 * w, np.float32)
+        cm = np.zeros(w, np.float32)
+        cc = np.zeros(w, np.float32)
+        cn = np.full(w, lim, np.float32)
+        y0 = cy * CELL
+        y1 = min(y0 + CELL, h)
+        for y in range(y0, y1, ROW_STEP):
+            fr = frame[y].reshape(3 * w)
+            dr = disparity[y]
+            mr = matte[y]
+            for i in range(3 * w):
+                col[i] += np.float32(fr[i])
+            for x in range(w):
+                cm[x] += mr[x]
+                c = min(max(aperture * (focus - dr[x]), -lim), lim)
+                cc[x] += c
+                cn[x] = min(cn[x], c)
+        rr = ref[cy]
+        oo = out[cy]
+        stat = np.empty(STATS, np.float32)
+        for cx in range(wc):
+            x0 = cx * CELL
+            x1 = min(x0 + CELL, w)
+            sb = zero
+            sg = zero
+            sr = zero
+            sm = zero
+            sc = zero
+            near = False
+            for x in range(x0, x1):
+                sb += col[3 * x]
+                sg += col[3 * x + 1]
+                sr += col[3 * x + 2]
+                sm += cm[x]
+                sc += cc[x]
+                near |= cn[x] < near_below
+            inv = np.float32(1.0) / np.float32(((y1 - y0 + ROW_STEP - 1) // ROW_STEP) * (x1 - x0))
+            stat[0] = sb * inv
+            stat[1] = sg * inv
+            stat[2] = sr * inv
+            stat[3] = sm * inv
+            stat[4] = sc * inv
+            moved = reset or near
+            for k in range(STATS):
+                if abs(stat[k] - rr[cx, k]) > tol[k]:
+                    moved = True
+            if moved:
+                for k in range(STATS):
+                    rr[cx, k] = stat[k]
+            oo[cx] = moved
+
+
+@register_warmup
+def _warm() -> None:
+    h, w = 11, 13
+    hc, wc = (h + CELL - 1) // CELL, (w + CELL - 1) // CELL
+    params = (np.float32(0.5), np.float32(2.0), np.float32(4.0), np.float32(-0.25))
+    # the renderer passes its frame and planes read-only (one signature)
+    plane = frozen(np.zeros((h, w), np.float32))
+    changed_blocks(frozen(np.zeros((h, w, 3), np.uint8)), plane, plane, params, np.ones(STATS, np.float32), False,
+                   np.zeros((hc, wc, STATS), np.float32), np.zeros((hc, wc), np.uint8))
