@@ -491,7 +491,6 @@ class PipeWireSink(VirtualCameraSink):
         check_vcam_size(width, height)
         self.fps = float(self._fps or fps)
         # BGR through the pipe: the streaming process converts it to the format the app chose
-        # (--vcam-format is the one offered first) and keeps the rate, away from this process's load
         self._cam = self._open_camera(width, height, pyvirtualcam.PixelFormat.BGR)
 
     def write(self, out: OutputFrame) -> None:
@@ -523,8 +522,7 @@ class PipeWireSink(VirtualCameraSink):
     def node_name(self) -> str:
         return self._cam._backend.node_name if self._cam is not None else pw.node_name_for(self.device)
 
-    def readers(self) -> int | None:
-        """Consumers linked to the node now (None = cannot tell); one ``pw-dump`` per call."""
+    def readers(self) -> int | None:  # apps linked to the node now (None = cannot tell); runs pw-dump
         return self._cam._backend.readers() if self._cam is not None else None
 
     def node_state(self) -> str | None:  # pw-dump's: running while an app reads it, idle/suspended
@@ -537,10 +535,9 @@ class PipeWireSink(VirtualCameraSink):
         return self._cam._backend.streaming if self._cam is not None else None
 
     def describe(self) -> str:
-        first = pw.FROM_VCAM[self.fmt]
-        others = "/".join(f for f in pw.NODE_FORMATS if f != first)
-        return (f"PipeWire camera '{self.device}' (node {self.node_name}, {first} first, also {others}; "
-                f"{getattr(self, 'fps', 0):g} fps)")
+        first, formats = pw.FROM_VCAM[self.fmt], pw.NODE_FORMATS
+        return (f"PipeWire camera '{self.device}' (node {self.node_name}, {first} first, also "
+                f"{'/'.join(f for f in formats if f != first)}; {getattr(self, 'fps', 0):g} fps)")
 
 
 def is_folder_spec(spec: str) -> bool:
