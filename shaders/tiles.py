@@ -15,7 +15,8 @@ from .jit import frozen, kernel, register_warmup
 
 CELL = 8      # pixels on a side of a block
 STATS = 5     # B, G, R (levels), matte, CoC (pixels)
-ROW_STEP = 2  # every other row of a block is read: a change one row tall is blurred away anyway
+ROW_STEP = 2  # every other row of a block's colour is read: a change one row tall is blurred away
+PLANE_STEP = 4  # ... and every 4th of its matte and disparity (smooth; an edge that moves moves the colour)
 
 
 @kernel(parallel=True)
@@ -26,8 +27,9 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
     means. A block with a CoC below ``near_below`` (something in front of the focus plane, whose
     spread a small change moves a lot) counts as changed on every frame, and with ``reset`` every
     block does. The CoC is ``aperture * (focus - disparity)`` clamped to +/- lim (``coc_params``
-    = ``(focus, aperture, lim, near_below)`` float32), as the renderer's split computes it. Every ``ROW_STEP``-th row of a block is read (half the memory
-    traffic)."""
+    = ``(focus, aperture, lim, near_below)`` float32), as the renderer's split computes it.
+    Every ``ROW_STEP``-th row of a block's colour and every ``PLANE_STEP``-th of its matte and
+    disparity are read (a third of the memory traffic)."""
     focus, aperture, lim, near_below = coc_params
     h, w = disparity.shape
     hc, wc = out.shape[0], out.shape[1]
@@ -42,10 +44,11 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
         y1 = min(y0 + CELL, h)
         for y in range(y0, y1, ROW_STEP):
             fr = frame[y].reshape(3 * w)
-            dr = disparity[y]
-            mr = matte[y]
             for i in range(3 * w):
                 col[i] += np.float32(fr[i])
+        for y in range(y0, y1, PLANE_STEP):
+            dr = disparity[y]
+            mr = matte[y]
             for x in range(w):
                 cm[x] += mr[x]
                 c = min(max(aperture * (focus - dr[x]), -lim), lim)
@@ -71,11 +74,12 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
                 sc += cc[x]
                 near |= cn[x] < near_below
             inv = np.float32(1.0) / np.float32(((y1 - y0 + ROW_STEP - 1) // ROW_STEP) * (x1 - x0))
+            inv_p = np.float32(1.0) / np.float32(((y1 - y0 + PLANE_STEP - 1) // PLANE_STEP) * (x1 - x0))
             stat[0] = sb * inv
             stat[1] = sg * inv
             stat[2] = sr * inv
-            stat[3] = sm * inv
-            stat[4] = sc * inv
+            stat[3] = sm * inv_p
+            stat[4] = sc * inv_p
             moved = reset or near
             for k in range(STATS):
                 if abs(stat[k] - rr[cx, k]) > tol[k]:
