@@ -172,8 +172,7 @@ class Node:
         if not param:
             self.format = None
             return
-        head = ctypes.string_at(param, 8)
-        size = int.from_bytes(head[:4], "little")
+        size = int.from_bytes(ctypes.string_at(param, 4), "little")  # the POD's body, after its 8-byte header
         try:
             got = pod.parse_format(ctypes.string_at(param, 8 + size))
         except ValueError as e:
@@ -183,10 +182,9 @@ class Node:
         if fmt not in pod.SPA_FORMATS:
             self.format = None
             return
-        _, total = pod.layout(fmt, self.width, self.height)
-        stride = pod.layout(fmt, self.width, self.height)[0][0][1]
-        arr, keep = _params([pod.buffers_param(total, stride)])
-        self.lib.pw_stream_update_params(self.stream, arr, 1)
+        planes, total = pod.layout(fmt, self.width, self.height)
+        arr, _keep = _params([pod.buffers_param(total, planes[0][1])])
+        self.lib.pw_stream_update_params(self.stream, arr, 1)  # copied: the blobs may go after the call
         self.format = fmt
         _say(f"format {fmt} {got.get('width', self.width)}x{got.get('height', self.height)}")
 
@@ -218,7 +216,7 @@ class Node:
             if not b:
                 return  # all buffers are with the consumer
             d = b.contents.buffer.contents.datas[0]
-            stride = pod.layout(fmt, self.width, self.height)[0][0][1]
+            stride = pod.layout(fmt, self.width, self.height)[0][0][1]  # the first plane's
             if d.data and d.maxsize >= len(data):
                 ctypes.memmove(d.data, data, len(data))
                 d.chunk.contents.offset, d.chunk.contents.size, d.chunk.contents.stride = 0, len(data), stride
@@ -277,7 +275,7 @@ def main(argv: list[str]) -> int:
         node.close()
         return 4
     w, h, fed, size = cfg["width"], cfg["height"], cfg["src_format"], cfg["frame_bytes"]
-    latest = [pod.black(fed, w, h), 0]  # never the raw camera
+    latest = [(pod.black(fed, w, h), 0)]  # (frame, serial), replaced whole; black: never the raw camera
     ended = threading.Event()
 
     def read_frames() -> None:
@@ -287,7 +285,7 @@ def main(argv: list[str]) -> int:
             data = stdin.read(size)
             if len(data) < size:
                 break
-            latest[0], latest[1] = data, latest[1] + 1
+            latest[0] = (data, latest[0][1] + 1)
         ended.set()
 
     reader = threading.Thread(target=read_frames, name="portrait-cam-pipewire-reader", daemon=True)
@@ -308,7 +306,7 @@ def main(argv: list[str]) -> int:
                 print(f"error: {node.error}", file=sys.stderr, flush=True)
                 code = 5
                 break
-            data, serial = latest
+            data, serial = latest[0]
             fmt = node.format
             if serial != seen:
                 converted, seen = {}, serial
