@@ -448,6 +448,23 @@ def test_missing_library_says_what_to_install(tmp_path):
     assert "sudo apt install libpipewire-0.3-0; Fedora: sudo dnf install pipewire-libs" in d.stdout
 
 
+def test_no_pipewire_daemon_says_how_to_start_it(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env.pop("PIPEWIRE_REMOTE", None)
+    env.pop("PIPEWIRE_RUNTIME_DIR", None)
+    r = subprocess.run([sys.executable, str(ROOT / "run.py"), "--input", str(CLIP), "--size", SIZE_ARG,
+                        "--output", "pipewire", "--frames", "3"], env=env, cwd=work, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"portrait-cam: error: the PipeWire camera cannot start: no PipeWire daemon at "
+                           f"{tmp_path}/pipewire-0"), line
+    assert "systemctl --user enable --now pipewire.socket wireplumber" in line and "sudo apt install pipewire" in line
+    assert not any(work.iterdir())
+
+
 @pytest.mark.parametrize("spec, expect", [
     ("pipewire:", "name the camera after the colon"),
     ("pipewire:  ", "name the camera after the colon"),

@@ -323,6 +323,18 @@ def session_manager(env=os.environ) -> tuple[bool | None, str]:
     return False, "no session manager (WirePlumber) is connected to PipeWire"
 
 
+def startup_problem(env=os.environ) -> str | None:
+    """Why ``--output pipewire`` cannot start here, with the fix (None: it can try)."""
+    ok, why = check_bindings()
+    if not ok:
+        return f"{why}; {install_hint('install')}"
+    ok, why = daemon_reachable(env)
+    if not ok:
+        return (f"{why}; start PipeWire for this user (systemctl --user enable --now pipewire.socket wireplumber; "
+                f"not under sudo) or {install_hint('install it')}")
+    return None
+
+
 def available(env=os.environ) -> tuple[bool, str]:
     """Can ``--output pipewire`` work here? (bindings, plugin, daemon, session manager)"""
     ok, why = daemon_reachable(env)

@@ -507,9 +507,9 @@ class PipeWireSink(VirtualCameraSink):
     def _open_camera(self, width: int, height: int, pixel_format):
         import pyvirtualcam
 
-        ok, why = pw.check_bindings()
-        if not ok:  # name what to install before anything starts
-            raise VirtualCameraUnavailableError(f"the PipeWire camera cannot start: {why}; {pw.install_hint('install')}")
+        problem = pw.startup_problem()
+        if problem:  # name what to install or start before anything starts
+            raise VirtualCameraUnavailableError(f"the PipeWire camera cannot start: {problem}")
         pw.register()
         try:
             return pyvirtualcam.Camera(width, height, self.fps, fmt=pixel_format, device=self.device,
