@@ -10,6 +10,8 @@ Timed, interleaved (A B A B) so machine drift hits both alike, on the bench's fr
   against fast;
 - **landscape model alone** (MediaPipe on a prepared 256x144 input) against the **square model
   alone** (256x256);
+- **segmentation first frame** (``reset()`` then one frame: a still, with the first frame's
+  extra views) against the same with ``first_frame_views = false`` (one view);
 - the **refinement alone** (whole frame: coefficients + full-resolution pass) against a bilinear
   ``cv2.resize`` of the confidence.
 
@@ -41,6 +43,7 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
     fast = Segmenter(dataclasses.replace(cfg, quality=MatteQuality.FAST))
     whole = Segmenter(dataclasses.replace(cfg, crop=False, quality=MatteQuality.FAST))
     high = Segmenter(dataclasses.replace(cfg, quality=MatteQuality.HIGH))
+    one_view = Segmenter(dataclasses.replace(cfg, quality=MatteQuality.FAST, first_frame_views=False))
     models = {name: MediaPipeSegmenter(name) for name in ("selfie_landscape", "selfie_square")}
     ts = [0]
     threads = numba.get_num_threads()
@@ -73,6 +76,15 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
 
         t_land, t_square = interleaved(model("selfie_landscape"), model("selfie_square"), repeats, warmup=5)
 
+        def still(seg: Segmenter):
+            def call(i: int) -> None:  # a still / the first frame after reset(): its extra views
+                seg.reset()
+                ts[0] += FRAME_MS
+                seg.process(frames[i % n], ts[0])
+            return call
+
+        t_first, t_first1 = interleaved(still(fast), still(one_view), max(5, repeats // 4), warmup=2)
+
         # the whole-frame refinement alone, on the last model input and output (computed untimed)
         whole.process(frames[0], ts[0] + FRAME_MS)
         ts[0] += FRAME_MS
@@ -92,7 +104,7 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
 
         t_only, t_up = interleaved(refine_only, bilinear_only, repeats, warmup=5)
     finally:
-        for s in (fast, whole, high):
+        for s in (fast, whole, high, one_view):
             s.close()
         for m in models.values():
             m.close()
@@ -102,5 +114,6 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
         Measurement("segmentation fast 1 thread", (w, h), t_fast1, "segmentation whole frame 1 thread", t_whole1),
         Measurement("segmentation high", (w, h), t_high, "segmentation fast", t_fast2),
         Measurement("landscape model alone", (w, h), t_land, "square model alone", t_square),
+        Measurement("segmentation first frame", (w, h), t_first, "segmentation first frame one view", t_first1),
         Measurement("matte refine only", (w, h), t_only, "cv2 bilinear upsample", t_up),
     ]
