@@ -112,7 +112,7 @@ class SegmentationConfig:
                                     "who entered outside the window")
     first_frame_views: bool = knob(True, doc="on a first frame (a still photo, a frame after reset()) the model also "
                                    "runs on a tighter window around the people and on both windows mirrored, averaged "
-                                   "(a still is not bound by a stream's per-frame budget); streams' later frames are unchanged")
+                                   "(a still is not bound by a stream's per-frame budget; with crop on); streams' later frames are unchanged")
     fade_unsure_background: bool = knob(False, doc="unsure confidence far from the person's core (a plain backdrop the "
                                         "model holds at 0.6-0.9 beside the body) fades out between 3% and 8% of the "
                                         "model input's side from it, so it does not become a semi-transparent plate "
