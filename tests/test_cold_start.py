@@ -8,6 +8,7 @@ failed frame. The others stop early or need no kernel at all.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -154,6 +155,13 @@ def test_the_quick_portrait_keeps_the_person_sharp_and_blurs_the_rest():
     def detail(img):
         return np.abs(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_32F))[rest].mean()
     assert detail(res.frame) < 0.4 * detail(frame)
+    # the effect switched off passes the frame through, like the lens
+    preset = load_preset("portrait")
+    off = QuickPortrait(dataclasses.replace(preset, render=dataclasses.replace(preset.render, effect=False)))
+    try:
+        assert np.array_equal(off.process(frame, 0).frame, frame)
+    finally:
+        off.close()
 
 
 def test_the_segmenter_loads_without_mediapipes_drawing_and_audio_parts_which_still_work_when_asked():

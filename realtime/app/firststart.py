@@ -100,6 +100,7 @@ class LensWhenReady:
             self._say(f"kernels compiled in {self._job.elapsed:.0f} s and cached: the lens takes over")
         if self._switched:
             return self.pipeline.process(frame, timestamp_ms)
+        self._quick.preset = self.pipeline.preset  # the live settings (effect on/off, blur size) apply
         return self._quick.process(frame, timestamp_ms)
 
     def reset(self) -> None:
