@@ -121,3 +121,25 @@ def test_render_reuse_with_something_in_front_of_the_focus_plane():
             assert psnr(a, b) >= 38.0, (i, psnr(a, b))
             if 0 < i < 9:
                 assert on.lens.reuse.gathered_share < 0.7, (i, on.lens.reuse.gathered_share)
+
+
+def test_the_status_line_computes_its_text_only_when_it_shows_it():
+    """A live loop updates the status every frame; its percentiles and medians are computed only
+    when the line is due (a few times a second at most), never for a quiet line."""
+    import io
+
+    from realtime.app.status import StatusLine
+
+    calls = []
+
+    def text() -> str:
+        calls.append(1)
+        return "30.0 fps"
+
+    line = StatusLine(io.StringIO())
+    for _ in range(100):
+        line.update(text)
+    assert len(calls) == 1 and line.stream.getvalue() == "30.0 fps\n"
+    quiet = StatusLine(io.StringIO(), quiet=True)
+    quiet.update(text)
+    assert len(calls) == 1

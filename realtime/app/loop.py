@@ -269,7 +269,8 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
             if live:
                 gov = governor.status() if governor is not None else ""
                 first = getattr(pipeline, "note", "")  # a first start: what happens while kernels compile
-                status.update(format_status(stats, source.dropped, " | ".join(x for x in (note, gov, first) if x)))
+                extra = " | ".join(x for x in (note, gov, first) if x)
+                status.update(lambda: format_status(stats, source.dropped, extra))
             else:
                 status.update(format_progress(report.frames, total, stats.fps) + (f" | {note}" if note else ""))
             if any(s.quit_requested for s in active):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from typing import TextIO
+from typing import Callable, TextIO
 
 import numpy as np
 
@@ -108,13 +108,17 @@ class StatusLine:
         self._last = 0.0
         self._width = 0
 
-    def update(self, text: str, force: bool = False) -> None:
+    def update(self, text: str | Callable[[], str], force: bool = False) -> None:
+        """Show ``text`` if the line is due; a callable is called only then (a live loop's
+        status holds percentiles and medians: computing them every frame costs CPU for nothing)."""
         if self.quiet:
             return
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return
         self._last = now
+        if callable(text):
+            text = text()
         if self.tty:
             pad = max(0, self._width - len(text))
             self.stream.write("\r" + text + " " * pad)
