@@ -10,7 +10,8 @@ does, on every frame, a block holding anything in front of the focus plane (the 
 whose spread a small change moves a lot).
 
 - Only **changed** tiles are split again (frame decoded, layers and sharp alpha written); the
-  others keep theirs (they differ from the current frame by less than the tolerance).
+  others keep theirs (they differ from the current frame by less than the tolerance), and so
+  does the CoC plane the renderer hands back: a reused tile's is the CoC it was rendered with.
 - The far field is **gathered** again on the changed blocks and every block within the blur's
   reach of them (the largest gather radius plus the upsampling's pixel): a person moving, with
   the band the blur spreads them over, or a background object that moved.
