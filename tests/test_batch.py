@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, reaped
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY and os.environ.get("CI") != "true",
@@ -248,7 +248,7 @@ def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path):
     manifest = tmp_path / "out" / ".pcam-batch.json"
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, env=_env(),
                             stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline and proc.poll() is None:
             if manifest.exists() and json.loads(manifest.read_text())["outputs"]:
@@ -257,10 +257,6 @@ def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path):
         assert proc.poll() is None, "the batch ended before it could be interrupted"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 130, err
     assert "run the same command again" in err
     assert _partials(tmp_path / "out") == [], _partials(tmp_path / "out")

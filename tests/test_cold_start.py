@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, reaped
 from test_paths import QUIET_ENV
 
 
@@ -72,16 +72,12 @@ def test_a_cold_start_streams_a_simple_blur_at_once_and_the_lens_takes_over(talk
     proc = _start(["--input", "talk.mp4", "--live", "--output", "null", "--size", "320x240", "--first-frame-marker"],
                   tmp_path, cache)
     lines: list[tuple[float, str]] = [(t0, "")]
-    try:
+    with reaped(proc):
         first = _read_until(proc, "first-frame", 120, lines)
         lens = _read_until(proc, "lens-frame", 900, lines)
         _read_until(proc, "fps |", 30, lines)  # a status line of the lens's own frames
         proc.send_signal(signal.SIGINT)
         _, rest = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = "\n".join(ln for _, ln in lines) + "\n" + (rest or "")
     assert first is not None and lens is not None, text
     said = [ln for _, ln in lines if "compiling kernels, once (" in ln]
@@ -116,7 +112,7 @@ def test_ctrl_c_while_the_kernels_compile_stops_at_once_and_leaves_no_child(talk
     proc = _start(["--input", "talk.mp4", "--live", "--output", "null", "--size", "320x240", "--first-frame-marker"],
                   tmp_path, cache)
     lines: list[tuple[float, str]] = []
-    try:
+    with reaped(proc):
         assert _read_until(proc, "first-frame", 120, lines) is not None, lines
         time.sleep(1.0)
         assert len(_using(cache)) >= 2  # the compile children are at work
@@ -124,10 +120,6 @@ def test_ctrl_c_while_the_kernels_compile_stops_at_once_and_leaves_no_child(talk
         proc.send_signal(signal.SIGINT)
         _, rest = proc.communicate(timeout=30)
         stopped = time.monotonic() - t
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0 and "Traceback" not in rest and "frames in" in rest, rest
     assert stopped < 15
     assert _using(cache) == []
