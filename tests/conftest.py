@@ -8,6 +8,7 @@ environment already names a folder; the data folder is ``REALTIME_DATA_DIR`` or
 from __future__ import annotations
 
 import contextlib
+import http.server
 import subprocess
 import threading
 from pathlib import Path
@@ -34,6 +35,32 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.t
+
+
+class LocalHTTP:
+    """``handler`` served on 127.0.0.1 (a free port) from a daemon thread until :meth:`close`;
+    ``threaded`` answers each request in its own thread (a server that must not block on one)."""
+
+    def __init__(self, handler, name: str, *, threaded: bool = False) -> None:
+        if threaded:
+            self.httpd: http.server.HTTPServer = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            self.httpd.daemon_threads = True
+        else:
+            self.httpd = http.server.HTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name=name, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+    def __enter__(self) -> "LocalHTTP":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @contextlib.contextmanager

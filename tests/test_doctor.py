@@ -8,13 +8,12 @@ import functools
 import http.server
 import os
 import struct
-import threading
 from pathlib import Path
 
 import pytest
 
 import vcam_capture
-from conftest import MODELS
+from conftest import MODELS, LocalHTTP
 from realtime.app import doctor
 from realtime.io import v4l2
 from realtime.core import models
@@ -203,15 +202,8 @@ def mirror(tmp_path):
     root.mkdir()
     for m in models.REGISTRY.values():
         (root / m.file).symlink_to(MODELS / m.file)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        t.join()
+    with LocalHTTP(functools.partial(_Quiet, directory=str(root)), "doctor-mirror", threaded=True) as server:
+        yield server.url + "/"
 
 
 def test_models_present_downloadable_or_not(tmp_path, monkeypatch, mirror):

@@ -6,13 +6,12 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import MODELS
+from conftest import MODELS, LocalHTTP
 from hostile import CLIP, cli
 from realtime.core import models
 from realtime.core.errors import ModelError, ModelHashError, ModelUnavailableError
@@ -21,7 +20,7 @@ NAME = "selfie_landscape"
 MODEL = models.REGISTRY[NAME]
 
 
-class _BadMirror:
+class _BadMirror(LocalHTTP):
     """A mirror on 127.0.0.1 that misbehaves: ``endless`` (no length, never stops) or ``slow``
     (one byte every 50 ms). It stops by itself when the client goes away or after 30 s."""
 
@@ -47,16 +46,7 @@ class _BadMirror:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="bad-mirror", daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        super().__init__(Handler, "bad-mirror", threaded=True)
 
 
 @pytest.fixture
@@ -144,11 +134,9 @@ def test_folder_where_the_cached_model_should_be_is_one_line(store, tmp_path):
 
 
 def test_download_replaces_a_planted_symlink_never_writes_through_it(store, tmp_path, monkeypatch):
-    import http.server as hs
-
     body = (MODELS / MODEL.file).read_bytes()
 
-    class Handler(hs.BaseHTTPRequestHandler):
+    class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -158,19 +146,12 @@ def test_download_replaces_a_planted_symlink_never_writes_through_it(store, tmp_
         def log_message(self, *args) -> None:
             pass
 
-    httpd = hs.HTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=httpd.serve_forever, name="mirror", daemon=True)
-    t.start()
     store.mkdir()
     victim = tmp_path / "victim.txt"
     (store / MODEL.file).symlink_to(victim)  # dangling: the store sees no model there
-    monkeypatch.setenv(models.ENV_MODEL_URL_BASE, f"http://127.0.0.1:{httpd.server_address[1]}")
-    try:
+    with LocalHTTP(Handler, "mirror") as mirror:
+        monkeypatch.setenv(models.ENV_MODEL_URL_BASE, mirror.url)
         path = models.download(MODEL, progress=lambda *a: None)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        t.join(5)
     assert not victim.exists()
     assert path == store / MODEL.file and not path.is_symlink() and path.stat().st_size == MODEL.size
     assert sorted(p.name for p in store.iterdir()) == [MODEL.file]

@@ -11,11 +11,10 @@ import hashlib
 import http.server
 import shutil
 import socket
-import threading
 
 import pytest
 
-from conftest import MODELS
+from conftest import MODELS, LocalHTTP
 from realtime.core import models
 from realtime.core.errors import ConfigError, ModelError, ModelHashError, ModelUnavailableError, PortraitCamError
 
@@ -23,7 +22,7 @@ NAME = "selfie_landscape"
 MODEL = models.REGISTRY[NAME]
 
 
-class _Server:
+class _Server(LocalHTTP):
     """Serves ``files`` (name -> bytes) and counts the requests it answered."""
 
     def __init__(self) -> None:
@@ -47,15 +46,7 @@ class _Server:
             def log_message(self, *args) -> None:  # keep the test output clean
                 pass
 
-        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="model-mirror", daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        super().__init__(Handler, "model-mirror")
 
 
 @pytest.fixture
