@@ -21,7 +21,7 @@ whose spread a small change moves a lot).
 A tile's reused far field was computed from inputs each within the tolerance of their reference,
 which has not changed since, so it differs from a fresh one by at most twice the tolerance on
 any block's mean: nothing drifts. The whole frame is rendered again on the first frame, a size or
-setting change, when more than half of the tiles changed (a pan, a cut, a light switched on) and every
+setting change, when more than ``FULL_SHARE`` of the tiles changed (a pan, a cut, a light switched on) and every
 ``render.reuse_refresh_frames`` frames. Measurements: docs/cost.md.
 """
 
