@@ -1,0 +1,85 @@
+"""The render reuse's block means (shaders/tiles.py) against a NumPy reference, on real frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import talking_frame
+from realtime.devtools.testdata import noisy
+from shaders import tiles
+
+CELL, STATS = tiles.CELL, tiles.STATS
+TOL = np.array([4.0, 4.0, 4.0, 0.02, 0.25], np.float32)
+PARAMS = (np.float32(0.5), np.float32(20.0), np.float32(30.0), np.float32(-0.25))  # focus, aperture, lim, near
+
+
+def ref_stats(frame: np.ndarray, disparity: np.ndarray, matte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Block means (B, G, R of every ROW_STEP-th row, matte and CoC of every PLANE_STEP-th) and
+    whether a block holds a CoC below the near limit."""
+    focus, aperture, lim, near_below = (float(v) for v in PARAMS)
+    h, w = disparity.shape
+    hc, wc = -(-h // CELL), -(-w // CELL)
+    coc = np.clip(aperture * (focus - disparity.astype(np.float64)), -lim, lim)
+    stats = np.zeros((hc, wc, STATS), np.float64)
+    near = np.zeros((hc, wc), bool)
+    for cy in range(hc):
+        rows = slice(cy * CELL, min(cy * CELL + CELL, h))
+        for cx in range(wc):
+            cols = slice(cx * CELL, min(cx * CELL + CELL, w))
+            colour = frame[rows, cols][::tiles.ROW_STEP].astype(np.float64)
+            stats[cy, cx, :3] = colour.reshape(-1, 3).mean(axis=0)
+            stats[cy, cx, 3] = matte[rows, cols][::tiles.PLANE_STEP].mean()
+            c = coc[rows, cols][::tiles.PLANE_STEP]
+            stats[cy, cx, 4] = c.mean()
+            near[cy, cx] = c.min() < near_below
+    return stats, near
+
+
+def _planes(h: int, w: int, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth disparity with a person-shaped bump (partly in front of the focus plane) and its matte."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    matte = ((np.abs(xx - w / 2 - shift) < w / 6) & (yy > h / 3)).astype(np.float32)
+    disparity = (0.3 + 0.2 * yy / h + 0.28 * matte).astype(np.float32)
+    return disparity, matte
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (333, 251)])  # whole blocks, and ragged edges
+def test_changed_blocks_matches_block_means(size):
+    a = talking_frame(0, clip="4.mp4", size=size)
+    b = talking_frame(45, clip="4.mp4", size=size)
+    h, w = a.shape[:2]
+    hc, wc = -(-h // CELL), -(-w // CELL)
+    ref = np.zeros((hc, wc, STATS), np.float32)
+    out = np.zeros((hc, wc), np.uint8)
+    disp_a, matte_a = _planes(h, w)
+    tiles.changed_blocks(a, disp_a, matte_a, PARAMS, TOL, True, ref, out)
+    want_a, near_a = ref_stats(a, disp_a, matte_a)
+    assert out.all()  # reset: every block changed, every reference is the current mean
+    np.testing.assert_allclose(ref, want_a, atol=1e-4)
+    disp_b, matte_b = _planes(h, w, shift=w // 10)
+    tiles.changed_blocks(b, disp_b, matte_b, PARAMS, TOL, False, ref, out)
+    want_b, near_b = ref_stats(b, disp_b, matte_b)
+    moved = near_b | (np.abs(want_b - want_a) > TOL).any(axis=2)
+    assert 0 < moved.sum() < moved.size and near_b.any()
+    np.testing.assert_array_equal(out.astype(bool), moved)
+    # the references of changed blocks moved to the current means; the others stayed
+    np.testing.assert_allclose(ref[moved], want_b[moved], atol=1e-4)
+    np.testing.assert_allclose(ref[~moved], want_a[~moved], atol=1e-4)
+
+
+def test_camera_noise_changes_no_block():
+    base = talking_frame(0, clip="4.mp4", size=(1280, 720))
+    h, w = base.shape[:2]
+    hc, wc = -(-h // CELL), -(-w // CELL)
+    disparity = np.full((h, w), 0.4, np.float32)  # all behind the focus plane: no near blocks
+    matte = np.zeros((h, w), np.float32)
+    ref = np.zeros((hc, wc, STATS), np.float32)
+    out = np.zeros((hc, wc), np.uint8)
+    tiles.changed_blocks(noisy(base, 2.0, 0), disparity, matte, PARAMS, TOL, True, ref, out)
+    for i in range(1, 8):
+        tiles.changed_blocks(noisy(base, 2.0, i), disparity, matte, PARAMS, TOL, False, ref, out)
+        assert not out.any(), (i, int(out.sum()))
+    lit = np.clip(base.astype(np.int16) + 6, 0, 255).astype(np.uint8)  # beyond the tolerance
+    tiles.changed_blocks(noisy(lit, 2.0, 9), disparity, matte, PARAMS, TOL, False, ref, out)
+    assert out.mean() > 0.9
