@@ -25,7 +25,7 @@ from realtime.core.config import Preset, load_preset
 from realtime.core.errors import StageError
 from realtime.core.frames import check_frame, check_plane, readonly
 from realtime.core.stage import Stage
-from realtime.core.threads import one_numba_thread, set_process_policy
+from realtime.core.threads import PacedThreads, one_numba_thread, set_process_policy
 from realtime.stages.depth import DepthEstimator, DepthModel
 from realtime.stages.focus import FocusTracker
 from realtime.stages.render import Renderer
@@ -103,6 +103,7 @@ class Pipeline(Stage):
             self.renderer: Renderer = built.enter_context(self._build("render", preset))
             built.pop_all()
         self.current_stage: str | None = None  # the stage running now (for stall messages)
+        self.paced: PacedThreads | None = None  # a live source's thread policy (see pace())
         self._clock_offset: int | None = None
         self._clock_last = -1
 
@@ -184,6 +185,17 @@ class Pipeline(Stage):
         self.suspended = False
         self.reset()
 
+    def pace(self, fps: float | None) -> None:
+        """Frames come from a live source at ``fps``: from now on the kernels run on one thread
+        while that leaves the frame well inside its interval (``capture.one_thread_share``; see
+        :class:`~realtime.core.threads.PacedThreads`). ``None``: every thread (file jobs,
+        benchmarks of the peak rate). The output is the same either way."""
+        if self.paced is not None:
+            self.paced.close()
+            self.paced = None
+        if fps and fps > 0:
+            self.paced = PacedThreads(1000.0 / fps, self.preset.capture.one_thread_share)
+
     def warmup(self, size: tuple[int, int] | None = None) -> None:
         """Compile kernels and, given a frame size, run every stage on a synthetic frame of that
         size (buffers allocated, models initialised) so the first camera frame does not stall."""
@@ -224,8 +236,18 @@ class Pipeline(Stage):
         ts_in = self._begin(timestamp_ms)
         check_frame(frame)
         ts = self._stage_clock(ts_in)
-        shape = frame.shape[:2]
+        paced = self.paced
+        if paced is None:
+            return self._process(frame, ts, ts_in)
+        paced.share = self.preset.capture.one_thread_share  # a live control may change it
+        t0 = time.perf_counter()
+        with paced.kernels():
+            result = self._process(frame, ts, ts_in)
+        paced.observe((time.perf_counter() - t0) * 1000.0)
+        return result
 
+    def _process(self, frame: np.ndarray, ts: int, ts_in: int) -> Result:
+        shape = frame.shape[:2]
         t0 = time.perf_counter()
         # stages that can start on this frame in their own thread do so now, to run on the second
         # core while we segment (today the depth model, with depth.overlap)
@@ -257,5 +279,6 @@ class Pipeline(Stage):
         return Result(readonly(out), readonly(matte), readonly(disparity), focus, readonly(coc), ts_in, t)
 
     def _release(self) -> None:
+        self.pace(None)
         for s in reversed(self.stages()):
             s.close()

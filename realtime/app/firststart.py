@@ -103,6 +103,9 @@ class LensWhenReady:
         self._quick.preset = self.pipeline.preset  # the live settings (effect on/off, blur size) apply
         return self._quick.process(frame, timestamp_ms)
 
+    def pace(self, fps: float | None) -> None:
+        self.pipeline.pace(fps)  # the quick portrait has no kernels to pace
+
     def reset(self) -> None:
         if self._switched:
             self.pipeline.reset()

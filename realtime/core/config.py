@@ -88,6 +88,9 @@ class CaptureConfig:
     height: int = knob(720, 16, 4320, "requested camera height (pixels)")
     fps: float = knob(30.0, 1.0, 240.0, "requested camera and output frame rate")
     fourcc: str = knob("MJPG", doc="camera pixel format to ask for (MJPG gives 720p30 on most USB webcams)")
+    one_thread_share: float = knob(0.7, 0.0, 1.0, "live sources: the kernels run on one thread (less CPU, the other "
+                                   "core left free) while a frame on one thread takes at most this share of the frame "
+                                   "interval; 0 = always every thread")
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,23 @@ from stealing time the others need (the measurements are in ``docs/depth.md`` an
 - kernel rows are handed out in small chunks (:func:`row_chunks`);
 - onnxruntime gets one thread in the model's own thread and two in the caller's
   (:func:`model_threads`), and spins briefly only where the caller waits for it
-  (:func:`model_spins`, :func:`onnx_session_options`).
+  (:func:`model_spins`, :func:`onnx_session_options`);
+- a live source paced at its frame rate runs the kernels and OpenCV on one thread while a frame
+  on one thread fits well inside the frame interval (:class:`PacedThreads`): handing rows to a
+  second thread and waking it costs CPU that buys nothing when the frame is early anyway.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+import time
+from collections import deque
+from typing import Callable, Iterator
 
+import cv2
 import numba
+import numpy as np
 
 from realtime.core.config import DepthConfig
 
@@ -92,3 +99,94 @@ def onnx_session_options(threads: int, spin: bool):
     so.add_session_config_entry("session.intra_op.spin_duration_us", str(SPIN_US))
     so.add_session_config_entry("session.force_spinning_stop", "1")
     return so
+
+
+class PacedThreads:
+    """How many threads a paced (live) stream's kernels use, frame by frame.
+
+    Starts on every thread. Once a window of frames says a frame on one thread may take at most
+    ``share`` of the interval (their median time times the one-thread / every-thread ratio: 1
+    until a try on one thread measured it), the kernels and OpenCV drop to one thread: the same work for less CPU (no rows handed
+    out, no worker woken and put to sleep again per kernel), and the second core left to the call
+    app. Back to every thread as soon as one-thread frames run late (the median of a window over
+    ``LATE_SHARE`` of the interval, or ``LATE_RUN`` of the last frames over the interval), with
+    the ratio learnt from what was seen; trying again after a back-off that doubles each time.
+    The output does not depend on the thread count.
+
+    ``threads`` is what the next frame uses; :meth:`observe` takes each frame's processing time.
+    Numba's thread count is per thread (:meth:`kernels` sets it in the calling thread around a
+    frame); OpenCV's is process-wide and changed only when the mode changes, and put back by
+    :meth:`close`.
+    """
+
+    WINDOW = 20          # frames per decision
+    LATE_SHARE = 0.85    # a one-thread window's median above this share of the interval: back to all
+    LATE_RUN = 3         # ... or this many of the last 5 frames over the interval
+    RATIO = 1.0          # one-thread / every-thread time until measured: try it and see
+    RETRY_S = 10.0       # first back-off before trying one thread again (doubles, up to MAX_RETRY_S)
+    MAX_RETRY_S = 160.0
+
+    def __init__(self, interval_ms: float, share: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_ms = interval_ms
+        self.share = share
+        self.all_threads = numba.config.NUMBA_NUM_THREADS
+        self.threads = self.all_threads
+        self.ratio = self.RATIO
+        self._clock = clock
+        self._window: deque[float] = deque(maxlen=self.WINDOW)
+        self._recent: deque[float] = deque(maxlen=5)
+        self._all_ms: float | None = None
+        self._retry_at = 0.0
+        self._backoff = self.RETRY_S
+        self._cv_threads = cv2.getNumThreads()
+        self.switches = 0
+        self._closed = False
+
+    @contextlib.contextmanager
+    def kernels(self) -> Iterator[None]:
+        """The Numba thread count of this frame, in the calling thread."""
+        prev = numba.get_num_threads()
+        numba.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(prev)
+
+    def observe(self, frame_ms: float) -> None:
+        """One frame's processing time (wall, ms) at the current thread count."""
+        if self._closed:  # a frame that outlived the stream (a stalled stage finishing late)
+            return
+        self._window.append(frame_ms)
+        self._recent.append(frame_ms)
+        now = self._clock()
+        if self.threads == 1:
+            late = sum(t > self.interval_ms for t in self._recent) >= self.LATE_RUN
+            full = len(self._window) == self.WINDOW
+            med = float(np.median(self._window)) if full else None
+            if late or (med is not None and med > self.LATE_SHARE * self.interval_ms):
+                if self._all_ms:
+                    one = med if med is not None else float(np.median(self._window))
+                    self.ratio = min(max(one / self._all_ms, 1.0), 4.0)
+                self._retry_at = now + self._backoff
+                self._backoff = min(2.0 * self._backoff, self.MAX_RETRY_S)
+                self._switch(self.all_threads)
+            return
+        if len(self._window) < self.WINDOW or self.all_threads <= 1:
+            return
+        self._all_ms = float(np.median(self._window))
+        if self.share > 0.0 and now >= self._retry_at and self._all_ms * self.ratio <= self.share * self.interval_ms:
+            self._switch(1)
+
+    def _switch(self, threads: int) -> None:
+        self.threads = threads
+        self.switches += 1
+        self._window.clear()
+        self._recent.clear()
+        cv2.setNumThreads(1 if threads == 1 else self._cv_threads)
+
+    def close(self) -> None:
+        """OpenCV's thread count as it was."""
+        self._closed = True
+        if self.threads == 1:
+            cv2.setNumThreads(self._cv_threads)
+        self.threads = self.all_threads

@@ -136,12 +136,18 @@ def _paced(kind: str, size: tuple[int, int], n_frames: int, preset_name: str, au
             with LiveSource(ArrayReader(frames, fps=30.0)) as live:
                 run_stream(pipe, live, [NullSink()], max_frames=warm, governor=governor)
                 t0, c0, th0 = time.perf_counter(), time.process_time(), ThreadSampler()
-                report = run_stream(pipe, live, [NullSink()], stats=stats, max_frames=n_frames, governor=governor)
+                one = [0]  # frames whose kernels ran on one thread (realtime.core.threads.PacedThreads)
+
+                def count(sf, result) -> None:
+                    one[0] += pipe.paced is not None and pipe.paced.threads == 1
+
+                report = run_stream(pipe, live, [NullSink()], stats=stats, max_frames=n_frames, governor=governor,
+                                    on_result=count)
                 wall, cpu, th1 = time.perf_counter() - t0, time.process_time() - c0, th0.stop()
                 dropped = report.dropped
         finally:
             pipe.close()
-        extra = {"quality_level": governor.level if governor else 0,
+        extra = {"quality_level": governor.level if governor else 0, "one_thread_frames": one[0],
                  "latency_ms_p50": float(np.percentile(stats.all_latency, 50)),
                  "latency_ms_p95": float(np.percentile(stats.all_latency, 95)),
                  "stages_ms": {k: float(np.median(v)) for k, v in stats.all_stages.items()}}
@@ -307,5 +313,8 @@ def thread_table(rows: list[dict]) -> str:
             per = {g: float(np.median([1000.0 * x["threads"].get(g, 0.0) / max(1, x["frames"]) for x in runs]))
                    for g in groups}
             top = sorted(per.items(), key=lambda kv: -kv[1])[:8]
-            lines.append(f"{r['size']} {kind}: " + ", ".join(f"{g} {v:.1f}" for g, v in top if v >= 0.05))
+            one = "" if kind == "recipe" else (
+                " (kernels on one thread for " + ", ".join(f"{x.get('one_thread_frames', 0)}" for x in runs)
+                + f" of {runs[0]['frames']} frames)")
+            lines.append(f"{r['size']} {kind}: " + ", ".join(f"{g} {v:.1f}" for g, v in top if v >= 0.05) + one)
     return "\n".join(lines)
