@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import shaders
+from shaders.checks import all_finite
 from realtime.core.config import Preset, load_preset
 from realtime.core.errors import StageError
 from realtime.core.frames import check_frame, check_plane, readonly
@@ -41,14 +42,14 @@ def all_optimisations_off(preset: Preset) -> Preset:
     return preset.replace({"depth": {"still_interval": 1}, "render": {"reuse_tiles": False}})
 
 
-def _checked(a: np.ndarray, shape: tuple[int, int], stage: str, what: str) -> np.ndarray:
+def _checked(a: np.ndarray, shape: tuple[int, int], stage: str, what: str, scratch: np.ndarray) -> np.ndarray:
     """A stage output fit for the next stage, or :class:`StageError` (fail closed upstream)."""
     try:
         check_plane(a, shape, what)
     except (TypeError, ValueError) as e:
         raise StageError(f"{stage} stage returned a bad {what}: {e}") from e
-    # the sum is NaN/inf if any element is: one pass, no temporary array
-    if not np.isfinite(a.sum(dtype=np.float32)):
+    # one pass over the bits, no temporary array
+    if not all_finite(a, scratch):
         raise StageError(f"{stage} stage returned a {what} with NaN or infinite values")
     return a
 
@@ -106,6 +107,7 @@ class Pipeline(Stage):
         self.paced: PacedThreads | None = None  # a live source's thread policy (see pace())
         self._clock_offset: int | None = None
         self._clock_last = -1
+        self._finite = np.zeros(1, np.uint32)  # scratch of the output checks
 
     def _build(self, section: str, preset: Preset) -> Stage:
         if section == "segmentation":
@@ -258,10 +260,11 @@ class Pipeline(Stage):
                 matte = self.segmenter.process(frame, ts)
         else:
             matte = self.segmenter.process(frame, ts)
-        matte = _checked(matte, shape, "segmentation", "matte")
+        matte = _checked(matte, shape, "segmentation", "matte", self._finite)
         t1 = time.perf_counter()
         self.current_stage = "depth"
-        disparity = _checked(self.depth.process(frame, ts, matte), shape, "depth", "disparity")
+        disparity = _checked(self.depth.process(frame, ts, matte), shape, "depth", "disparity",
+                             self._finite)
         t2 = time.perf_counter()
         self.current_stage = "temporal"
         matte, disparity = self.temporal.process(frame, ts, matte, disparity)

@@ -25,7 +25,7 @@ def warmup() -> None:
     with _lock:
         if _done:
             return
-        from . import bokeh, depth, matte, temporal, tiles  # noqa: F401  (each registers its warm-up)
+        from . import bokeh, checks, depth, matte, temporal, tiles  # noqa: F401  (each registers its warm-up)
         from .jit import warmups
 
         for fn in warmups:

@@ -96,3 +96,61 @@ def test_apply_preset_live_keeps_or_rebuilds_stages():
         assert "segmentation" in changed and p.segmenter is not seg and seg.closed
         r = p.process(f, 2)
         assert r.frame.shape == f.shape
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, 0), (-1, -1), (123, 457)])
+def test_all_finite_sees_one_bad_value_anywhere(bad, where):
+    from shaders.checks import all_finite
+
+    scratch = np.zeros(1, np.uint32)
+    plane = np.random.default_rng(3).random((360, 640), dtype=np.float32)
+    plane[0, 1] = np.finfo(np.float32).max  # large, tiny and negative values are finite
+    plane[1, 0] = np.finfo(np.float32).smallest_subnormal
+    plane[2, 2] = -5.0
+    assert all_finite(plane, scratch)
+    plane[where] = bad
+    assert not all_finite(plane, scratch)
+    assert not all_finite(plane[:, 1:] if where[1] != 0 else plane[:, :-1], scratch)  # not contiguous
+
+
+@pytest.mark.parametrize("stage", ["segmentation", "depth"])
+def test_a_non_finite_stage_output_fails_before_temporal_state(stage):
+    """A NaN in the matte or the disparity raises StageError naming the stage, and the temporal
+    stage (and the depth stage, for a bad matte) never sees it."""
+    from realtime.core.errors import StageError
+
+    frame = talking_frame(0, size=(640, 360))
+    with Pipeline(load_preset("portrait")) as p:
+        p.process(frame, 1)
+        calls = {"depth": 0, "temporal": 0}
+
+        def wrap(attr, poison):
+            inner = getattr(p, attr)
+
+            def process(*a):
+                calls[attr] = calls.get(attr, 0) + 1
+                out = inner.process(*a)
+                if poison:
+                    out = np.array(out)
+                    out[200, 300] = np.nan
+                return out
+            setattr(p, attr, _Wrapped(inner, process))
+
+        wrap("segmenter", stage == "segmentation")
+        wrap("depth", stage == "depth")
+        wrap("temporal", False)
+        with pytest.raises(StageError, match=f"{stage} stage returned a .* NaN or infinite"):
+            p.process(frame, 2)
+        assert calls["temporal"] == 0
+        assert calls["depth"] == (0 if stage == "segmentation" else 1)
+
+
+class _Wrapped:
+    """A stage with its ``process`` replaced (everything else delegated)."""
+
+    def __init__(self, stage, process):
+        self._stage, self.process = stage, process
+
+    def __getattr__(self, name):
+        return getattr(self._stage, name)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 # the kernel modules that register a warm-up, the slowest to compile first
-MODULES = ("bokeh", "matte", "depth", "temporal", "area", "tiles")
+MODULES = ("bokeh", "matte", "depth", "temporal", "area", "tiles", "checks")
 # kernel modules without a warm-up of their own: the module whose warm-up compiles their kernels
 _WARMED_BY = {"gather": "bokeh", "matte_apply": "matte"}
 _CHILD = ("import os, sys, shaders.jit as j, importlib; os.nice(int(sys.argv[2])); "
