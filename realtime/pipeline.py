@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -63,6 +64,9 @@ class Result:
     coc: np.ndarray            # (H, W) float32 signed circle of confusion in pixels
     timestamp_ms: int
     timings_ms: dict[str, float] = field(default_factory=dict)  # per stage, this frame
+    # threads the kernels ran on (a paced live stream may use one while the frame is early;
+    # 0 = every thread, not paced): a one-thread frame's time says nothing of what the machine can do
+    kernel_threads: int = 0
 
 
 class Pipeline(Stage):
@@ -243,10 +247,11 @@ class Pipeline(Stage):
             return self._process(frame, ts, ts_in)
         paced.share = self.preset.capture.one_thread_share  # a live control may change it
         t0 = time.perf_counter()
+        threads = paced.threads
         with paced.kernels():
             result = self._process(frame, ts, ts_in)
         paced.observe((time.perf_counter() - t0) * 1000.0)
-        return result
+        return dataclasses.replace(result, kernel_threads=threads)
 
     def _process(self, frame: np.ndarray, ts: int, ts_in: int) -> Result:
         shape = frame.shape[:2]

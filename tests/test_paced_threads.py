@@ -11,6 +11,7 @@ import pytest
 
 from conftest import DATA, FakeClock
 from realtime.app.loop import run_stream
+from realtime.app.scaling import QualityGovernor
 from realtime.core.config import load_preset
 from realtime.core.threads import PacedThreads
 from realtime.io.memory import ArrayReader
@@ -92,6 +93,7 @@ def test_a_paced_pipeline_gives_the_same_frames_on_one_thread():
             b = plain.process(f, 33 * i)
             assert np.array_equal(a.frame, b.frame), f"frame {i} differs on {threads[-1]} thread(s)"
             assert np.array_equal(a.matte, b.matte)
+            assert a.kernel_threads == threads[-1] and b.kernel_threads == 0
         assert threads[0] == numba.config.NUMBA_NUM_THREADS and threads[-1] == 1
         paced.pace(None)
         assert paced.paced is None
@@ -107,6 +109,26 @@ def test_the_loop_paces_a_live_source_and_lets_go_after():
         assert seen and all(p is not None and p.interval_ms == pytest.approx(INTERVAL) for p in seen)
         assert pipe.paced is None
     assert cv2.getNumThreads() == cv_before
+
+
+@several_threads
+def test_the_quality_governor_ignores_frames_that_ran_on_one_thread():
+    """A one-thread frame is slower by choice: it must not step the quality down."""
+    preset = load_preset("portrait").replace({"capture": {"one_thread_share": 1.0}})
+    seen, kinds = [], []
+
+    class Counting(QualityGovernor):
+        def observe(self, frame_ms, now=None):
+            seen.append(frame_ms)
+            return None
+
+    with Pipeline(preset) as pipe:
+        governor = Counting(pipe.apply, pipe.preset, 30.0)
+        with LiveSource(ArrayReader(_clip(40), fps=30.0)) as live:
+            run_stream(pipe, live, [NullSink()], max_frames=40, governor=governor,
+                       on_result=lambda sf, r: kinds.append(None if r is None else r.kernel_threads))
+    # (a frame past the stage deadline on a loaded machine fails closed: no result, not observed)
+    assert 1 in kinds and len(seen) == sum(k is not None and k != 1 for k in kinds) > 0
 
 
 def _clip(n: int) -> list[np.ndarray]:

@@ -244,8 +244,11 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
             if stop is not None and stop():
                 raise KeyboardInterrupt  # the frame is not counted: no output got it
             now = time.perf_counter()
-            # a first start's quick portrait says nothing of what the lens will cost
-            if governor is not None and live and result is not None and getattr(pipeline, "lens", True):
+            # a first start's quick portrait says nothing of what the lens will cost, nor does a
+            # frame the kernels ran on one thread only because it was early (they go back to every
+            # thread before the frames are late)
+            if (governor is not None and live and result is not None and getattr(pipeline, "lens", True)
+                    and result.kernel_threads != 1):
                 governor.observe((now - t_call) * 1000.0)
             if result is not None:
                 fail.good(result.frame, now)
