@@ -286,6 +286,12 @@ class Pipeline(Stage):
         t = {name: (b - a) * 1000.0 for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5))}
         return Result(readonly(out), readonly(matte), readonly(disparity), focus, readonly(coc), ts_in, t)
 
+    def hold_output(self, frame: np.ndarray) -> bool:
+        """Keep ``frame`` (a :class:`Result`'s ``frame``) valid until the next ``hold_output``:
+        later calls render into another buffer (:meth:`Renderer.hold`). False if it is not the
+        renderer's (then it may be overwritten by the next call, as usual)."""
+        return self.renderer.hold(frame)
+
     def _release(self) -> None:
         self.pace(None)
         for s in reversed(self.stages()):

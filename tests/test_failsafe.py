@@ -77,14 +77,15 @@ def raw():
     return _raw_frames()
 
 
-def _run(mode: str, start=5, stop=12, frames=25, privacy=True, extra_sinks=(), live=False):
+def _run(mode: str, start=5, stop=12, frames=25, privacy=True, extra_sinks=(), live=False, short_gap_s=0.3):
     rec = Recorder()
     seg = FaultySegmenter(mode, start, stop)
     source = LiveSource(ReplayReader(CLIP, size=SIZE, fps=30)) if live else VideoFileSource(CLIP, size=SIZE)
     with Pipeline(load_preset("portrait"), segmentation_backend=seg) as pipe, source as src:
         pipe.warmup(SIZE)
         seg.calls = 0
-        report = run_stream(pipe, src, [rec, *extra_sinks], max_frames=frames, privacy=privacy, deadline_ms=200)
+        report = run_stream(pipe, src, [rec, *extra_sinks], max_frames=frames, privacy=privacy, deadline_ms=200,
+                            short_gap_s=short_gap_s)
     return rec, report
 
 
@@ -102,6 +103,59 @@ def test_faults_fail_closed_and_recover(mode, raw):
     # failed frames were answered fail-closed, and processing recovered afterwards
     assert rec.ok == [True] * 5 + [False] * 7 + [True] * 13
     assert any(report.failures), report.failures
+    # the first failed frame (milliseconds after the last good one) shows exactly that one
+    assert np.array_equal(rec.frames[5], rec.frames[4])
+
+
+def test_a_stall_shows_the_last_good_frame_untouched(raw):
+    """The loop keeps the renderer's own buffer as its last good frame (no copy): the stalled
+    calls, which finish rendering in the background while the loop answers fail-closed, and the
+    calls after them must write elsewhere. With a long short-gap every failed frame shows it."""
+    rec, report = _run("stall", start=3, stop=5, frames=60, live=True, short_gap_s=30.0)
+    first_bad = rec.ok.index(False)
+    assert first_bad >= 1 and report.failed_frames >= 10
+    last_good = rec.frames[first_bad - 1]
+    bad = [f for f, ok in zip(rec.frames, rec.ok) if not ok]
+    assert all(np.array_equal(f, last_good) for f in bad), \
+        [float(np.abs(f.astype(np.int16) - last_good).mean()) for f in bad]
+    assert all(rec.ok[-10:]), rec.ok
+    # and the frames after the recovery are new renders again, not the held one
+    assert not np.array_equal(rec.frames[-1], last_good)
+
+
+def test_renderer_never_writes_into_a_held_frame():
+    """A held output stays as it was through later calls, one of which fails half-way; held or
+    not, every call renders the same pixels (nothing carries over between the buffers)."""
+    from realtime.core.errors import StageError
+
+    frames = _raw_frames()[:8]
+    preset = load_preset("portrait")
+    with Pipeline(preset) as held, Pipeline(preset) as plain:
+        kept = None
+        for i, f in enumerate(frames):
+            a = held.process(f, 33 * i)
+            b = plain.process(f, 33 * i)
+            assert np.array_equal(a.frame, b.frame), i
+            if kept is not None:
+                assert np.array_equal(kept[0], kept[1]), i  # the held frame did not change
+                assert not np.shares_memory(a.frame, kept[0])
+            if i % 3 != 2:  # hold most frames, not all: a frame not held may be overwritten
+                assert held.hold_output(a.frame)
+                kept = (a.frame, a.frame.copy())
+        assert not held.hold_output(frames[0])  # not the renderer's: nothing held
+
+        real = held.renderer.lens.render_disparity
+        def half_then_fail(frame, disparity, focus, aperture, max_coc, matte, out, coc):
+            out[: out.shape[0] // 2] = 0
+            raise StageError("injected render failure")
+        a = held.process(frames[0], 1000)
+        assert held.hold_output(a.frame)
+        kept = a.frame.copy()
+        held.renderer.lens.render_disparity = half_then_fail
+        with pytest.raises(StageError):
+            held.process(frames[1], 1033)
+        held.renderer.lens.render_disparity = real
+        assert np.array_equal(a.frame, kept)
 
 
 def test_stall_on_live_source_fails_closed_and_recovers(raw):

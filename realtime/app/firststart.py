@@ -106,6 +106,9 @@ class LensWhenReady:
     def pace(self, fps: float | None) -> None:
         self.pipeline.pace(fps)  # the quick portrait has no kernels to pace
 
+    def hold_output(self, frame: np.ndarray) -> bool:
+        return self._switched and self.pipeline.hold_output(frame)
+
     def reset(self) -> None:
         if self._switched:
             self.pipeline.reset()

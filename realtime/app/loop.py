@@ -70,15 +70,22 @@ class _FailClosed:
         self.failing_since: float | None = None
         self.reason: str | None = None
         self._buf: np.ndarray | None = None
+        self._copy: np.ndarray | None = None  # last_good when the pipeline cannot hold its frame
 
-    def good(self, frame: np.ndarray, now: float) -> None:
+    def good(self, frame: np.ndarray, now: float, held: bool = False) -> None:
+        """``frame`` went through; ``held``: its producer writes into it no more (the pipeline's
+        ``hold_output``), so it is kept as it is, else copied."""
         if self.failing_since is not None:
             log.warning("recovered after %.1f s (%s)", now - self.failing_since, self.reason)
         self.failing_since = None
         self.reason = None
-        if self.last_good is None or self.last_good.shape != frame.shape:
-            self.last_good = np.empty_like(frame)
-        np.copyto(self.last_good, frame)
+        if held:
+            self.last_good = frame
+        else:
+            if self._copy is None or self._copy.shape != frame.shape:
+                self._copy = np.empty_like(frame)
+            np.copyto(self._copy, frame)
+            self.last_good = self._copy
         self.last_good_t = now
 
     def bad(self, raw: np.ndarray, reason: str, now: float) -> np.ndarray:
@@ -156,6 +163,7 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
         return f"{pipeline.current_stage or 'pipeline'} stage"
 
     watchdog = Watchdog(pipeline.process, deadline_s, describe_busy)
+    hold_output = getattr(pipeline, "hold_output", None) or (lambda frame: False)
 
     def deliver(out: OutputFrame, only_live: bool = False) -> None:
         for sink in list(active):
@@ -251,7 +259,8 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                     and result.kernel_threads != 1):
                 governor.observe((now - t_call) * 1000.0)
             if result is not None:
-                fail.good(result.frame, now)
+                # the pipeline renders the next frames elsewhere while this one is the last good
+                fail.good(result.frame, now, held=hold_output(result.frame))
                 out = OutputFrame(result.frame, result.matte, result.disparity, sf.name, sf.index, sf.captured_at,
                                   result=result, input=sf.frame)
                 note = ""

@@ -335,7 +335,16 @@ class Renderer(Stage):
         self.lens = Lens(config)
         self._reuse_from(config)
         self._coc: np.ndarray | None = None
-        self._out: np.ndarray | None = None
+        self._outs: list[np.ndarray] = []       # output buffers: one, two once a caller holds one
+        self._held: np.ndarray | None = None    # the one a caller keeps (see hold)
+
+    def hold(self, out: np.ndarray) -> bool:
+        """The caller keeps ``out`` (a frame :meth:`process` returned) until it holds another:
+        no later call writes into it, whether it succeeds, raises or is still running when the
+        caller gave up on it (the next frames alternate over the other buffer). Lets a frame
+        loop keep its last good frame without copying it. False if ``out`` is not one of ours."""
+        self._held = next((b for b in self._outs if np.may_share_memory(out, b)), None)
+        return self._held is not None
 
     def _reuse_from(self, config: RenderConfig) -> None:
         if not config.reuse_tiles:
@@ -376,19 +385,25 @@ class Renderer(Stage):
         h, w = frame.shape[:2]
         check_matte(matte, (h, w))
         check_disparity(disparity, (h, w))
-        if self._out is None or self._out.shape != frame.shape:
-            self._out = np.empty_like(frame)
+        if not self._outs or self._outs[0].shape != frame.shape:
+            self._outs = [np.empty_like(frame)]
+            self._held = None
             self._coc = np.empty((h, w), np.float32)
+        out = self._outs[0]
+        if out is self._held:
+            if len(self._outs) == 1:
+                self._outs.append(np.empty_like(frame))
+            out = self._outs[1]
         aperture, max_coc = self.scaled(h)
         if not self.config.effect:
             coc_from_disparity(disparity, focus, aperture, max_coc, out=self._coc)
-            np.copyto(self._out, frame)
+            np.copyto(out, frame)
         else:
             # the CoC is computed by the renderer's own pass over the frame
             try:
-                self.lens.render_disparity(frame, disparity, focus, aperture, max_coc, matte, self._out, self._coc)
+                self.lens.render_disparity(frame, disparity, focus, aperture, max_coc, matte, out, self._coc)
             except BaseException:
                 if self.lens.reuse is not None:  # the tiles it planned to keep may be half-written
                     self.lens.reuse.invalidate()
                 raise
-        return self._out, self._coc
+        return out, self._coc
