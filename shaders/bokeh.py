@@ -2,7 +2,7 @@
 :mod:`shaders.gather`.
 
 The renderer (``realtime/stages/render.py``) runs them in this order on working-domain (linear,
-highlight-boosted) light, at a layer scale ``s`` of 1 (full resolution) or 2 (half):
+highlight-boosted) light, at a layer scale ``s`` of 1 (full resolution), 2 (half) or 3 (a third):
 
 1. :func:`split_layers` (full res -> layer res): decodes the frame with the LUT and splits it
    into a *far* layer premultiplied by a background weight (pixels that are sharp, in front of
@@ -83,7 +83,7 @@ def _weights(crow, mrow, has_matte, n, lim, tol, wv, pc, arow):
 @kernel(parallel=True)
 def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scratch, near_dirty, out_coc, layers,
                  tiles, out_alpha):
-    """Full-res frame -> layer-res far/near layers (over each s x s block, s = 1 or 2) and the
+    """Full-res frame -> layer-res far/near layers (over each s x s block, s = 1, 2 or 3) and the
     full-res sharp alpha, in one pass over the frame.
 
     ``coc_params`` is ``(from_disp, focus, aperture, lim)`` (bool, then float32): ``src`` is the
@@ -252,6 +252,8 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
                         sw[q] += v0
                         srw[q] += pc[2 * q]
                         nd[q] |= arow[2 * q] != 255
+                elif s == 3:
+                    _third_blocks(fn, sc, arow, nd)
                 else:
                     for q in range(fn):
                         v0 = wv[q]
@@ -296,6 +298,44 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
             prow[4 * i + 3] = a3
         # tiles left as they were may hold near pixels of last time
         near_dirty[yh] = (row_near > zero) or (near_before and not every)
+
+
+@kernel
+def _third_blocks(fn, sc, arow, nd):
+    """The split's block sums at s = 3 over the first ``fn`` pixels of a segment row, from and
+    into its thread's scratch ``sc`` (layout of :func:`split_layers`). A function of its own, not
+    inlined: in the split's loop it slowed the s = 2 path down."""
+    sw_full = 3 * SEG
+    lb = sc[0:sw_full]
+    lg = sc[sw_full:2 * sw_full]
+    lr = sc[2 * sw_full:3 * sw_full]
+    wv = sc[3 * sw_full:4 * sw_full]
+    pc = sc[4 * sw_full:5 * sw_full]
+    o = 6 * sw_full
+    sb = sc[o:o + SEG]
+    sg = sc[o + SEG:o + 2 * SEG]
+    sr = sc[o + 2 * SEG:o + 3 * SEG]
+    sw = sc[o + 3 * SEG:o + 4 * SEG]
+    srw = sc[o + 4 * SEG:o + 5 * SEG]
+    for q in range(fn // 3):
+        v0 = wv[3 * q]
+        v1 = wv[3 * q + 1]
+        v2 = wv[3 * q + 2]
+        sb[q] += v0 * lb[3 * q] + v1 * lb[3 * q + 1] + v2 * lb[3 * q + 2]
+        sg[q] += v0 * lg[3 * q] + v1 * lg[3 * q + 1] + v2 * lg[3 * q + 2]
+        sr[q] += v0 * lr[3 * q] + v1 * lr[3 * q + 1] + v2 * lr[3 * q + 2]
+        sw[q] += v0 + v1 + v2
+        srw[q] += pc[3 * q] + pc[3 * q + 1] + pc[3 * q + 2]
+        nd[q] |= (arow[3 * q] != 255) | (arow[3 * q + 1] != 255) | (arow[3 * q + 2] != 255)
+    q = fn // 3
+    for i in range(3 * q, fn):  # a last, narrower block (width not a multiple of 3)
+        v0 = wv[i]
+        sb[q] += v0 * lb[i]
+        sg[q] += v0 * lg[i]
+        sr[q] += v0 * lr[i]
+        sw[q] += v0
+        srw[q] += pc[i]
+        nd[q] |= arow[i] != 255
 
 
 @inline
@@ -465,8 +505,8 @@ def _warm() -> None:
         a.flags.writeable = False
         return a
 
-    for s in (1, 2):
-        h, w = 7, 9
+    for s in (1, 2, 3):
+        h, w = 7, 11
         hl, wl = (h + s - 1) // s, (w + s - 1) // s
         frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         coc = rng.uniform(-3, 3, (h, w)).astype(np.float32)
@@ -479,7 +519,7 @@ def _warm() -> None:
         scratch = np.zeros((threads(), SEG * (6 * s + 5)), np.float32)
         # the renderer passes its frame and planes read-only, whoever owns them (one signature)
         plane = ro(coc)
-        split_layers(ro(frame), plane, plane, s == 1, (s == 2, np.float32(0.5), np.float32(2), np.float32(4)), s,
+        split_layers(ro(frame), plane, plane, s == 1, (s != 1, np.float32(0.5), np.float32(2), np.float32(4)), s,
                      luts.decode, np.float32(1), pad, scratch, np.zeros(hl, np.uint8),
                      np.zeros((h, w), np.float32), (p, near, rw, fw, rn, need), ALL_TILES, alpha)
     wt = shape_table(3)

@@ -181,7 +181,7 @@ def _run_split(frame, coc, matte, s, luts, tol, lim, pad=3, disparity=None, focu
     return res + (coc_out,) if disparity is not None else res
 
 
-@pytest.mark.parametrize("s", [1, 2])
+@pytest.mark.parametrize("s", [1, 2, 3])
 def test_split_of_some_tiles_keeps_the_others_and_shifts_their_prefix_sums(s):
     """Frame A split whole, then frame B (A changed on some tiles, near pixels included) split on
     those tiles only, into the same buffers: the same layers as B split whole."""
@@ -230,11 +230,11 @@ def test_split_of_some_tiles_keeps_the_others_and_shifts_their_prefix_sums(s):
     assert np.all(dirty_r >= dirty_f)  # rows with near pixels stay marked
 
 
-@pytest.mark.parametrize("s", [1, 2])
+@pytest.mark.parametrize("s", [1, 2, 3])
 @pytest.mark.parametrize("with_matte", [False, True])
-def test_split_layers_matches_reference(s, with_matte):
-    rng = np.random.default_rng(RNG_SEED + s)
-    h, w = 17, 23
+@pytest.mark.parametrize("h,w", [(17, 23), (16, 3 * bokeh.SEG + 4)])  # odd blocks; a second segment
+def test_split_layers_matches_reference(s, with_matte, h, w):
+    rng = np.random.default_rng(RNG_SEED + s + w)
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     coc = rng.uniform(-9, 9, (h, w)).astype(np.float32)
     coc[rng.random((h, w)) < 0.2] = 0.0
@@ -255,7 +255,7 @@ def test_split_layers_matches_reference(s, with_matte):
     np.testing.assert_array_equal(got[5], exp[5])
 
 
-@pytest.mark.parametrize("s", [1, 2])
+@pytest.mark.parametrize("s", [1, 2, 3])
 def test_split_from_disparity_writes_the_coc_and_splits_as_with_it(s):
     """The renderer stage's path: the CoC computed in the split equals coc_from_disparity's, and
     the layers equal the split of that CoC; a near row left from the last frame is cleared."""
@@ -446,10 +446,10 @@ def test_point_spreads_to_flat_disk_at_float_precision(r):
 
 # -- finish -----------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("s,h,w", [(2, 15, 45), (3, 16, 47)])
 @pytest.mark.parametrize("near_on", [True, False])
-def test_finish_matches_reference(near_on):
-    rng = np.random.default_rng(RNG_SEED)
-    h, w, s = 15, 45, 2
+def test_finish_matches_reference(near_on, s, h, w):
+    rng = np.random.default_rng(RNG_SEED + s)
     hl, wl = -(-h // s), -(-w // s)
     luts = make_luts(3.0, 0.85)
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -499,7 +499,7 @@ def test_finish_matches_reference(near_on):
     assert np.array_equal(out[plain & (alpha == 0)], bg[plain & (alpha == 0)])
     # the far field already in the output: all-far pixels are left alone, the rest as before
     inplace = bg.copy()
-    bokeh.finish(frame, np.pad(alpha, ((0, 0), (0, 3)), constant_values=255), inplace, luts.decode,
+    bokeh.finish(frame, np.pad(alpha, ((0, 0), (0, 48 - w)), constant_values=255), inplace, luts.decode,
                  luts.encode, near, near_on, tap_y, tap_x, np.zeros((bokeh.threads(), 4), np.float32), inplace)
     assert np.array_equal(inplace, out)
 
@@ -508,6 +508,8 @@ def test_bilinear_taps_align_pixel_centres():
     t = bokeh.bilinear_taps(9, 5, 2)
     pos = t[:, 0] + t[:, 1]
     np.testing.assert_allclose(pos, np.clip((np.arange(9) + 0.5) / 2 - 0.5, 0, 4))
+    t3 = bokeh.bilinear_taps(10, 4, 3)  # a last, narrower layer pixel
+    np.testing.assert_allclose(t3[:, 0] + t3[:, 1], np.clip((np.arange(10) + 0.5) / 3 - 0.5, 0, 3), atol=1e-6)
     t1 = bokeh.bilinear_taps(7, 7, 1)
     np.testing.assert_array_equal(t1[:, 0], np.arange(7))
     np.testing.assert_array_equal(t1[:, 1], 0.0)

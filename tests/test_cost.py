@@ -71,7 +71,7 @@ def _lockstep(frames: list[np.ndarray], region: tuple[slice, slice] | None = Non
     return ps, ious, ran, gathered, local
 
 
-@pytest.mark.parametrize("size", [SIZE, (1280, 720)])  # layers at full and at half resolution
+@pytest.mark.parametrize("size", [SIZE, (1280, 720), (1920, 1080)])  # layers at full, half, a third
 def test_still_scene_skips_work_at_full_quality(size):
     base = talking_frame(0, clip="4.mp4", size=size)
     frames = [noisy(base, 2.0, i) for i in range(24)]
@@ -98,6 +98,57 @@ def test_a_change_reaches_the_output_on_its_frame(change):
     assert min(ious) >= 0.99, ious
     if change in ("light", "pan"):                # the whole frame moved: all of it that changed
         assert gathered[STILL] >= 0.9, gathered
+
+
+@pytest.mark.parametrize("change", ["object", "person"])
+def test_a_change_reaches_the_output_on_its_frame_at_1080p(change):
+    """Layers of a third (1080p): a tile is SEG x TILE_ROWS layer pixels, 96 x 48 frame pixels,
+    and a layer pixel may straddle two 8x8 blocks; a change still shows on its frame."""
+    base = talking_frame(0, clip="4.mp4", size=(1920, 1080))
+    frames = [noisy(base, 2.0, i) for i in range(STILL)]
+    frames += [noisy(_changed(base, change, k), 2.0, STILL + k) for k in range(1, 4)]
+    ps, ious, ran, gathered, local = _lockstep(frames, CHANGED[change])
+    assert min(gathered[1:STILL]) < 1.0, gathered
+    assert min(ps) >= 38.0 and min(local[STILL:]) >= 38.0, (ps, local)
+    assert min(ious) >= 0.99, ious
+
+
+@pytest.mark.parametrize("s", [1, 2, 3])
+def test_reuse_gathers_every_layer_pixel_within_the_blur_reach_of_a_change(s):
+    """The far field of a layer pixel reads every layer pixel within kmax + 2 of it: each one
+    that overlaps a changed 8x8 block must be gathered again, at every layer scale (at s = 3 a
+    layer pixel can straddle two blocks)."""
+    import cv2
+
+    from realtime.stages.render_reuse import TileReuse
+    from shaders.tiles import CELL
+
+    rng = np.random.default_rng(20 + s)
+    h, w, kmax = 181, 263, 8
+    hl, wl = -(-h // s), -(-w // s)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    disp = rng.random((h, w), dtype=np.float32)
+    matte = np.zeros((h, w), np.float32)
+    params = (np.float32(0.5), np.float32(0.0), np.float32(24.0))  # no CoC: nothing in front
+    reuse = TileReuse(4.0, 1000)
+    assert reuse.plan(frame, disp, matte, params, (hl, wl), s, kmax, ("key",)) is None  # the first is whole
+    for trial in range(6):
+        hc, wc = -(-h // CELL), -(-w // CELL)
+        picks = [(int(rng.integers(0, hc)), int(rng.integers(0, wc))) for _ in range(2)] + [(hc - 1, wc - 1)]
+        for cy, cx in picks:
+            frame[cy * CELL:(cy + 1) * CELL, cx * CELL:(cx + 1) * CELL] ^= 0x80
+        plan = reuse.plan(frame, disp, matte, params, (hl, wl), s, kmax, ("key",))
+        assert plan is not None and plan.gather.shape == (hl, wl)
+        changed = np.kron(reuse._cells, np.ones((CELL, CELL), np.uint8))[:h, :w]
+        assert all(changed[cy * CELL, cx * CELL] for cy, cx in picks)
+        full = np.zeros((hl * s, wl * s), np.uint8)
+        full[:h, :w] = changed
+        touched = full.reshape(hl, s, wl, s).max(axis=(1, 3))
+        reach = 2 * (kmax + 2) + 1
+        needed = cv2.dilate(touched, np.ones((reach, reach), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        missing = (needed > 0) & (plan.gather == 0)
+        assert not missing.any(), (trial, np.argwhere(missing)[:5])
+        assert plan.gather.mean() < 0.9  # and not everything
 
 
 def test_render_reuse_with_something_in_front_of_the_focus_plane():

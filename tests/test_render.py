@@ -1,7 +1,7 @@
 """The lens renderer's promises, checked as properties on synthetic scenes and a real frame.
 
-Both resolution paths are covered: small frames (and small blurs) render the layers at full
-resolution, 720p frames with a large blur at half resolution.
+All three resolution paths are covered: small frames (and small blurs) render the layers at full
+resolution, 720p frames with a large blur at half resolution, 1080p frames at a third.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import pytest
 
 from realtime.core.config import RenderConfig
 from realtime.core.errors import ConfigError, FrameShapeError, FrameTypeError
-from realtime.stages.render import Renderer, coc_from_disparity, render_bokeh
+from realtime.stages import render as render_module
+from realtime.stages.render import Renderer, coc_from_disparity, layer_scale, render_bokeh
 from shaders.color import linear_to_srgb, srgb_to_linear
 
 SMALL = (97, 131)     # full-resolution layers
 HD = (720, 1280)      # half-resolution layers at large blur
+FHD = (1080, 1920)    # layers of a third (any blur at 1080p)
 RADII = (4, 7, 12, 17, 24)
 
 
@@ -52,7 +54,7 @@ def lit_extent(out, col, vertical=True):
 
 # -- identity, uniformity, energy ---------------------------------------------------------------
 
-@pytest.mark.parametrize("shape", [SMALL, HD])
+@pytest.mark.parametrize("shape", [SMALL, HD, FHD])
 def test_zero_coc_returns_the_input(shape):
     rng = np.random.default_rng(1)
     frame = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
@@ -64,7 +66,7 @@ def test_zero_coc_returns_the_input(shape):
     assert np.abs(out.astype(int) - frame).max() <= 1
 
 
-@pytest.mark.parametrize("shape", [SMALL, HD])
+@pytest.mark.parametrize("shape", [SMALL, HD, FHD])
 @pytest.mark.parametrize("colour", [(0, 0, 0), (30, 140, 220), (255, 255, 255), (250, 10, 128)])
 def test_uniform_field_stays_uniform(shape, colour):
     rng = np.random.default_rng(2)
@@ -80,7 +82,7 @@ def test_uniform_field_stays_uniform(shape, colour):
             assert np.abs(out.astype(int) - frame).max() <= 1
 
 
-@pytest.mark.parametrize("shape", [SMALL, HD])
+@pytest.mark.parametrize("shape", [SMALL, HD, FHD])
 @pytest.mark.parametrize("r", [5.0, 16.0])
 def test_mid_tone_texture_keeps_its_mean_in_linear_light(shape, r):
     rng = np.random.default_rng(3)
@@ -169,6 +171,19 @@ def test_line_reach_on_a_fine_grid_of_fractional_radii_at_720p():
         assert (left, right) == tuple(banded_line_reach(HD, [np.float32(r)], True, 1)[0])
 
 
+def test_line_reach_on_a_fine_grid_of_fractional_radii_at_1080p():
+    """Layers of a third, every radius 6..36 px in 0.05-px steps, the line at each of the three
+    positions over a layer pixel: the lit part reaches r +/- 2.5 px on each side (the reach moves
+    in steps of a layer pixel, 3 px, plus 2 px between the sides: docs/render.md)."""
+    radii = np.round(np.arange(6.0, 36.0001, 0.05), 2).astype(np.float32)
+    assert layer_scale(*FHD, float(radii.min())) == 3
+    for vertical in (True, False):
+        for odd in (0, 1, 2):
+            err = banded_line_reach(FHD, list(radii), vertical, odd, band=96) - radii[:, None]
+            worst = np.abs(err).max(1)
+            assert worst.max() <= 2.5, [(float(radii[i]), tuple(err[i])) for i in np.nonzero(worst > 2.5)[0][:5]]
+
+
 @pytest.mark.parametrize("r", [4, 12, 24])
 def test_gaussian_of_similar_width_spreads_further(r):
     """What the line test tells apart: a Gaussian with the disk's spread (sigma = r / 2) lights
@@ -215,6 +230,17 @@ def test_point_at_720p_is_a_disk_with_a_soft_rim(r):
     assert core.max() - core.min() <= 1
 
 
+@pytest.mark.parametrize("r", [13.0, 20.0, 36.0])
+def test_point_at_1080p_is_a_disk_with_a_soft_rim(r):
+    """Layers of a third: the same disk, its rim softer (over about two layer pixels)."""
+    out, dist = point_spread(FHD, r)
+    lit = out >= 1
+    assert dist[lit].max() <= r + 2.5
+    assert np.all(lit[dist <= r - 4.0])
+    core = out[dist <= r - 7].astype(int)
+    assert core.max() - core.min() <= 2
+
+
 def test_blades_give_a_polygon():
     h = w = 61
     frame = np.zeros((h, w, 3), np.uint8)
@@ -239,7 +265,7 @@ def subject_scene(shape, r, matte_given=True):
     return frame, coc, matte, subject
 
 
-@pytest.mark.parametrize("shape", [(151, 181), HD])
+@pytest.mark.parametrize("shape", [(151, 181), HD, FHD])
 @pytest.mark.parametrize("r", [8.0, 24.0])
 @pytest.mark.parametrize("matte_given", [True, False])
 def test_no_halo_around_a_sharp_subject(shape, r, matte_given):
@@ -268,7 +294,7 @@ def test_soft_matte_edge_blends_subject_over_foreground_free_background():
     assert np.all(np.diff(row[w // 2 - 4:w // 2 + 4]) <= 0)  # a monotone soft edge
 
 
-@pytest.mark.parametrize("shape", [(121, 151), HD])
+@pytest.mark.parametrize("shape", [(121, 151), HD, FHD])
 def test_near_field_spreads_beyond_its_silhouette(shape):
     h, w = shape
     rng = np.random.default_rng(4)
@@ -288,7 +314,7 @@ def test_near_field_spreads_beyond_its_silhouette(shape):
     assert np.array_equal(out[far_away], frame[far_away])
 
 
-@pytest.mark.parametrize("shape", [(121, 151), HD])
+@pytest.mark.parametrize("shape", [(121, 151), HD, FHD])
 def test_near_object_in_front_of_the_subject_has_a_soft_edge_on_both_sides(shape):
     """A hand close to the lens in front of the sharp subject: its blurred rim is see-through
     inside the silhouette too (the subject shows through), not a hard inner edge."""
@@ -351,6 +377,39 @@ def test_half_and_full_resolution_layers_agree():
     assert np.abs(frame.astype(int) - full).mean() > 4 * d.mean()  # far smaller than the blur
 
 
+def test_third_and_half_resolution_layers_agree_at_1080p(monkeypatch):
+    h, w = FHD
+    rng = np.random.default_rng(7)
+    frame = cv2.resize(rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8), (w, h))
+    yy, xx = np.mgrid[0:h, 0:w]
+    coc = (6 + 30 * yy / h).astype(np.float32)
+    third = render_bokeh(frame, coc).astype(int)
+    full = render_bokeh(frame, coc, config=RenderConfig(half_res_far=False)).astype(int)
+    monkeypatch.setattr(render_module, "LAYER_SCALES", (1, 2))
+    half = render_bokeh(frame, coc).astype(int)
+    # matched by their reach, a third-resolution disk is a little less blurred inside than a
+    # half-resolution one, which is a little less than a full-resolution one
+    d = np.abs(third - full)
+    assert d.mean() < 5.0 and np.percentile(d, 99) <= 16
+    assert np.abs(frame.astype(int) - full).mean() > 4 * d.mean()
+    d = np.abs(third - half)
+    assert d.mean() < 1.5 and np.percentile(d, 99) <= 5
+
+
+def test_layer_scale_follows_the_gather_work():
+    """720p with the default blur keeps half-resolution layers, 1080p gets a third (the same
+    layer-pixel radii and work as 720p), small frames and small blurs full resolution, and
+    ``half_res_far = false`` full resolution everywhere."""
+    r = Renderer(RenderConfig())
+    assert layer_scale(720, 1280, r.scaled(720)[1]) == 2
+    assert layer_scale(1080, 1920, r.scaled(1080)[1]) == 3
+    assert layer_scale(1080, 1920, 3.0) == 3
+    assert layer_scale(97, 131, 24.0) == 1 and layer_scale(480, 640, 6.0) == 1
+    assert layer_scale(480, 640, 12.0) == 2
+    assert layer_scale(1080, 1920, 36.0, reduced=False) == 1
+    assert layer_scale(720, 1280, 24.0) == 2 and layer_scale(720, 1280, 24.5) == 3
+
+
 # -- API ------------------------------------------------------------------------------------------
 
 def test_coc_from_disparity_sign_scale_and_clamp():
@@ -401,7 +460,7 @@ def test_render_bokeh_checks_inputs_and_writes_into_out():
     assert render_bokeh(frame, coc, out=out) is out
 
 
-@pytest.mark.parametrize("shape", [SMALL, HD, (721, 1279)])
+@pytest.mark.parametrize("shape", [SMALL, HD, (721, 1279), FHD, (1081, 1918)])
 def test_render_in_place_and_into_out_agree(shape):
     rng = np.random.default_rng(11)
     h, w = shape
@@ -506,7 +565,7 @@ def test_warmup_compiles_every_signature_the_renderer_uses():
                bokeh.finish, bokeh.abs_max_bits, tiles.changed_blocks]
     before = [len(k.signatures) for k in kernels]
     rng = np.random.default_rng(10)
-    for h, w in (HD, (41, 57)):
+    for h, w in (HD, FHD, (41, 57)):
         frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         coc = rng.uniform(-20, 24, (h, w)).astype(np.float32)
         render_bokeh(frame, coc, rng.random((h, w), dtype=np.float32))

@@ -30,18 +30,40 @@ from realtime.core.threads import row_chunks
 from realtime.stages.render_reuse import TILE_ROWS, TileReuse
 
 
-# Render the layers at full resolution while the gather work stays below what the
-# half-resolution path costs at 720p with the default 24 px: small frames (and small blurs on
-# mid-sized ones) get the exact full-resolution lens, large ones the fast half-resolution one.
-# Work = layer pixels x (radius + a fixed cost per pixel in disk-row pairs; docs/render.md).
+# The layer scale s (layers of ceil(h / s) x ceil(w / s) pixels, s = 1, 2 or 3) is the smallest
+# whose gather work stays within what the half-resolution path costs at 720p with the default
+# 24 px: small frames (and small blurs on mid-sized ones) get the exact full-resolution lens, 720p
+# the half-resolution one, 1080p (whose blur is 1.5 times as wide) layers of a third, which cost
+# what 720p's half-resolution ones do. Work = layer pixels x (radius in layer pixels + a fixed
+# cost per pixel in disk-row pairs; docs/render.md).
 GATHER_FIXED = 10
 FULL_RES_WORK = (1280 * 720 // 4) * (12 + GATHER_FIXED)
+LAYER_SCALES = (1, 2, 3)
 
-# Half-resolution layers: the 2x2 block sums and the bilinear upsampling widen a disk by about
-# two full-res pixels; the gather radius is shrunk by as much (in layer pixels) so that a disk
-# still reaches r +/- 1.5 px. Only this shrink centres the reach, which moves in steps of a layer
-# pixel (docs/render.md, "half resolution"; tests/test_render.py checks it).
+# Reduced-resolution layers: the s x s block sums and the bilinear upsampling widen a disk; the
+# gather radius is shrunk (in layer pixels) so that a disk still reaches r, its reach moving in
+# steps of a layer pixel as r grows. Only these shrinks centre the reach (docs/render.md, "Why
+# not exactly"; tests/test_render.py checks both).
 HALF_RES_SHRINK = 1.25
+THIRD_RES_SHRINK = 1.15
+SHRINK = {1: 0.0, 2: HALF_RES_SHRINK, 3: THIRD_RES_SHRINK}
+
+
+def layer_work(h: int, w: int, lim: float, s: int) -> float:
+    """Gather work of layers at scale ``s`` for a blur of at most ``lim`` px (see FULL_RES_WORK)."""
+    return -(-h // s) * -(-w // s) * (lim / s + GATHER_FIXED)
+
+
+def layer_scale(h: int, w: int, lim: float, reduced: bool = True) -> int:
+    """The layer scale for an h x w frame with a blur of at most ``lim`` px: the smallest of
+    LAYER_SCALES within FULL_RES_WORK (the largest if none is), 1 unless ``reduced``."""
+    if not reduced:
+        return 1
+    for s in LAYER_SCALES[:-1]:
+        if layer_work(h, w, lim, s) <= FULL_RES_WORK * (1 + 1e-9):
+            return s
+    return LAYER_SCALES[-1]
+
 
 MAX_COC_PX = 256.0  # any CoC is clamped to this many pixels
 
@@ -163,10 +185,7 @@ class Lens:
         if not lim <= MAX_COC_PX:  # inf or NaN somewhere: clamp, never index with it
             lim = MAX_COC_PX
         lim = max(lim, 0.0)
-        if not self.config.half_res_far or h * w * (lim + GATHER_FIXED) <= FULL_RES_WORK:
-            s = 1
-        else:
-            s = 2
+        s = layer_scale(h, w, lim, self.config.half_res_far)
         kmax = int(math.ceil(lim / s)) + 1
         kmax = 8 * ((kmax + 7) // 8)  # few distinct table sizes
         b = self._buffers(h, w, s, kmax)
@@ -177,7 +196,7 @@ class Lens:
         wt, areas = self._shape(kmax)
         d_max = kmax + 2
         rmax = np.float32(kmax + 1 - 1e-3)
-        shrink = np.float32(HALF_RES_SHRINK if s == 2 else 0.0)
+        shrink = np.float32(SHRINK[s])
         flim = np.float32(lim)
         focus, aperture, coc_out = from_disp if from_disp is not None else _NO_DISPARITY
         plan = None
@@ -211,9 +230,9 @@ class Lens:
                          b.rad_near, near_on, b.need, wt, d_max, b.pad, b.scratch,
                          b.rad_rows, self.luts.encode, b.far)
         bg = b.bg
-        if s == 2:
-            # even sizes: the far field goes straight into the output, the finish only touches
-            # what is not all far
+        if s > 1:
+            # sizes that are multiples of s: the far field goes straight into the output, the
+            # finish only touches what is not all far
             direct = b.bg_full.shape == out.shape and not np.may_share_memory(out, frame_bgr)
             bg = out if direct else b.bg_full
             cv2.resize(b.far, bg.shape[1::-1], dst=bg, interpolation=cv2.INTER_LINEAR)
@@ -260,7 +279,7 @@ class _Buffers:
         self.tap_x = bokeh.bilinear_taps(w, wl, s)
         self.rw, self.fw, self.box_rw, self.box_fw, self.rnear, self.rad_near = (
             np.zeros((hl, wl), np.float32) for _ in range(6))
-        # s = 2: exactly s times the layer, so the resize keeps the layer's pixel centres (the
+        # s > 1: exactly s times the layer, so the resize keeps the layer's pixel centres (the
         # finish reads its top-left h x w part)
         self.bg_full = None if s == 1 else np.zeros((hl * s, wl * s, 3), np.uint8)
         self.bg = self.far if self.bg_full is None else self.bg_full

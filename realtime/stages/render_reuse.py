@@ -108,17 +108,40 @@ class TileReuse:
             return self.full(key)
         # the far field of a layer pixel reads the layers within the gather radius (kmax + 1)
         # and the upsampling one more pixel: every block that reach touches is gathered again
-        per = tile_kernels.CELL // s  # layer pixels of a block
-        r = math.ceil((kmax + 2) / per)
+        reach = kmax + 2
+        if tile_kernels.CELL % s == 0:
+            per = tile_kernels.CELL // s  # layer pixels of a block
+            r = math.ceil(reach / per)
+        else:
+            # s = 3: a layer pixel (its full-res centre's block stands for it) may straddle two
+            # blocks; layer pixel i reads blocks within (s reach + 1) / CELL of its centre's
+            r = math.ceil((s * reach + 1) / tile_kernels.CELL)
         gather = cv2.dilate(cells, np.ones((2 * r + 1, 2 * r + 1), np.uint8), borderType=cv2.BORDER_CONSTANT,
                             borderValue=0)
-        if self._mask.shape != (hc * per, wc * per):
-            self._mask = np.zeros((hc * per, wc * per), np.uint8)
-        cv2.resize(gather, (wc * per, hc * per), dst=self._mask, interpolation=cv2.INTER_NEAREST)
+        mask = self._layer_mask(gather, (hl, wl), s)
         self._since_full += 1
         self.split_share = np.count_nonzero(changed) / changed.size
         self.gathered_share = np.count_nonzero(gather) / gather.size
-        return Plan(changed, self._mask[:hl, :wl])
+        return Plan(changed, mask)
+
+    def _layer_mask(self, blocks: np.ndarray, layer_shape: tuple[int, int], s: int) -> np.ndarray:
+        """(layer h, layer w) uint8: each layer pixel takes the value of the block its full-res
+        centre lies in."""
+        hl, wl = layer_shape
+        hc, wc = blocks.shape
+        if tile_kernels.CELL % s == 0:
+            per = tile_kernels.CELL // s
+            if self._mask.shape != (hc * per, wc * per):
+                self._mask = np.zeros((hc * per, wc * per), np.uint8)
+            cv2.resize(blocks, (wc * per, hc * per), dst=self._mask, interpolation=cv2.INTER_NEAREST)
+            return self._mask[:hl, :wl]
+        if self._mask.shape != (hl, wl):
+            self._mask = np.zeros((hl, wl), np.uint8)
+        # (a last, narrower layer pixel's centre may lie past the frame: its block is the last)
+        ry = np.minimum((np.arange(hl) * s + s // 2) // tile_kernels.CELL, hc - 1)
+        rx = np.minimum((np.arange(wl) * s + s // 2) // tile_kernels.CELL, wc - 1)
+        np.take(blocks[ry], rx, axis=1, out=self._mask)
+        return self._mask
 
     def full(self, key: tuple) -> None:
         """A whole frame is rendered (this one): every block's reference is its current value
