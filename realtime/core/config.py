@@ -219,8 +219,9 @@ class RenderConfig:
     blades: int = knob(0, 0, 16, "aperture blades (0 = round disk, otherwise 5..16)")
     highlight_boost: float = knob(3.0, 1.0, 20.0, "gain for bright out-of-focus points (1 = none)")
     highlight_threshold: float = knob(0.85, 0.0, 1.0, "sRGB level above which highlights are boosted")
-    half_res_far: bool = knob(True, doc="render the blur layers at half resolution when the blur is large "
-                              "(much faster, same look; small frames and small blurs stay full resolution)")
+    half_res_far: bool = knob(True, doc="render the blur layers at reduced resolution when the blur is large: "
+                              "half at 720p, a third at 1080p (much faster, same look; small frames and small "
+                              "blurs stay full resolution; false = always full resolution)")
     subject_near_px: float = knob(3.0, 0.0, 128.0, "CoC in front of the focus plane (px at 720p) up to which the "
                                   "subject (matte) stays sharp; beyond it a hand near the lens blurs")
     reuse_tiles: bool = knob(True, doc="on a still camera render again only the tiles whose frame, matte or CoC "
