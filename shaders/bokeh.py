@@ -102,8 +102,8 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
     every other row is already zero). ``out_rw``: block mean of far weight * CoC / s; ``out_fw``:
     block mean far weight; ``out_rnear``: largest near CoC / s; ``out_need``: 1 where a pixel of
     the block is not fully sharp. ``out_alpha`` (full res, uint8, may be wider than the frame):
-    how much of the sharp frame shows (255 = all). ``scratch`` (threads, 6 s SEG + 5 SEG)
-    float32. The row is done in segments of SEG layer pixels so every scratch stays in L1, and
+    how much of the sharp frame shows (255 = all). ``scratch`` (threads, :func:`split_scratch`
+    (s)) float32. The row is done in segments of SEG layer pixels so every scratch stays in L1, and
     the frame is decoded in its own loop (table look-ups) so the weight loop vectorises.
     """
     from_disp, focus, aperture, lim = coc_params
@@ -127,11 +127,15 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
         pc = sc[4 * sw_full:5 * sw_full]
         cs = sc[5 * sw_full:6 * sw_full]
         o = 6 * sw_full
-        sb = sc[o:o + SEG]
-        sg = sc[o + SEG:o + 2 * SEG]
-        sr = sc[o + 2 * SEG:o + 3 * SEG]
-        sw = sc[o + 3 * SEG:o + 4 * SEG]
-        srw = sc[o + 4 * SEG:o + 5 * SEG]
+        # block sums at s = 2; at s = 1 and 3 per-pixel sums over the block's rows (folded into
+        # blocks after them), with a count of pixels not fully sharp
+        acc = SEG if s == 2 else sw_full
+        sb = sc[o:o + acc]
+        sg = sc[o + acc:o + 2 * acc]
+        sr = sc[o + 2 * acc:o + 3 * acc]
+        sw = sc[o + 3 * acc:o + 4 * acc]
+        srw = sc[o + 4 * acc:o + 5 * acc]
+        sn = sc[o + 5 * acc:o + 6 * acc]
         rows = min(s, hgt - yh * s)
         y0 = yh * s
         rwr = out_rw[yh]
@@ -203,6 +207,14 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
                 sw[q] = zero
                 srw[q] = zero
                 nd[q] = 0
+            if s != 2:  # per-pixel sums: a segment row of them
+                for i in range(fn):
+                    sb[i] = zero
+                    sg[i] = zero
+                    sr[i] = zero
+                    sw[i] = zero
+                    srw[i] = zero
+                    sn[i] = zero
             for sy in range(rows):
                 y = y0 + sy
                 fr = frame[y, fx0:fx0 + fn]
@@ -252,17 +264,20 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
                         sw[q] += v0
                         srw[q] += pc[2 * q]
                         nd[q] |= arow[2 * q] != 255
-                elif s == 3:
-                    _third_blocks(fn, sc, arow, nd)
                 else:
-                    for q in range(fn):
-                        v0 = wv[q]
-                        sb[q] = v0 * lb[q]
-                        sg[q] = v0 * lg[q]
-                        sr[q] = v0 * lr[q]
-                        sw[q] = v0
-                        srw[q] = pc[q]
-                        nd[q] = arow[q] != 255
+                    for i in range(fn):
+                        v0 = wv[i]
+                        sb[i] += v0 * lb[i]
+                        sg[i] += v0 * lg[i]
+                        sr[i] += v0 * lr[i]
+                        sw[i] += v0
+                        srw[i] += pc[i]
+                        sn[i] += np.float32(arow[i] != 255)
+            if s == 3:
+                _fold_thirds(fn, sb, sg, sr, sw, srw, sn, nd)
+            elif s == 1:
+                for q in range(n):
+                    nd[q] = sn[q] > zero
             if seg_total > zero:  # the near sums to means
                 row_near += seg_total
                 for q in range(n):
@@ -300,42 +315,41 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
         near_dirty[yh] = (row_near > zero) or (near_before and not every)
 
 
-@kernel
-def _third_blocks(fn, sc, arow, nd):
-    """The split's block sums at s = 3 over the first ``fn`` pixels of a segment row, from and
-    into its thread's scratch ``sc`` (layout of :func:`split_layers`). A function of its own, not
-    inlined: in the split's loop it slowed the s = 2 path down."""
-    sw_full = 3 * SEG
-    lb = sc[0:sw_full]
-    lg = sc[sw_full:2 * sw_full]
-    lr = sc[2 * sw_full:3 * sw_full]
-    wv = sc[3 * sw_full:4 * sw_full]
-    pc = sc[4 * sw_full:5 * sw_full]
-    o = 6 * sw_full
-    sb = sc[o:o + SEG]
-    sg = sc[o + SEG:o + 2 * SEG]
-    sr = sc[o + 2 * SEG:o + 3 * SEG]
-    sw = sc[o + 3 * SEG:o + 4 * SEG]
-    srw = sc[o + 4 * SEG:o + 5 * SEG]
-    for q in range(fn // 3):
-        v0 = wv[3 * q]
-        v1 = wv[3 * q + 1]
-        v2 = wv[3 * q + 2]
-        sb[q] += v0 * lb[3 * q] + v1 * lb[3 * q + 1] + v2 * lb[3 * q + 2]
-        sg[q] += v0 * lg[3 * q] + v1 * lg[3 * q + 1] + v2 * lg[3 * q + 2]
-        sr[q] += v0 * lr[3 * q] + v1 * lr[3 * q + 1] + v2 * lr[3 * q + 2]
-        sw[q] += v0 + v1 + v2
-        srw[q] += pc[3 * q] + pc[3 * q + 1] + pc[3 * q + 2]
-        nd[q] |= (arow[3 * q] != 255) | (arow[3 * q + 1] != 255) | (arow[3 * q + 2] != 255)
-    q = fn // 3
-    for i in range(3 * q, fn):  # a last, narrower block (width not a multiple of 3)
-        v0 = wv[i]
-        sb[q] += v0 * lb[i]
-        sg[q] += v0 * lg[i]
-        sr[q] += v0 * lr[i]
-        sw[q] += v0
-        srw[q] += pc[i]
-        nd[q] |= arow[i] != 255
+@inline
+def _fold_thirds(fn, sb, sg, sr, sw, srw, sn, nd):
+    """At s = 3: the per-pixel sums of a segment's ``fn`` columns folded, in place, into sums
+    over blocks of 3 columns (the last one narrower where fn is no multiple of 3), and ``nd``
+    set where a block holds a pixel not fully sharp."""
+    zero = np.float32(0.0)
+    nq = fn // 3
+    for q in range(nq):
+        j = 3 * q
+        sb[q] = sb[j] + sb[j + 1] + sb[j + 2]
+        sg[q] = sg[j] + sg[j + 1] + sg[j + 2]
+        sr[q] = sr[j] + sr[j + 1] + sr[j + 2]
+        sw[q] = sw[j] + sw[j + 1] + sw[j + 2]
+        srw[q] = srw[j] + srw[j + 1] + srw[j + 2]
+        nd[q] = (sn[j] + sn[j + 1] + sn[j + 2]) > zero
+    if 3 * nq < fn:
+        tb = zero
+        tg = zero
+        tr = zero
+        tw = zero
+        tc = zero
+        tn = zero
+        for i in range(3 * nq, fn):
+            tb += sb[i]
+            tg += sg[i]
+            tr += sr[i]
+            tw += sw[i]
+            tc += srw[i]
+            tn += sn[i]
+        sb[nq] = tb
+        sg[nq] = tg
+        sr[nq] = tr
+        sw[nq] = tw
+        srw[nq] = tc
+        nd[nq] = tn > zero
 
 
 @inline
@@ -460,6 +474,11 @@ def finish(frame, alpha, bg, dec, enc, near, near_on, tap_y, tap_x, scratch, out
                          w00, w01, w10, w11)
 
 
+def split_scratch(s: int) -> int:
+    """Per-thread scratch of :func:`split_layers` (float32 values) at layer scale ``s``."""
+    return SEG * (6 * s + (6 if s == 2 else 6 * s))
+
+
 # split every tile (the ``tiles`` argument of split_layers)
 ALL_TILES = (np.ones((1, 1), np.uint8), 1)
 
@@ -516,7 +535,7 @@ def _warm() -> None:
         rw, fw, rn = (np.zeros((hl, wl), np.float32) for _ in range(3))
         need = np.zeros((hl, wl), np.uint8)
         alpha = np.zeros((h, 16), np.uint8)
-        scratch = np.zeros((threads(), SEG * (6 * s + 5)), np.float32)
+        scratch = np.zeros((threads(), split_scratch(s)), np.float32)
         # the renderer passes its frame and planes read-only, whoever owns them (one signature)
         plane = ro(coc)
         split_layers(ro(frame), plane, plane, s == 1, (s != 1, np.float32(0.5), np.float32(2), np.float32(4)), s,

@@ -168,7 +168,7 @@ def _run_split(frame, coc, matte, s, luts, tol, lim, pad=3, disparity=None, focu
     bokeh.split_layers(frame, src, src if matte is None else matte, matte is not None,
                        (disparity is not None, np.float32(focus), np.float32(aperture), np.float32(lim)), s,
                        luts.decode, np.float32(tol), pad,
-                       np.zeros((bokeh.threads(), bokeh.SEG * (6 * s + 5)), np.float32), near_dirty, coc_out,
+                       np.zeros((bokeh.threads(), bokeh.split_scratch(s)), np.float32), near_dirty, coc_out,
                        (prefix, near, rw, fw, rn, need), bokeh.ALL_TILES, alpha)
     assert np.all(np.isnan(prefix[hl]))  # the last row belongs to the caller
     assert np.all(alpha[:, w:] == 0)  # the padding of the alpha rows is never written
@@ -212,7 +212,7 @@ def test_split_of_some_tiles_keeps_the_others_and_shifts_their_prefix_sums(s):
         layers, near_dirty, coc_out, alpha = bufs
         # aperture 4 around focus 0.5: CoC -2..2, so near pixels on about a quarter of them
         bokeh.split_layers(f, d, m, True, (True, np.float32(0.5), np.float32(4.0), np.float32(3.0)), s, luts.decode,
-                           np.float32(0.5), pad, np.zeros((bokeh.threads(), bokeh.SEG * (6 * s + 5)), np.float32),
+                           np.float32(0.5), pad, np.zeros((bokeh.threads(), bokeh.split_scratch(s)), np.float32),
                            near_dirty, coc_out, layers, tiles, alpha)
 
     reused, fresh = buffers(), buffers()

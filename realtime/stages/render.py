@@ -263,7 +263,7 @@ class _Buffers:
     def __init__(self, h: int, w: int, s: int) -> None:
         hl, wl = (h + s - 1) // s, (w + s - 1) // s
         n = bokeh.threads()
-        self.split_scratch = np.zeros((n, bokeh.SEG * (6 * s + 5)), np.float32)
+        self.split_scratch = np.zeros((n, bokeh.split_scratch(s)), np.float32)
         self.near_dirty = np.zeros(hl, np.uint8)
         self.rad_rows = np.zeros((n, wl), np.float32)
         self.near_src = np.zeros((hl, wl, 4), np.float32)
