@@ -24,7 +24,7 @@ from realtime.pipeline import Pipeline, all_optimisations_off
 from realtime.stages.render import Renderer
 
 SIZE = (640, 360)
-STILL = 14  # runs at 0 and 8 on a still scene: the change frame is not a scheduled run
+STILL = 14  # the model runs at 0 on a still scene (then every still_interval): the change frame is not a scheduled run
 
 
 def _changed(base: np.ndarray, change: str, k: int) -> np.ndarray:

@@ -137,7 +137,7 @@ class DepthConfig:
                       "other programs load them: docs/depth.md); never between runs, never in the model's own thread")
     fit: DepthFit = knob(DepthFit.LETTERBOX, doc="how a frame is fitted to the model's 320x192 input")
     every_n_frames: int = knob(1, 1, 30, "run the depth model on every n-th frame, reuse the last result between")
-    still_interval: int = knob(8, 1, 30, "when the background did not change since the model last ran, run it "
+    still_interval: int = knob(30, 1, 30, "when the background did not change since the model last ran, run it "
                                "again only after this many frames (the stabiliser holds the depth between); "
                                "any change beyond still_change_share runs it on that frame; 1 = every frame")
     still_change_levels: float = knob(6.0, 0.0, 255.0, "luma change (levels, at model resolution) of a background cell "
