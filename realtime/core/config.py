@@ -176,7 +176,7 @@ class FocusConfig:
     point_y: float = knob(0.5, 0.0, 1.0, "focus point y in point mode (0 = top, 1 = bottom)")
     min_cutoff_hz: float = knob(0.5, 0.01, 30.0, "One Euro filter: cutoff when still (lower = steadier)")
     beta: float = knob(2.0, 0.0, 100.0, "One Euro filter: speed coefficient (higher = less lag when moving)")
-    face_every_n_frames: int = knob(3, 1, 60, "run the face detector on every n-th frame, keep the last face between")
+    face_every_n_frames: int = knob(6, 1, 60, "run the face detector on every n-th frame, keep the last face between")
     face_input_width: int = knob(320, 128, 1920, "width of the downscaled image the face detector sees (pixels)")
     face_min_confidence: float = knob(0.5, 0.0, 1.0, "face detector score below which a detection is ignored")
     face_hold_ms: float = knob(500.0, 0.0, 10000.0, "keep focusing on the last face this long after it is lost")
