@@ -191,16 +191,23 @@ class Pipeline(Stage):
         self.suspended = False
         self.reset()
 
-    def pace(self, fps: float | None) -> None:
+    def pace(self, fps: float | None) -> bool:
         """Frames come from a live source at ``fps``: from now on the kernels run on one thread
         while that leaves the frame well inside its interval (``capture.one_thread_share``; see
         :class:`~realtime.core.threads.PacedThreads`). ``None``: every thread (file jobs,
-        benchmarks of the peak rate). The output is the same either way."""
+        benchmarks of the peak rate). The output is the same either way. True when this call
+        started pacing; False when the pipeline was already paced at this rate (what it learnt
+        is kept) or is now unpaced."""
+        interval = 1000.0 / fps if fps and fps > 0 else None
+        if self.paced is not None and interval is not None and abs(self.paced.interval_ms - interval) < 1e-6:
+            return False
         if self.paced is not None:
             self.paced.close()
             self.paced = None
-        if fps and fps > 0:
-            self.paced = PacedThreads(1000.0 / fps, self.preset.capture.one_thread_share)
+        if interval is None:
+            return False
+        self.paced = PacedThreads(interval, self.preset.capture.one_thread_share)
+        return True
 
     def warmup(self, size: tuple[int, int] | None = None) -> None:
         """Compile kernels and, given a frame size, run every stage on a synthetic frame of that

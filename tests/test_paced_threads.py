@@ -108,6 +108,15 @@ def test_the_loop_paces_a_live_source_and_lets_go_after():
                        on_result=lambda sf, r: seen.append(pipe.paced))
         assert seen and all(p is not None and p.interval_ms == pytest.approx(INTERVAL) for p in seen)
         assert pipe.paced is None
+        # paced by the caller (a bench, a session of several streams): still paced after, with
+        # what it learnt
+        assert pipe.pace(30.0) and not pipe.pace(30.0)
+        policy = pipe.paced
+        with LiveSource(ArrayReader(_clip(10), fps=30.0)) as live:
+            run_stream(pipe, live, [NullSink()], max_frames=8)
+        assert pipe.paced is policy
+        assert pipe.pace(25.0) and pipe.paced is not policy  # another rate: a new policy
+        assert not pipe.pace(None) and pipe.paced is None
     assert cv2.getNumThreads() == cv_before
 
 

@@ -103,8 +103,8 @@ class LensWhenReady:
         self._quick.preset = self.pipeline.preset  # the live settings (effect on/off, blur size) apply
         return self._quick.process(frame, timestamp_ms)
 
-    def pace(self, fps: float | None) -> None:
-        self.pipeline.pace(fps)  # the quick portrait has no kernels to pace
+    def pace(self, fps: float | None) -> bool:
+        return self.pipeline.pace(fps)  # the quick portrait has no kernels to pace
 
     def hold_output(self, frame: np.ndarray) -> bool:
         return self._switched and self.pipeline.hold_output(frame)

@@ -197,8 +197,9 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
         return True
 
     source.dropped = 0  # frames a live source dropped while models loaded are not the loop's
-    if live:  # frames come at the source's rate: the kernels' threads follow the headroom
-        pipeline.pace(source.fps)
+    # frames come at the source's rate: the kernels' threads follow the headroom (a caller who
+    # paced the pipeline already keeps it paced, with what it learnt, after this run)
+    paced_here = live and pipeline.pace(source.fps)
     t_start = time.perf_counter()
     try:
         while max_frames is None or report.frames < max_frames:
@@ -296,7 +297,7 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
         log.error("every output failed; the job stopped after %d frames", report.frames)
     finally:
         report.worker_stopped = watchdog.close(timeout=max(2.0, 2 * deadline_s))
-        if live and report.worker_stopped:
+        if paced_here and report.worker_stopped:
             pipeline.pace(None)
         report.seconds = time.perf_counter() - t_start
         report.dropped = source.dropped

@@ -133,6 +133,9 @@ def _paced(kind: str, size: tuple[int, int], n_frames: int, preset_name: str, au
             governor = QualityGovernor(pipe.apply, pipe.preset, 30.0)
         stats = Stats(keep_all=True)
         try:
+            # one paced stream, warm-up and measurement: the thread policy's first window (a
+            # camera's first second) is start-up, as in a call
+            pipe.pace(30.0)
             with LiveSource(ArrayReader(frames, fps=30.0)) as live:
                 run_stream(pipe, live, [NullSink()], max_frames=warm, governor=governor)
                 t0, c0, th0 = time.perf_counter(), time.process_time(), ThreadSampler()
