@@ -142,7 +142,7 @@ class DepthConfig:
                                "any change beyond still_change_share runs it on that frame; 1 = every frame")
     still_change_levels: float = knob(6.0, 0.0, 255.0, "luma change (levels, at model resolution) of a background cell "
                                       "since the model last ran that counts it as changed")
-    still_change_share: float = knob(0.001, 0.0, 1.0, "share of the background's model-resolution cells changed by "
+    still_change_share: float = knob(0.003, 0.0, 1.0, "share of the background's model-resolution cells changed by "
                                      "still_change_levels or more that runs the model at once")
     asynchronous: bool = knob(True, doc="run the depth model in its own thread (newest result wins, depth one frame "
                               "behind the matte); false = in the caller's thread, every frame in order")
