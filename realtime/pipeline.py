@@ -150,6 +150,8 @@ class Pipeline(Stage):
             else:
                 getattr(self, attr).configure(new_cfg)
         self.preset = preset
+        if self.paced is not None:  # a live control may change it
+            self.paced.share = preset.capture.one_thread_share
         return changed
 
     # Stages that hold a model (and its threads), by (section, attribute): closed while nobody watches.
@@ -252,7 +254,6 @@ class Pipeline(Stage):
         paced = self.paced
         if paced is None:
             return self._process(frame, ts, ts_in)
-        paced.share = self.preset.capture.one_thread_share  # a live control may change it
         t0 = time.perf_counter()
         threads = paced.threads
         with paced.kernels():

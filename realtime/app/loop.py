@@ -163,7 +163,6 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
         return f"{pipeline.current_stage or 'pipeline'} stage"
 
     watchdog = Watchdog(pipeline.process, deadline_s, describe_busy)
-    hold_output = getattr(pipeline, "hold_output", None) or (lambda frame: False)
 
     def deliver(out: OutputFrame, only_live: bool = False) -> None:
         for sink in list(active):
@@ -261,7 +260,7 @@ def run_stream(pipeline: Pipeline, source: Source, sinks: list[Sink], *, status:
                 governor.observe((now - t_call) * 1000.0)
             if result is not None:
                 # the pipeline renders the next frames elsewhere while this one is the last good
-                fail.good(result.frame, now, held=hold_output(result.frame))
+                fail.good(result.frame, now, held=pipeline.hold_output(result.frame))
                 out = OutputFrame(result.frame, result.matte, result.disparity, sf.name, sf.index, sf.captured_at,
                                   result=result, input=sf.frame)
                 note = ""

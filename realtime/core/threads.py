@@ -46,18 +46,24 @@ def set_process_policy() -> None:
 
 
 @contextlib.contextmanager
-def one_numba_thread() -> Iterator[None]:
-    """Numba kernels run on one thread within the block.
-
-    While another stage's model runs on the second core (depth overlapped with segmentation), a
-    two-thread kernel would wait for that core to do its other half.
-    """
+def numba_threads(n: int) -> Iterator[None]:
+    """Numba kernels called from this thread run on ``n`` threads within the block (Numba's
+    count is per calling thread); the count before is restored after it."""
     prev = numba.get_num_threads()
-    numba.set_num_threads(1)
+    numba.set_num_threads(n)
     try:
         yield
     finally:
         numba.set_num_threads(prev)
+
+
+def one_numba_thread():
+    """Context manager: Numba kernels run on one thread within the block.
+
+    While another stage's model runs on the second core (depth overlapped with segmentation), a
+    two-thread kernel would wait for that core to do its other half.
+    """
+    return numba_threads(1)
 
 
 def row_chunks():
@@ -106,11 +112,12 @@ class PacedThreads:
 
     Starts on every thread. Once a window of frames says a frame on one thread may take at most
     ``share`` of the interval (their median time times the one-thread / every-thread ratio: 1
-    until a try on one thread measured it), the kernels and OpenCV drop to one thread: the same work for less CPU (no rows handed
-    out, no worker woken and put to sleep again per kernel), and the second core left to the call
-    app. Back to every thread as soon as one-thread frames run late (the median of a window over
-    ``LATE_SHARE`` of the interval, or ``LATE_RUN`` of the last frames over the interval), with
-    the ratio learnt from what was seen; trying again after a back-off that doubles each time.
+    until a try on one thread measured it), the kernels and OpenCV drop to one thread: the same
+    work for less CPU (no rows handed out, no worker woken and put to sleep again per kernel),
+    and the second core left to the call app. Back to every thread as soon as one-thread frames
+    run late (the median of a window over ``LATE_SHARE`` of the interval, or ``LATE_RUN`` of the
+    last ``RECENT`` frames over the interval), with the ratio learnt from what was seen; trying
+    again after a back-off that doubles each time.
     The output does not depend on the thread count.
 
     ``threads`` is what the next frame uses; :meth:`observe` takes each frame's processing time.
@@ -121,7 +128,8 @@ class PacedThreads:
 
     WINDOW = 20          # frames per decision
     LATE_SHARE = 0.85    # a one-thread window's median above this share of the interval: back to all
-    LATE_RUN = 3         # ... or this many of the last 5 frames over the interval
+    LATE_RUN = 3         # ... or this many of the last RECENT frames over the interval
+    RECENT = 5
     RATIO = 1.0          # one-thread / every-thread time until measured: try it and see
     RETRY_S = 10.0       # first back-off before trying one thread again (doubles, up to MAX_RETRY_S)
     MAX_RETRY_S = 160.0
@@ -134,7 +142,7 @@ class PacedThreads:
         self.ratio = self.RATIO
         self._clock = clock
         self._window: deque[float] = deque(maxlen=self.WINDOW)
-        self._recent: deque[float] = deque(maxlen=5)
+        self._recent: deque[float] = deque(maxlen=self.RECENT)
         self._all_ms: float | None = None
         self._retry_at = 0.0
         self._backoff = self.RETRY_S
@@ -142,15 +150,9 @@ class PacedThreads:
         self.switches = 0
         self._closed = False
 
-    @contextlib.contextmanager
-    def kernels(self) -> Iterator[None]:
-        """The Numba thread count of this frame, in the calling thread."""
-        prev = numba.get_num_threads()
-        numba.set_num_threads(self.threads)
-        try:
-            yield
-        finally:
-            numba.set_num_threads(prev)
+    def kernels(self):
+        """Context manager: the Numba thread count of this frame, in the calling thread."""
+        return numba_threads(self.threads)
 
     def observe(self, frame_ms: float) -> None:
         """One frame's processing time (wall, ms) at the current thread count."""
@@ -161,12 +163,10 @@ class PacedThreads:
         now = self._clock()
         if self.threads == 1:
             late = sum(t > self.interval_ms for t in self._recent) >= self.LATE_RUN
-            full = len(self._window) == self.WINDOW
-            med = float(np.median(self._window)) if full else None
-            if late or (med is not None and med > self.LATE_SHARE * self.interval_ms):
+            med = float(np.median(self._window))
+            if late or (len(self._window) == self.WINDOW and med > self.LATE_SHARE * self.interval_ms):
                 if self._all_ms:
-                    one = med if med is not None else float(np.median(self._window))
-                    self.ratio = min(max(one / self._all_ms, 1.0), 4.0)
+                    self.ratio = min(max(med / self._all_ms, 1.0), 4.0)
                 self._retry_at = now + self._backoff
                 self._backoff = min(2.0 * self._backoff, self.MAX_RETRY_S)
                 self._switch(self.all_threads)

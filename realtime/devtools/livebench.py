@@ -142,7 +142,7 @@ def _paced(kind: str, size: tuple[int, int], n_frames: int, preset_name: str, au
                 one = [0]  # frames whose kernels ran on one thread (realtime.core.threads.PacedThreads)
 
                 def count(sf, result) -> None:
-                    one[0] += pipe.paced is not None and pipe.paced.threads == 1
+                    one[0] += result is not None and result.kernel_threads == 1
 
                 report = run_stream(pipe, live, [NullSink()], stats=stats, max_frames=n_frames, governor=governor,
                                     on_result=count)
