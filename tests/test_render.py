@@ -209,36 +209,34 @@ def point_spread(shape: tuple[int, int], r: float) -> tuple[np.ndarray, np.ndarr
     return out, np.hypot(yy - cy, xx - cx)
 
 
+def assert_disk(shape: tuple[int, int], r: float, *, reach: float, lit_within: float, flat_within: float,
+                flat: int) -> None:
+    """The point spread of radius ``r`` on a ``shape`` frame is a disk: lit at most ``reach``
+    beyond r, lit everywhere within r - ``lit_within``, flat to ``flat`` levels within r -
+    ``flat_within``."""
+    out, dist = point_spread(shape, r)
+    lit = out >= 1
+    assert dist[lit].max() <= r + reach
+    assert np.all(lit[dist <= r - lit_within])
+    core = out[dist <= r - flat_within].astype(int)
+    assert core.max() - core.min() <= flat  # flat top, not a peak
+
+
 @pytest.mark.parametrize("r", [4.0, 6.0, 9.5, 13.0, 20.0])
 def test_point_becomes_a_flat_disk(r):
-    out, dist = point_spread((2 * int(r) + 23,) * 2, r)
-    lit = out >= 1
-    assert dist[lit].max() <= r + 1.0
-    assert np.all(lit[dist <= r - 1.0])
-    core = out[dist <= r - 1.0].astype(int)
-    assert core.max() - core.min() <= 1  # flat top, not a peak
+    assert_disk((2 * int(r) + 23,) * 2, r, reach=1.0, lit_within=1.0, flat_within=1.0, flat=1)
 
 
 @pytest.mark.parametrize("r", [13.0, 20.0])
 def test_point_at_720p_is_a_disk_with_a_soft_rim(r):
     """Half-resolution layers: the same disk, its rim softened and placed to a layer pixel."""
-    out, dist = point_spread(HD, r)
-    lit = out >= 1
-    assert dist[lit].max() <= r + 2.0
-    assert np.all(lit[dist <= r - 2.0])
-    core = out[dist <= r - 5].astype(int)
-    assert core.max() - core.min() <= 1
+    assert_disk(HD, r, reach=2.0, lit_within=2.0, flat_within=5, flat=1)
 
 
 @pytest.mark.parametrize("r", [13.0, 20.0, 36.0])
 def test_point_at_1080p_is_a_disk_with_a_soft_rim(r):
     """Layers of a third: the same disk, its rim softer (over about two layer pixels)."""
-    out, dist = point_spread(FHD, r)
-    lit = out >= 1
-    assert dist[lit].max() <= r + 2.5
-    assert np.all(lit[dist <= r - 4.0])
-    core = out[dist <= r - 7].astype(int)
-    assert core.max() - core.min() <= 2
+    assert_disk(FHD, r, reach=2.5, lit_within=4.0, flat_within=7, flat=2)
 
 
 def test_blades_give_a_polygon():
