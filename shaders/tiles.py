@@ -11,12 +11,33 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .jit import frozen, kernel, register_warmup
+from .jit import frozen, inline, kernel, register_warmup
 
 CELL = 8      # pixels on a side of a block
 STATS = 5     # B, G, R (levels), matte, CoC (pixels)
 ROW_STEP = 2  # every other row of a block's colour is read: a change one row tall is blurred away
 PLANE_STEP = 4  # ... and every 4th of its matte and disparity (smooth; an edge that moves moves the colour)
+
+
+@inline
+def _block_sums(col, cm, cc, cn, x0, n, lim):
+    """Sums over the ``n`` columns from ``x0`` of a block row's column sums: B, G, R (int32),
+    matte, CoC, and the least CoC (from ``lim``)."""
+    sb = np.int32(0)
+    sg = np.int32(0)
+    sr = np.int32(0)
+    sm = np.float32(0.0)
+    sc = np.float32(0.0)
+    low = lim
+    for t in range(n):
+        x = x0 + t
+        sb += np.int32(col[3 * x])
+        sg += np.int32(col[3 * x + 1])
+        sr += np.int32(col[3 * x + 2])
+        sm += cm[x]
+        sc += cc[x]
+        low = min(low, cn[x])
+    return sb, sg, sr, sm, sc, low
 
 
 @kernel(parallel=True)
@@ -34,7 +55,6 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
     h, w = disparity.shape
     hc, wc = out.shape[0], out.shape[1]
     whole = w // CELL  # blocks CELL wide (a fixed loop LLVM unrolls); the last may be narrower
-    zero = np.float32(0.0)
     for cy in prange(hc):
         # column sums over the block's rows first (contiguous, vectorised; colour in 16 bits,
         # twice the SIMD width of float32 and exact), then per block
@@ -64,29 +84,10 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
         for cx in range(wc):
             x0 = cx * CELL
             x1 = x0 + CELL if cx < whole else w
-            sb = np.int32(0)
-            sg = np.int32(0)
-            sr = np.int32(0)
-            sm = zero
-            sc = zero
-            low = lim
-            if cx < whole:
-                for t in range(CELL):
-                    x = x0 + t
-                    sb += np.int32(col[3 * x])
-                    sg += np.int32(col[3 * x + 1])
-                    sr += np.int32(col[3 * x + 2])
-                    sm += cm[x]
-                    sc += cc[x]
-                    low = min(low, cn[x])
+            if cx < whole:  # a constant count: the loop is unrolled
+                sb, sg, sr, sm, sc, low = _block_sums(col, cm, cc, cn, x0, CELL, lim)
             else:
-                for x in range(x0, x1):
-                    sb += np.int32(col[3 * x])
-                    sg += np.int32(col[3 * x + 1])
-                    sr += np.int32(col[3 * x + 2])
-                    sm += cm[x]
-                    sc += cc[x]
-                    low = min(low, cn[x])
+                sb, sg, sr, sm, sc, low = _block_sums(col, cm, cc, cn, x0, x1 - x0, lim)
             inv = np.float32(1.0) / np.float32(rows * (x1 - x0))
             inv_p = np.float32(1.0) / np.float32(rows_p * (x1 - x0))
             stat[0] = np.float32(sb) * inv
