@@ -17,18 +17,22 @@ CELL = 8      # pixels on a side of a block
 STATS = 5     # B, G, R (levels), matte, CoC (pixels)
 ROW_STEP = 2  # every other row of a block's colour is read: a change one row tall is blurred away
 PLANE_STEP = 4  # ... and every 4th of its matte and disparity (smooth; an edge that moves moves the colour)
+# a block whose matte is at least this everywhere is solid subject: its colour is not compared
+# (the far field gives it no weight, and shows through it on at most 1 - SOLID_MATTE)
+SOLID_MATTE = 0.99
 
 
 @inline
-def _block_sums(col, cm, cc, cn, x0, n, lim):
+def _block_sums(col, cm, cc, cn, cs, x0, n, lim):
     """Sums over the ``n`` columns from ``x0`` of a block row's column sums: B, G, R (int32),
-    matte, CoC, and the least CoC (from ``lim``)."""
+    matte, CoC; the least near reach (from ``lim``) and the least matte (from 1)."""
     sb = np.int32(0)
     sg = np.int32(0)
     sr = np.int32(0)
     sm = np.float32(0.0)
     sc = np.float32(0.0)
     low = lim
+    solid = np.float32(1.0)
     for t in range(n):
         x = x0 + t
         sb += np.int32(col[3 * x])
@@ -37,7 +41,8 @@ def _block_sums(col, cm, cc, cn, x0, n, lim):
         sm += cm[x]
         sc += cc[x]
         low = min(low, cn[x])
-    return sb, sg, sr, sm, sc, low
+        solid = min(solid, cs[x])
+    return sb, sg, sr, sm, sc, low, solid
 
 
 @kernel(parallel=True)
@@ -45,13 +50,24 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
     """``out[cy, cx]`` (uint8, ``(ceil(h / CELL), ceil(w / CELL))``) = 1 where a ``CELL x CELL``
     block's mean B, G, R, matte or CoC differs from ``ref[cy, cx]`` (``(..., STATS)`` float32) by
     more than ``tol`` (``(STATS,)`` float32); those blocks' references become their current
-    means. A block with a CoC below ``near_below`` (something in front of the focus plane, whose
-    spread a small change moves a lot) counts as changed on every frame, and with ``reset`` every
-    block does. The CoC is ``aperture * (focus - disparity)`` clamped to +/- lim (``coc_params``
-    = ``(focus, aperture, lim, near_below)`` float32), as the renderer's split computes it.
+    means. The CoC is ``aperture * (focus - disparity)`` clamped to +/- lim, as the renderer's
+    split computes it (``coc_params`` = ``(focus, aperture, lim, near_below, subject_tol)``
+    float32).
+
+    - A block whose CoC plus matte * ``subject_tol`` (the split's near test: the subject counts
+      as in front of the focus plane only beyond that tolerance) drops below ``near_below``
+      anywhere holds near field, whose spread a small change moves a lot: it counts as changed
+      on every frame.
+    - A block of solid subject (matte at least SOLID_MATTE on every pixel) has no colour in the
+      far field and shows it on at most 1 - SOLID_MATTE of each pixel (the finish draws the
+      subject from the current frame): only its matte and CoC are compared, its colour reference
+      stays as it was.
+    - With ``reset`` every block counts as changed.
+
     Every ``ROW_STEP``-th row of a block's colour and every ``PLANE_STEP``-th of its matte and
-    disparity are read (a third of the memory traffic)."""
-    focus, aperture, lim, near_below = coc_params
+    disparity are summed (a third of the memory traffic); the matte's minimum is taken over every
+    row, since one unsolid row lets the block's colour into the far field."""
+    focus, aperture, lim, near_below, subject_tol = coc_params
     h, w = disparity.shape
     hc, wc = out.shape[0], out.shape[1]
     whole = w // CELL  # blocks CELL wide (a fixed loop LLVM unrolls); the last may be narrower
@@ -62,20 +78,26 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
         cm = np.zeros(w, np.float32)
         cc = np.zeros(w, np.float32)
         cn = np.full(w, lim, np.float32)
+        cs = np.ones(w, np.float32)
         y0 = cy * CELL
         y1 = min(y0 + CELL, h)
         for y in range(y0, y1, ROW_STEP):
             fr = frame[y].reshape(3 * w)
             for i in range(3 * w):
                 col[i] += np.uint16(fr[i])
+        for y in range(y0, y1):
+            mr = matte[y]
+            for x in range(w):
+                cs[x] = min(cs[x], mr[x])
         for y in range(y0, y1, PLANE_STEP):
             dr = disparity[y]
             mr = matte[y]
             for x in range(w):
-                cm[x] += mr[x]
+                m = mr[x]
+                cm[x] += m
                 c = min(max(aperture * (focus - dr[x]), -lim), lim)
                 cc[x] += c
-                cn[x] = min(cn[x], c)
+                cn[x] = min(cn[x], c + min(max(m, np.float32(0.0)), np.float32(1.0)) * subject_tol)
         rr = ref[cy]
         oo = out[cy]
         stat = np.empty(STATS, np.float32)
@@ -85,9 +107,9 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
             x0 = cx * CELL
             x1 = x0 + CELL if cx < whole else w
             if cx < whole:  # a constant count: the loop is unrolled
-                sb, sg, sr, sm, sc, low = _block_sums(col, cm, cc, cn, x0, CELL, lim)
+                sb, sg, sr, sm, sc, low, solid = _block_sums(col, cm, cc, cn, cs, x0, CELL, lim)
             else:
-                sb, sg, sr, sm, sc, low = _block_sums(col, cm, cc, cn, x0, x1 - x0, lim)
+                sb, sg, sr, sm, sc, low, solid = _block_sums(col, cm, cc, cn, cs, x0, x1 - x0, lim)
             inv = np.float32(1.0) / np.float32(rows * (x1 - x0))
             inv_p = np.float32(1.0) / np.float32(rows_p * (x1 - x0))
             stat[0] = np.float32(sb) * inv
@@ -96,7 +118,7 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
             stat[3] = sm * inv_p
             stat[4] = sc * inv_p
             moved = reset or low < near_below
-            for k in range(STATS):
+            for k in range(3 if solid >= SOLID_MATTE else 0, STATS):
                 if abs(stat[k] - rr[cx, k]) > tol[k]:
                     moved = True
             if moved:
@@ -109,7 +131,7 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
 def _warm() -> None:
     h, w = 11, 13
     hc, wc = (h + CELL - 1) // CELL, (w + CELL - 1) // CELL
-    params = (np.float32(0.5), np.float32(2.0), np.float32(4.0), np.float32(-0.25))
+    params = (np.float32(0.5), np.float32(2.0), np.float32(4.0), np.float32(-0.25), np.float32(3.0))
     # the renderer passes its frame and planes read-only (one signature)
     plane = frozen(np.zeros((h, w), np.float32))
     changed_blocks(frozen(np.zeros((h, w, 3), np.uint8)), plane, plane, params, np.ones(STATS, np.float32), False,

@@ -201,7 +201,7 @@ class Lens:
         focus, aperture, coc_out = from_disp if from_disp is not None else _NO_DISPARITY
         plan = None
         if self.reuse is not None and from_disp is not None and has_matte:
-            plan = self.reuse.plan(frame_bgr, src, m, (focus, aperture, flim), b.rw.shape, s, kmax,
+            plan = self.reuse.plan(frame_bgr, src, m, (focus, aperture, flim, tol), b.rw.shape, s, kmax,
                                    (frame_bgr.shape, s, kmax, self.config))
         layers = (b.prefix, b.near_src, b.rw, b.fw, b.rnear, b.need0)
         bokeh.split_layers(frame_bgr, src, m, has_matte, (from_disp is not None, focus, aperture, flim), s,

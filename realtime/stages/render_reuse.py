@@ -7,7 +7,9 @@ is the same, apart from camera noise, which the blur averages away. Before the r
 it changed. A block that moved beyond noise (``render.reuse_change_levels`` in colour, a fiftieth
 of the matte, a quarter pixel of CoC) marks its tile changed and becomes the new reference; so
 does, on every frame, a block holding anything in front of the focus plane (the near field,
-whose spread a small change moves a lot).
+whose spread a small change moves a lot; the subject only beyond ``render.subject_near_px``, as
+the split counts it). The colour of a block of solid subject (matte at least 0.99 throughout) is
+not compared: the far field gives it no weight, and the subject is drawn from the current frame.
 
 - Only **changed** tiles are split again (frame decoded, layers and sharp alpha written); the
   others keep theirs (they differ from the current frame by less than the tolerance), and so
@@ -40,9 +42,9 @@ TILE_ROWS = 16      # layer rows of a tile (SEG layer pixels wide)
 MATTE_TOL = 0.02    # change of a block's mean matte that counts
 COC_TOL = 0.25      # change of a block's mean CoC (pixels) that counts
 FULL_SHARE = 0.9    # beyond this share of changed tiles the whole frame is rendered
-# A block holding a CoC below this (pixels; the split gives pixels beyond -0.5 a near coverage)
-# is rendered on every frame: the near field spreads over its neighbours, and a small change of
-# its CoC changes how much of it covers them
+# A block holding a CoC below this (pixels, after the subject's tolerance: the split gives pixels
+# beyond -0.5 a near coverage) is rendered on every frame: the near field spreads over its
+# neighbours, and a small change of its CoC changes how much of it covers them
 NEAR_COC = -0.25
 
 
@@ -80,10 +82,11 @@ class TileReuse:
         self._key = None
 
     def plan(self, frame: np.ndarray, disparity: np.ndarray, matte: np.ndarray,
-             coc_params: tuple[np.float32, np.float32, np.float32], layer_shape: tuple[int, int], s: int,
+             coc_params: tuple[np.float32, np.float32, np.float32, np.float32], layer_shape: tuple[int, int], s: int,
              kmax: int, key: tuple) -> Plan | None:
-        """The tiles this frame needs, or None: render the whole frame. ``key`` is everything
-        that shapes the render besides the inputs (size, layer scale, table size, settings)."""
+        """The tiles this frame needs, or None: render the whole frame. ``coc_params`` is the
+        split's (focus, aperture, CoC limit, subject tolerance); ``key`` is everything that shapes
+        the render besides the inputs (size, layer scale, table size, settings)."""
         h, w = disparity.shape
         hc, wc = -(-h // tile_kernels.CELL), -(-w // tile_kernels.CELL)
         hl, wl = layer_shape
@@ -98,7 +101,8 @@ class TileReuse:
         self.frames += 1
         full = key != self._key or self._since_full + 1 >= self.refresh_frames
         cells = self._cells
-        params = (*coc_params, np.float32(NEAR_COC))
+        focus, aperture, lim, subject_tol = coc_params
+        params = (focus, aperture, lim, np.float32(NEAR_COC), np.float32(subject_tol))
         tile_kernels.changed_blocks(frame, disparity, matte, params, self.tol, full, self._ref, cells)
         if not full:
             self._grid[:hc, :wc] = cells  # the rest stays 0
