@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
@@ -21,7 +22,8 @@ from realtime.core.config import load_preset
 from realtime.devtools.livebench import iou, psnr
 from realtime.devtools.testdata import noisy
 from realtime.pipeline import Pipeline, all_optimisations_off
-from realtime.stages.render import Renderer
+from realtime.core.config import RenderConfig
+from realtime.stages.render import Renderer, far_reach
 from shaders.tiles import CELL, SOLID_MATTE
 
 SIZE = (640, 360)
@@ -129,8 +131,6 @@ def test_reuse_gathers_every_layer_pixel_within_the_blur_reach_of_a_change(s):
     """The far field of a layer pixel reads every layer pixel within kmax + 2 of it: each one
     that overlaps a changed 8x8 block must be gathered again, at every layer scale (at s = 3 a
     layer pixel can straddle two blocks)."""
-    import cv2
-
     from realtime.stages.render_reuse import TileReuse
 
     rng = np.random.default_rng(20 + s)
@@ -140,25 +140,69 @@ def test_reuse_gathers_every_layer_pixel_within_the_blur_reach_of_a_change(s):
     disp = rng.random((h, w), dtype=np.float32)
     matte = np.zeros((h, w), np.float32)
     params = (np.float32(0.5), np.float32(0.0), np.float32(24.0), np.float32(3.0))  # no CoC: nothing in front
+    reach = far_reach(24.0, s, kmax)
     reuse = TileReuse(4.0, 1000)
-    assert reuse.plan(frame, disp, matte, params, (hl, wl), s, kmax, ("key",)) is None  # the first is whole
+    assert reuse.plan(frame, disp, matte, params, (hl, wl), s, reach, ("key",)) is None  # the first is whole
     for trial in range(6):
         hc, wc = -(-h // CELL), -(-w // CELL)
         picks = [(int(rng.integers(0, hc)), int(rng.integers(0, wc))) for _ in range(2)] + [(hc - 1, wc - 1)]
         for cy, cx in picks:
             frame[cy * CELL:(cy + 1) * CELL, cx * CELL:(cx + 1) * CELL] ^= 0x80
-        plan = reuse.plan(frame, disp, matte, params, (hl, wl), s, kmax, ("key",))
+        plan = reuse.plan(frame, disp, matte, params, (hl, wl), s, reach, ("key",))
         assert plan is not None and plan.gather.shape == (hl, wl)
         changed = np.kron(reuse._cells, np.ones((CELL, CELL), np.uint8))[:h, :w]
         assert all(changed[cy * CELL, cx * CELL] for cy, cx in picks)
         full = np.zeros((hl * s, wl * s), np.uint8)
         full[:h, :w] = changed
         touched = full.reshape(hl, s, wl, s).max(axis=(1, 3))
-        reach = 2 * (kmax + 2) + 1
-        needed = cv2.dilate(touched, np.ones((reach, reach), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        window = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+        needed = cv2.dilate(touched, window, borderType=cv2.BORDER_CONSTANT, borderValue=0)
         missing = (needed > 0) & (plan.gather == 0)
         assert not missing.any(), (trial, np.argwhere(missing)[:5])
         assert plan.gather.mean() < 0.9  # and not everything
+
+
+@pytest.mark.parametrize("size, lim", [((320, 180), 12.0), ((1280, 720), 24.0), ((1920, 1080), 36.0)])
+def test_far_reach_bounds_every_gather_radius(size, lim, monkeypatch):
+    """The reuse regathers the band ``far_reach`` wide around a change: no far-field pixel may
+    read further, whatever the frame, matte and CoC (within the limit), the near field included,
+    at each layer scale."""
+    from shaders import gather
+
+    import realtime.stages.render as render
+
+    w, h = size
+    rng = np.random.default_rng(w)
+    frame = talking_frame(7, clip="3.mp4", size=size)
+    # CoC from -lim to lim in blobs (the far fill-in, the near field) and a person-shaped matte
+    noise = cv2.resize(rng.random((9, 16), dtype=np.float32), size, interpolation=cv2.INTER_CUBIC)
+    disparity = np.clip(noise, 0.0, 1.0).astype(np.float32)
+    matte = np.zeros((h, w), np.float32)
+    matte[h // 3:, w // 3:2 * w // 3] = 1.0
+    matte = cv2.GaussianBlur(matte, (0, 0), 3.0)
+    seen = []
+    real = gather.gather_far
+
+    def spy(p, rw, fw, box_rw, box_fw, shrink, rmax, rad_near, near_on, need, *rest):
+        rad = np.zeros(rw.shape[1], np.float32)
+        top = 0.0
+        for y in range(rw.shape[0]):
+            gather.far_radius_row(rw, fw, box_rw, box_fw, shrink, rmax, rad_near, near_on, y, rad)
+            top = max(top, float(rad.max()))
+        seen.append((top, near_on))
+        return real(p, rw, fw, box_rw, box_fw, shrink, rmax, rad_near, near_on, need, *rest)
+
+    monkeypatch.setattr(render.gather, "gather_far", spy)
+    lens = render.Lens(RenderConfig())
+    coc = np.empty((h, w), np.float32)
+    out = lens.render_disparity(frame, disparity, 0.5, 2.0 * lim, lim, matte, None, coc)
+    assert np.abs(coc).max() > 0.95 * lim and out.shape == frame.shape
+    s = render.layer_scale(h, w, lim)
+    assert s == {320: 1, 1280: 2, 1920: 3}[w]
+    kmax = 8 * ((int(np.ceil(lim / s)) + 1 + 7) // 8)
+    (top, near_on), = seen
+    assert near_on and top > lim / s - render.SHRINK[s] - 1.0  # a blur that reaches near its limit
+    assert int(np.floor(top)) + 2 <= render.far_reach(lim, s, kmax) < kmax + 2
 
 
 def test_render_reuse_with_something_in_front_of_the_focus_plane():

@@ -68,6 +68,19 @@ def layer_scale(h: int, w: int, lim: float, reduced: bool = True) -> int:
 MAX_COC_PX = 256.0  # any CoC is clamped to this many pixels
 
 
+def far_reach(lim: float, s: int, kmax: int) -> int:
+    """How many layer pixels away a far-field pixel reads the layers, for CoCs within ``lim``.
+
+    Its gather radius is at most ``lim / s`` less the shrink: the far CoC is a weighted mean of
+    CoCs within ``lim`` (the weights' floor lets it exceed that by a ten-thousandth), the near
+    radius is bounded alike, and the table's ``kmax + 1`` bounds both. A radius r reads the
+    shapes floor(r) and floor(r) + 1, and the upsampling one more pixel. Bounding by ``lim``
+    rather than the table size (rounded up to a multiple of 8) keeps the render reuse's gather
+    band as narrow as the blur."""
+    radius = min(lim / s * (1.0 + 1e-3) - SHRINK[s], kmax + 1 - 1e-3)
+    return int(math.floor(max(radius, 0.0))) + 2
+
+
 def coc_from_disparity(disparity: np.ndarray, focus: float, aperture_px: float, max_coc_px: float,
                        *, out: np.ndarray | None = None) -> np.ndarray:
     """Signed CoC in pixels: ``aperture_px * (focus - disparity)`` clamped to +/- ``max_coc_px``.
@@ -201,8 +214,8 @@ class Lens:
         focus, aperture, coc_out = from_disp if from_disp is not None else _NO_DISPARITY
         plan = None
         if self.reuse is not None and from_disp is not None and has_matte:
-            plan = self.reuse.plan(frame_bgr, src, m, (focus, aperture, flim, tol), b.rw.shape, s, kmax,
-                                   (frame_bgr.shape, s, kmax, self.config))
+            plan = self.reuse.plan(frame_bgr, src, m, (focus, aperture, flim, tol), b.rw.shape, s,
+                                   far_reach(lim, s, kmax), (frame_bgr.shape, s, kmax, self.config))
         layers = (b.prefix, b.near_src, b.rw, b.fw, b.rnear, b.need0)
         bokeh.split_layers(frame_bgr, src, m, has_matte, (from_disp is not None, focus, aperture, flim), s,
                            self.luts.decode, tol, b.pad, b.split_scratch, b.near_dirty, coc_out, layers,

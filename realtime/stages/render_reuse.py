@@ -83,10 +83,12 @@ class TileReuse:
 
     def plan(self, frame: np.ndarray, disparity: np.ndarray, matte: np.ndarray,
              coc_params: tuple[np.float32, np.float32, np.float32, np.float32], layer_shape: tuple[int, int], s: int,
-             kmax: int, key: tuple) -> Plan | None:
+             reach: int, key: tuple) -> Plan | None:
         """The tiles this frame needs, or None: render the whole frame. ``coc_params`` is the
-        split's (focus, aperture, CoC limit, subject tolerance); ``key`` is everything that shapes
-        the render besides the inputs (size, layer scale, table size, settings)."""
+        split's (focus, aperture, CoC limit, subject tolerance); ``reach``: how many layer pixels
+        away a layer pixel's far field reads (its largest gather radius, the upsampling's pixel);
+        ``key`` is everything that shapes the render besides the inputs (size, layer scale, table
+        size, settings)."""
         h, w = disparity.shape
         hc, wc = -(-h // tile_kernels.CELL), -(-w // tile_kernels.CELL)
         hl, wl = layer_shape
@@ -110,9 +112,7 @@ class TileReuse:
             full = np.count_nonzero(changed) > FULL_SHARE * changed.size
         if full:
             return self.full(key)
-        # the far field of a layer pixel reads the layers within the gather radius (kmax + 1)
-        # and the upsampling one more pixel: every block that reach touches is gathered again
-        reach = kmax + 2
+        # every block within the reach of a changed one is gathered again
         if tile_kernels.CELL % s == 0:
             per = tile_kernels.CELL // s  # layer pixels of a block
             r = math.ceil(reach / per)
