@@ -115,7 +115,7 @@ def test_a_change_reaches_the_output_on_its_frame(change):
 
 @pytest.mark.parametrize("change", ["object", "person"])
 def test_a_change_reaches_the_output_on_its_frame_at_1080p(change):
-    """Layers of a third (1080p): a tile is SEG x TILE_ROWS layer pixels, 96 x 48 frame pixels,
+    """Layers of a third (1080p): a tile is SEG x TILE_ROWS layer pixels, 96 x 24 frame pixels,
     and a layer pixel may straddle two 8x8 blocks; a change still shows on its frame."""
     base = talking_frame(0, clip="4.mp4", size=(1920, 1080))
     frames = [noisy(base, 2.0, i) for i in range(STILL)]

@@ -38,7 +38,7 @@ import numpy as np
 from shaders import tiles as tile_kernels
 from shaders.bokeh import SEG
 
-TILE_ROWS = 16      # layer rows of a tile (SEG layer pixels wide)
+TILE_ROWS = 8       # layer rows of a tile (SEG layer pixels wide); TILE_ROWS * s a multiple of CELL
 MATTE_TOL = 0.02    # change of a block's mean matte that counts
 COC_TOL = 0.25      # change of a block's mean CoC (pixels) that counts
 FULL_SHARE = 0.9    # beyond this share of changed tiles the whole frame is rendered
