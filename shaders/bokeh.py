@@ -176,11 +176,13 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
                 b1 = ps[e + 1]
                 b2 = ps[e + 2]
                 b3 = ps[e + 3]
-                for q in range(n):
-                    ps[4 * q] += d0
-                    ps[4 * q + 1] += d1
-                    ps[4 * q + 2] += d2
-                    ps[4 * q + 3] += d3
+                if d0 != zero or d1 != zero or d2 != zero or d3 != zero:
+                    for q in range(n):
+                        ps[4 * q] += d0
+                        ps[4 * q + 1] += d1
+                        ps[4 * q + 2] += d2
+                        ps[4 * q + 3] += d3
+                # (nothing split before it on the row changed: its sums stand as they were)
                 a0 = ps[e]
                 a1 = ps[e + 1]
                 a2 = ps[e + 2]
