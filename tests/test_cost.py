@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 
 from conftest import talking_frame
-from realtime.core.config import load_preset
+from realtime.core.config import RenderConfig, load_preset
 from realtime.devtools.livebench import iou, psnr
 from realtime.devtools.testdata import noisy
 from realtime.pipeline import Pipeline, all_optimisations_off
-from realtime.core.config import RenderConfig
-from realtime.stages.render import Renderer, far_reach
+from realtime.stages.render import LAYER_SCALES, Renderer, far_reach
 from shaders.tiles import CELL, SOLID_MATTE
 
 SIZE = (640, 360)
@@ -124,6 +123,16 @@ def test_a_change_reaches_the_output_on_its_frame_at_1080p(change):
     assert min(gathered[1:STILL]) < 1.0, gathered
     assert min(ps) >= 38.0 and min(local[STILL:]) >= 38.0, (ps, local)
     assert min(ious) >= 0.99, ious
+
+
+def test_reuse_tiles_are_whole_blocks_at_every_layer_scale():
+    """The plan maps 8x8 blocks to split tiles by whole multiples: a tile must span whole blocks
+    at every layer scale, or a changed block would mark the wrong tile."""
+    from realtime.stages.render_reuse import TILE_ROWS
+    from shaders.bokeh import SEG
+
+    for s in LAYER_SCALES:
+        assert TILE_ROWS * s % CELL == 0 and SEG * s % CELL == 0, s
 
 
 @pytest.mark.parametrize("s", [1, 2, 3])
