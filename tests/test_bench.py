@@ -46,3 +46,16 @@ def test_frames_bounds_the_run_soak_is_opt_in_and_memory_says_whose(tmp_path, ca
     printed = capsys.readouterr().out
     assert "soak" not in printed
     assert "peak RSS MB of run.py" in printed and "This bench process" in printed
+
+
+def test_a_json_file_in_a_missing_folder_is_refused_before_measuring(tmp_path, capsys):
+    """``--json`` into a folder that is not there fails at once with what to do, not after the
+    run; the folder is not created and nothing is written."""
+    target = tmp_path / "missing" / "bench.json"
+    for live in ([], ["--live"]):
+        assert main(["bench", *live, "--size", "160x120", "--frames", "30", "--json", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert "does not exist or is not writable" in err and str(target.parent) in err
+    assert main(["bench", "--size", "160x120", "--frames", "30", "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert not target.parent.exists() and list(tmp_path.iterdir()) == []

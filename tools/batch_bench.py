@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from realtime.devtools.testdata import data_dir  # noqa: E402
+from realtime.io.safefiles import write_bytes  # noqa: E402
 
 CLIPS = ("1.mp4", "2.mp4", "3.mp4", "4.mp4", "5.mp4")
 
@@ -158,7 +159,7 @@ def main() -> int:
     args = p.parse_args()
     out = throughput(args) if args.cmd == "throughput" else joins(args)
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+        write_bytes(args.json, json.dumps(out, indent=1, default=str).encode("utf-8"))
     return 0
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from realtime.core.config import load_preset
 from realtime.core.errors import ConfigError, SourceError
+from realtime.io.safefiles import write_bytes
 from realtime.app.loop import run_stream
 from realtime.pipeline import STAGES, Pipeline
 from realtime.io.fit import fit_frame
@@ -340,6 +341,14 @@ def main(argv: list[str]) -> int:
         raise ConfigError(str(e)) from None
     if args.frames < 30:
         raise ConfigError("--frames must be at least 30 (medians over too few frames mislead)")
+    if args.json:
+        # checked before minutes of measuring, not after: the file itself is written at the end
+        folder = Path(args.json).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"--json {args.json}: the folder {folder} does not exist or is not writable; "
+                              "create it or name a file in a writable folder")
+        if Path(args.json).is_dir():
+            raise ConfigError(f"--json {args.json} is a folder; name a file, e.g. {Path(args.json) / 'bench.json'}")
     if args.live:
         return _main_live(args)
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "preset": args.preset, "sizes": [], "micro": []}
@@ -381,7 +390,7 @@ def main(argv: list[str]) -> int:
               f"{s['lens_s_cold']:.1f} s, {s['cpu_s_cold']:.0f} s of CPU), warm {s['first_frame_s_warm']:.2f} s "
               f"(load average {s['load_average'][0]:.1f})")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_bytes(args.json, json.dumps(result, indent=2).encode("utf-8"))
     return 0
 
 
@@ -404,5 +413,5 @@ def _main_live(args: argparse.Namespace) -> int:
     print("CPU ms per frame by thread:")
     print(livebench.thread_table(result["live"]))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_bytes(args.json, json.dumps(result, indent=2).encode("utf-8"))
     return 0
