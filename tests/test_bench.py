@@ -59,3 +59,15 @@ def test_a_json_file_in_a_missing_folder_is_refused_before_measuring(tmp_path, c
     assert main(["bench", "--size", "160x120", "--frames", "30", "--json", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
     assert not target.parent.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_bench_live_shows_each_round_side_by_side():
+    """The medians hide drift: each round's pair (ours, the recipe's, back to back) is printed with
+    its own ratio, in the order they ran."""
+    from realtime.devtools.livebench import round_table
+
+    row = {"size": "1280x720", "runs": {"pipeline": [{"cpu_ms_per_frame": 20.0}, {"cpu_ms_per_frame": 24.0}],
+                                        "recipe": [{"cpu_ms_per_frame": 50.0}, {"cpu_ms_per_frame": 60.0}]}}
+    assert round_table([row]) == "1280x720: 20.0 / 50.0 (0.40), 24.0 / 60.0 (0.40)"
+    row["runs"]["recipe"][1]["cpu_ms_per_frame"] = 0.0  # a recipe round that measured nothing
+    assert round_table([row]).endswith("24.0 / - (-)")

@@ -410,6 +410,9 @@ def _main_live(args: argparse.Namespace) -> int:
     print()
     print(livebench.live_table(result["live"]))
     print()
+    print("Each round, portrait-cam / recipe CPU ms per frame (ratio), run back to back:")
+    print(livebench.round_table(result["live"]))
+    print()
     print("CPU ms per frame by thread:")
     print(livebench.thread_table(result["live"]))
     if args.json:

@@ -306,6 +306,18 @@ def live_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def round_table(rows: list[dict]) -> str:
+    """Each round's pair side by side (ours / the recipe's CPU ms per frame, their ratio): the two
+    of a round run back to back, so a machine that drifts during the run shows here."""
+    lines = []
+    for r in rows:
+        pairs = zip(r["runs"]["pipeline"], r["runs"]["recipe"])
+        lines.append(f"{r['size']}: " + ", ".join(
+            f"{a['cpu_ms_per_frame']:.1f} / {b['cpu_ms_per_frame']:.1f} ({a['cpu_ms_per_frame'] / b['cpu_ms_per_frame']:.2f})"
+            if b["cpu_ms_per_frame"] else f"{a['cpu_ms_per_frame']:.1f} / - (-)" for a, b in pairs))
+    return "\n".join(lines)
+
+
 def thread_table(rows: list[dict]) -> str:
     """Where the CPU went, per thread group (median over rounds, ms per frame)."""
     lines = []
