@@ -71,3 +71,18 @@ def test_bench_live_shows_each_round_side_by_side():
     assert round_table([row]) == "1280x720: 20.0 / 50.0 (0.40), 24.0 / 60.0 (0.40)"
     row["runs"]["recipe"][1]["cpu_ms_per_frame"] = 0.0  # a recipe round that measured nothing
     assert round_table([row]).endswith("24.0 / - (-)")
+
+
+def test_default_bench_runs_every_micro_benchmark_and_the_model_ones_run_the_model(tmp_path):
+    """``python run.py bench`` as a user types it (micro-benchmarks on), tiny: every section
+    finishes, and the depth benchmarks that compare model variants do run the model (the stage's
+    still check must not skip it on their repeated frames and leave them timing nothing)."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--size", "160x120", "--frames", "30", "--micro-repeats", "3", "--soak", "0",
+                 "--json", str(out)]) == 0
+    micro = {m["name"]: m for m in json.loads(out.read_text())["micro"]}
+    assert {"depth overlapped (pipeline), caller, model split", "temporal", "render_bokeh"} <= set(micro)
+    model_alone = micro["depth (model every frame, synchronous)"]["baseline_median_ms"]
+    for name in ("depth (model every frame, synchronous)", "depth synchronous, model split",
+                 "depth synchronous (default)"):
+        assert micro[name]["median_ms"] > 0.5 * model_alone, (name, micro[name]["median_ms"], model_alone)

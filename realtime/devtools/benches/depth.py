@@ -71,7 +71,9 @@ def run(frames: list[np.ndarray], repeats: int) -> list[Measurement]:
         clock[0] += FRAME_MS
         return clock[0]
 
-    sync = dataclasses.replace(preset.depth, asynchronous=False)
+    # the model on every frame: these measure the model and what runs around it (the still check
+    # would skip it on the repeated frames and leave the comparisons below measuring nothing)
+    sync = dataclasses.replace(preset.depth, asynchronous=False, still_interval=1)
 
     # -- the stage, model every frame, against the model alone ------------------------------
     with DepthEstimator(sync) as dep:
@@ -239,7 +241,8 @@ def _overlapped(path: str, preset, frames, tick, repeats: int) -> Measurement:
     """
     n = len(frames)
     h, w = frames[0].shape[:2]
-    cfg = dataclasses.replace(preset.depth, asynchronous=True, overlap=True)
+    # the model on every frame (a still background would let the still check skip it)
+    cfg = dataclasses.replace(preset.depth, asynchronous=True, overlap=True, still_interval=1)
     threads = model_threads(cfg)
     split, whole = OnnxDepth(path, threads=threads), OnnxDepth(path, threads=threads, split=False)
     try:
