@@ -203,20 +203,15 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
             seg_total = zero
             for q in range(n):
                 rns[q] = zero
-                sb[q] = zero
-                sg[q] = zero
-                sr[q] = zero
-                sw[q] = zero
-                srw[q] = zero
                 nd[q] = 0
-            if s != 2:  # per-pixel sums: a segment row of them
-                for i in range(fn):
-                    sb[i] = zero
-                    sg[i] = zero
-                    sr[i] = zero
-                    sw[i] = zero
-                    srw[i] = zero
-                    sn[i] = zero
+            # the sums: one per block at s = 2, one per pixel of a segment row otherwise (fn >= n)
+            for i in range(n if s == 2 else fn):
+                sb[i] = zero
+                sg[i] = zero
+                sr[i] = zero
+                sw[i] = zero
+                srw[i] = zero
+                sn[i] = zero
             for sy in range(rows):
                 y = y0 + sy
                 fr = frame[y, fx0:fx0 + fn]
