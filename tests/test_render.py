@@ -360,12 +360,17 @@ def test_blur_grows_smoothly_with_the_coc():
     assert np.abs(a - b).mean() < 0.1
 
 
-def test_half_and_full_resolution_layers_agree():
-    h, w = HD
+def ramp_scene(shape: tuple[int, int], top: float, bottom: float) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth random texture and a CoC growing from ``top`` px at the top row to ``bottom``."""
+    h, w = shape
     rng = np.random.default_rng(7)
     frame = cv2.resize(rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8), (w, h))
-    yy, xx = np.mgrid[0:h, 0:w]
-    coc = (4 + 20 * yy / h).astype(np.float32)
+    yy = np.mgrid[0:h, 0:w][0]
+    return frame, (top + (bottom - top) * yy / h).astype(np.float32)
+
+
+def test_half_and_full_resolution_layers_agree():
+    frame, coc = ramp_scene(HD, 4, 24)
     half = render_bokeh(frame, coc).astype(int)
     full = render_bokeh(frame, coc, config=RenderConfig(half_res_far=False)).astype(int)
     # half-res disks are matched to the full-res ones by their reach (the line test), which
@@ -376,11 +381,7 @@ def test_half_and_full_resolution_layers_agree():
 
 
 def test_third_and_half_resolution_layers_agree_at_1080p(monkeypatch):
-    h, w = FHD
-    rng = np.random.default_rng(7)
-    frame = cv2.resize(rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8), (w, h))
-    yy, xx = np.mgrid[0:h, 0:w]
-    coc = (6 + 30 * yy / h).astype(np.float32)
+    frame, coc = ramp_scene(FHD, 6, 36)
     third = render_bokeh(frame, coc).astype(int)
     full = render_bokeh(frame, coc, config=RenderConfig(half_res_far=False)).astype(int)
     monkeypatch.setattr(render_module, "LAYER_SCALES", (1, 2))
