@@ -20,6 +20,10 @@ PLANE_STEP = 4  # ... and every 4th of its matte and disparity (smooth; an edge 
 # a block whose matte is at least this everywhere is solid subject: its colour is not compared
 # (the far field gives it no weight, and shows through it on at most 1 - SOLID_MATTE)
 SOLID_MATTE = 0.99
+# ... and its CoC only to this (pixels): out of the near field the CoC moves a solid pixel's sharp
+# alpha by at most 1 - SOLID_MATTE; the bound keeps the CoC plane the renderer hands back (the
+# debug views show it) within a pixel of the current one
+SOLID_COC_TOL = 1.0
 
 
 @inline
@@ -60,8 +64,9 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
       on every frame.
     - A block of solid subject (matte at least SOLID_MATTE on every pixel) has no colour in the
       far field and shows it on at most 1 - SOLID_MATTE of each pixel (the finish draws the
-      subject from the current frame): only its matte and CoC are compared, its colour reference
-      stays as it was.
+      subject from the current frame): only its matte is compared, and its CoC to the looser
+      ``max(tol, SOLID_COC_TOL)`` (outside the near field the CoC changes its sharp alpha by at
+      most 1 - SOLID_MATTE too); its colour reference stays as it was.
     - With ``reset`` every block counts as changed.
 
     Every ``ROW_STEP``-th row of a block's colour and every ``PLANE_STEP``-th of its matte and
@@ -103,6 +108,7 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
         stat = np.empty(STATS, np.float32)
         rows = (y1 - y0 + ROW_STEP - 1) // ROW_STEP
         rows_p = (y1 - y0 + PLANE_STEP - 1) // PLANE_STEP
+        solid_coc = max(tol[4], np.float32(SOLID_COC_TOL))
         for cx in range(wc):
             x0 = cx * CELL
             x1 = x0 + CELL if cx < whole else w
@@ -118,9 +124,12 @@ def changed_blocks(frame, disparity, matte, coc_params, tol, reset, ref, out):
             stat[3] = sm * inv_p
             stat[4] = sc * inv_p
             moved = reset or low < near_below
-            for k in range(3 if solid >= SOLID_MATTE else 0, STATS):
-                if abs(stat[k] - rr[cx, k]) > tol[k]:
-                    moved = True
+            if solid >= SOLID_MATTE:
+                moved = moved or abs(stat[3] - rr[cx, 3]) > tol[3] or abs(stat[4] - rr[cx, 4]) > solid_coc
+            else:
+                for k in range(STATS):
+                    if abs(stat[k] - rr[cx, k]) > tol[k]:
+                        moved = True
             if moved:
                 for k in range(STATS):
                     rr[cx, k] = stat[k]

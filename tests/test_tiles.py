@@ -44,9 +44,11 @@ def ref_stats(frame: np.ndarray, disparity: np.ndarray, matte: np.ndarray, param
 
 def moved_blocks(now: np.ndarray, before: np.ndarray, near: np.ndarray, solid: np.ndarray) -> np.ndarray:
     """Blocks that count as changed: near ones, and those whose means moved beyond TOL (a solid
-    block's colour not counted)."""
-    beyond = np.abs(now - before) > TOL
+    block's colour not counted, its CoC only beyond SOLID_COC_TOL)."""
+    diff = np.abs(now - before)
+    beyond = diff > TOL
     beyond[..., :3] &= ~solid[..., None]
+    beyond[..., 4] &= ~solid | (diff[..., 4] > max(TOL[4], tiles.SOLID_COC_TOL))
     return near | beyond.any(axis=2)
 
 
@@ -124,6 +126,33 @@ def test_solid_subject_colour_is_not_compared_but_one_unsolid_row_is():
     np.testing.assert_array_equal(out.astype(bool), coloured & ~solid_b)
     # a solid block keeps the colour it was last rendered with as its reference
     np.testing.assert_allclose(ref[solid_b], before[solid_b], atol=1e-4)
+
+
+def test_solid_subject_coc_counts_only_beyond_its_own_tolerance():
+    """Out of the near field a solid block's CoC moves its sharp alpha by at most 1 - SOLID_MATTE:
+    a step of half a pixel (beyond the CoC tolerance of 0.25) changes no solid block, while the
+    same step in soft matte does; a step past SOLID_COC_TOL changes both."""
+    frame = talking_frame(0, clip="4.mp4", size=(160, 96))
+    h, w = frame.shape[:2]
+    hc, wc = h // CELL, w // CELL
+    focus, aperture = float(PARAMS[0]), float(PARAMS[1])
+    matte = np.ones((h, w), np.float32)
+    matte[:, w // 2:] = 0.5  # the right half: soft matte
+    # behind the focus plane (CoC +2 px): nothing near
+    disparity = np.full((h, w), focus - 2.0 / aperture, np.float32)
+    ref = np.zeros((hc, wc, STATS), np.float32)
+    out = np.zeros((hc, wc), np.uint8)
+    tiles.changed_blocks(frame, disparity, matte, PARAMS, TOL, True, ref, out)
+    solid = np.zeros((hc, wc), bool)
+    solid[:, :wc // 2] = True
+    for step, want in ((0.5, ~solid), (tiles.SOLID_COC_TOL + 0.5, np.ones_like(solid))):
+        moved = disparity - np.float32(step / aperture)
+        tiles.changed_blocks(frame, moved, matte, PARAMS, TOL, False, ref, out)
+        np.testing.assert_array_equal(out.astype(bool), want, err_msg=f"CoC step {step} px")
+        stats, near, solid_now = ref_stats(frame, moved, matte)
+        assert not near.any()
+        np.testing.assert_array_equal(solid_now, solid)
+        disparity = moved
 
 
 def test_subject_in_front_of_the_focus_plane_within_its_tolerance_is_not_near():
