@@ -36,7 +36,10 @@ EPS_NEAR = 1e-7     # ... and a much smaller one for pixels in front of the focu
 
 # -- 1. layer split ---------------------------------------------------------------------------
 
-SEG = 32  # layer pixels a split segment (and a reused tile) spans: its scratch stays in L1
+SEG = 32  # layer pixels a split segment spans at most: its scratch stays in L1
+# layer pixels a reused tile spans (SEG a multiple of it): a run of changed tiles is split as one
+# segment of up to SEG, so a whole frame is split in the same segments as without tiles
+TILE_COLS = 16
 
 
 @inline
@@ -91,7 +94,7 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
     - disparity)``, as :func:`coc_from_disparity`) and written to ``out_coc``; either way clamped
     to +/- ``lim``. ``layers`` is ``(out_prefix, out_near, out_rw, out_fw, out_rnear, out_need)``,
     the layer-resolution outputs the gathers read next. ``tiles`` is ``(todo, tile_rows)``: only
-    the tiles (``tile_rows`` layer rows by SEG layer pixels) with ``todo[ty, tx] != 0`` are split
+    the tiles (``tile_rows`` layer rows by TILE_COLS layer pixels) with ``todo[ty, tx] != 0`` are split
     (a (1, 1) map of 1 with ``tile_rows`` 1 splits everything); the others keep every output as it
     was, the far layer's prefix sums shifted by what the split tiles before them on the row
     changed, and ``near_dirty`` stays set on rows where they may hold near pixels. The far layer (sums of far weight * colour
@@ -160,13 +163,14 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
         b2 = zero
         b3 = zero
         trow = todo[min(yh // tile_rows, last_ty)]
-        for xs in range(0, wh, SEG):
+        xs = 0
+        while xs < wh:
             # slices from the segment's start, indexed from 0: offsets added to an index keep
             # Numba's negative-index check in the loop, which stops it vectorising
-            n = min(SEG, wh - xs)
+            n = min(TILE_COLS, wh - xs)
             ps = prow[4 * (pad + 1 + xs):4 * (pad + 1 + xs + n)]
             e = 4 * (n - 1)
-            if trow[min(xs // SEG, last_tx)] == 0:
+            if trow[min(xs // TILE_COLS, last_tx)] == 0:
                 every = False
                 d0 = a0 - b0
                 d1 = a1 - b1
@@ -187,7 +191,13 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
                 a1 = ps[e + 1]
                 a2 = ps[e + 2]
                 a3 = ps[e + 3]
+                xs += n
                 continue
+            # the changed tiles that follow join the segment, up to SEG
+            while n < SEG and xs + n < wh and trow[min((xs + n) // TILE_COLS, last_tx)] != 0:
+                n = min(n + TILE_COLS, wh - xs)
+            ps = prow[4 * (pad + 1 + xs):4 * (pad + 1 + xs + n)]
+            e = 4 * (n - 1)
             b0 = ps[e]
             b1 = ps[e + 1]
             b2 = ps[e + 2]
@@ -303,6 +313,7 @@ def split_layers(frame, src, matte, has_matte, coc_params, s, lut, tol, pad, scr
                 ps[4 * q + 1] = a1
                 ps[4 * q + 2] = a2
                 ps[4 * q + 3] = a3
+            xs += n
         for i in range(pad + 1 + wh, prow.shape[0] // 4):
             prow[4 * i] = a0
             prow[4 * i + 1] = a1

@@ -187,18 +187,19 @@ def test_split_of_some_tiles_keeps_the_others_and_shifts_their_prefix_sums(s):
     those tiles only, into the same buffers: the same layers as B split whole."""
     rng = np.random.default_rng(RNG_SEED + 10 + s)
     tile_rows, pad = 2, 4
-    hl, wl = 3 * tile_rows + 1, 2 * bokeh.SEG + 5   # 4 x 3 tiles, the last ones partial
+    hl, wl = 3 * tile_rows + 1, 2 * bokeh.SEG + 5   # 4 x 5 tiles, the last ones partial
     h, w = hl * s - (s - 1), wl * s - (s - 1)          # odd sizes: partial blocks too
     luts = make_luts(3.0, 0.85)
     disp = rng.uniform(0.0, 1.0, (h, w)).astype(np.float32)
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     matte = rng.uniform(-0.2, 1.2, (h, w)).astype(np.float32)
-    changed = np.zeros((4, 3), np.uint8)
-    changed[0, 1] = changed[2, 0] = changed[3, 2] = 1
+    changed = np.zeros((4, -(-wl // bokeh.TILE_COLS)), np.uint8)
+    # two neighbours (split as one segment), a first, a last partial one, a lone one
+    changed[0, 1] = changed[0, 2] = changed[2, 0] = changed[3, -1] = changed[1, 3] = 1
     frame_b, disp_b, matte_b = frame.copy(), disp.copy(), matte.copy()
     for ty, tx in zip(*np.nonzero(changed)):
         ys = slice(ty * tile_rows * s, (ty + 1) * tile_rows * s)
-        xs = slice(tx * bokeh.SEG * s, (tx + 1) * bokeh.SEG * s)
+        xs = slice(tx * bokeh.TILE_COLS * s, (tx + 1) * bokeh.TILE_COLS * s)
         frame_b[ys, xs] = rng.integers(0, 256, frame_b[ys, xs].shape, dtype=np.uint8)
         disp_b[ys, xs] = rng.uniform(0.0, 1.0, disp_b[ys, xs].shape)
         matte_b[ys, xs] = rng.uniform(-0.2, 1.2, matte_b[ys, xs].shape)

@@ -114,7 +114,7 @@ def test_a_change_reaches_the_output_on_its_frame(change):
 
 @pytest.mark.parametrize("change", ["object", "person"])
 def test_a_change_reaches_the_output_on_its_frame_at_1080p(change):
-    """Layers of a third (1080p): a tile is SEG x TILE_ROWS layer pixels, 96 x 24 frame pixels,
+    """Layers of a third (1080p): a tile is TILE_COLS x TILE_ROWS layer pixels, 48 x 24 frame pixels,
     and a layer pixel may straddle two 8x8 blocks; a change still shows on its frame."""
     base = talking_frame(0, clip="4.mp4", size=(1920, 1080))
     frames = [noisy(base, 2.0, i) for i in range(STILL)]
@@ -129,10 +129,11 @@ def test_reuse_tiles_are_whole_blocks_at_every_layer_scale():
     """The plan maps 8x8 blocks to split tiles by whole multiples: a tile must span whole blocks
     at every layer scale, or a changed block would mark the wrong tile."""
     from realtime.stages.render_reuse import TILE_ROWS
-    from shaders.bokeh import SEG
+    from shaders.bokeh import SEG, TILE_COLS
 
+    assert SEG % TILE_COLS == 0  # a run of whole tiles fills a segment
     for s in LAYER_SCALES:
-        assert TILE_ROWS * s % CELL == 0 and SEG * s % CELL == 0, s
+        assert TILE_ROWS * s % CELL == 0 and TILE_COLS * s % CELL == 0, s
 
 
 @pytest.mark.parametrize("s", [1, 2, 3])

@@ -36,9 +36,9 @@ import cv2
 import numpy as np
 
 from shaders import tiles as tile_kernels
-from shaders.bokeh import SEG
+from shaders.bokeh import TILE_COLS
 
-TILE_ROWS = 8       # layer rows of a tile (SEG layer pixels wide); TILE_ROWS * s a multiple of CELL
+TILE_ROWS = 8       # layer rows of a tile (TILE_COLS layer pixels wide); both times s multiples of CELL
 MATTE_TOL = 0.02    # change of a block's mean matte that counts
 COC_TOL = 0.25      # change of a block's mean CoC (pixels) that counts
 FULL_SHARE = 0.9    # beyond this share of changed tiles the whole frame is rendered
@@ -92,8 +92,8 @@ class TileReuse:
         h, w = disparity.shape
         hc, wc = -(-h // tile_kernels.CELL), -(-w // tile_kernels.CELL)
         hl, wl = layer_shape
-        ht, wt = -(-hl // TILE_ROWS), -(-wl // SEG)
-        cy, cx = TILE_ROWS * s // tile_kernels.CELL, SEG * s // tile_kernels.CELL
+        ht, wt = -(-hl // TILE_ROWS), -(-wl // TILE_COLS)
+        cy, cx = TILE_ROWS * s // tile_kernels.CELL, TILE_COLS * s // tile_kernels.CELL
         if self._ref.shape[:2] != (hc, wc):
             self._ref = np.zeros((hc, wc, tile_kernels.STATS), np.float32)
             self._cells = np.zeros((hc, wc), np.uint8)
