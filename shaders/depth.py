@@ -16,6 +16,63 @@ from .jit import frozen, inline, kernel, register_warmup
 _LB, _LG, _LR = np.float32(0.114), np.float32(0.587), np.float32(0.299)
 
 
+@inline
+def _cell_colours(frame, row_bounds, col_bounds, step, kc, i, row, hs):
+    """Row sums of content row ``i`` (every ``step``-th frame row of its box into ``row``, then in
+    ``hs`` the sums of the ``kc`` columns every cell reads at least, for every position), and the
+    count of rows summed. See :func:`pack_model_input`."""
+    n = row.shape[0]
+    span = 3 * step
+    m = hs.shape[0]
+    y0 = row_bounds[i]
+    y1 = max(row_bounds[i + 1], y0 + 1)
+    src = frame[y0]
+    for x in range(n):
+        row[x] = src[x]
+    rows = 1
+    for y in range(y0 + step, y1, step):
+        rows += 1
+        src = frame[y]
+        for x in range(n):
+            row[x] += src[x]
+    for x in range(m):
+        hs[x] = np.int32(row[x])
+    for c in range(1, kc):
+        sh = row[span * c:]
+        for x in range(m):
+            hs[x] += np.int32(sh[x])
+    return rows
+
+
+@inline
+def _cell_mean(row, hs, col_bounds, step, kc, rows, j):
+    """(r, g, b) mean of content cell ``j`` of a row summed by :func:`_cell_colours`."""
+    x0 = col_bounds[j]
+    x1 = max(col_bounds[j + 1], x0 + 1)
+    sb = hs[3 * x0]
+    sg = hs[3 * x0 + 1]
+    sr = hs[3 * x0 + 2]
+    cols = kc
+    for x in range(x0 + kc * step, x1, step):
+        cols += 1
+        sb += np.int32(row[3 * x])
+        sg += np.int32(row[3 * x + 1])
+        sr += np.int32(row[3 * x + 2])
+    inv = np.float32(1.0) / np.float32(rows * cols)
+    return np.float32(sr) * inv, np.float32(sg) * inv, np.float32(sb) * inv
+
+
+@inline
+def _fewest_columns(col_bounds, step, n):
+    """The fewest columns any content cell reads (see :func:`pack_model_input`)."""
+    kc = n
+    for j in range(col_bounds.shape[0] - 1):
+        x0 = col_bounds[j]
+        x1 = max(col_bounds[j + 1], x0 + 1)
+        kc = min(kc, (x1 - x0 + step - 1) // step)
+    return kc
+
+
 @kernel(parallel=True)
 def pack_model_input(frame, row_bounds, col_bounds, step, dy, dx, acc, out_x, out_luma):
     """Box-average ``frame`` into the model tensor: RGB planar float32 0..255.
@@ -34,52 +91,37 @@ def pack_model_input(frame, row_bounds, col_bounds, step, dy, dx, acc, out_x, ou
     n = frame.shape[1]
     # the fewest columns any cell reads: that many are summed for every position of the row at
     # once (contiguous, vectorised), each cell then reads its three sums and adds any extra column
-    kc = n
-    for j in range(nw):
-        x0 = col_bounds[j]
-        x1 = max(col_bounds[j + 1], x0 + 1)
-        kc = min(kc, (x1 - x0 + step - 1) // step)
-    span = 3 * step
-    m = n - span * (kc - 1)
+    kc = _fewest_columns(col_bounds, step, n)
+    m = n - 3 * step * (kc - 1)
     for i in prange(nh):
-        y0 = row_bounds[i]
-        y1 = max(row_bounds[i + 1], y0 + 1)
         row = acc[i]
-        src = frame[y0]
-        for x in range(n):
-            row[x] = src[x]
-        rows = 1
-        for y in range(y0 + step, y1, step):
-            rows += 1
-            src = frame[y]
-            for x in range(n):
-                row[x] += src[x]
         hs = np.empty(m, np.int32)
-        for x in range(m):
-            hs[x] = np.int32(row[x])
-        for c in range(1, kc):
-            sh = row[span * c:]
-            for x in range(m):
-                hs[x] += np.int32(sh[x])
+        rows = _cell_colours(frame, row_bounds, col_bounds, step, kc, i, row, hs)
         for j in range(nw):
-            x0 = col_bounds[j]
-            x1 = max(col_bounds[j + 1], x0 + 1)
-            sb = hs[3 * x0]
-            sg = hs[3 * x0 + 1]
-            sr = hs[3 * x0 + 2]
-            cols = kc
-            for x in range(x0 + kc * step, x1, step):
-                cols += 1
-                sb += np.int32(row[3 * x])
-                sg += np.int32(row[3 * x + 1])
-                sr += np.int32(row[3 * x + 2])
-            inv = np.float32(1.0) / np.float32(rows * cols)
-            b = np.float32(sb) * inv
-            g = np.float32(sg) * inv
-            r = np.float32(sr) * inv
+            r, g, b = _cell_mean(row, hs, col_bounds, step, kc, rows, j)
             out_x[0, 0, dy + i, dx + j] = r
             out_x[0, 1, dy + i, dx + j] = g
             out_x[0, 2, dy + i, dx + j] = b
+            out_luma[i, j] = _LB * b + _LG * g + _LR * r
+
+
+@kernel(parallel=True)
+def pack_luma(frame, row_bounds, col_bounds, step, row_step, acc, out_luma):
+    """:func:`pack_model_input`'s ``out_luma`` alone, on every ``row_step``-th content row (the
+    same values; the other rows are left as they are): what the still-scene check compares, for
+    a fraction of the frame's reads and none of the tensor's writes."""
+    nh = row_bounds.shape[0] - 1
+    nw = col_bounds.shape[0] - 1
+    n = frame.shape[1]
+    kc = _fewest_columns(col_bounds, step, n)
+    m = n - 3 * step * (kc - 1)
+    for t in prange((nh + row_step - 1) // row_step):
+        i = t * row_step
+        row = acc[i]
+        hs = np.empty(m, np.int32)
+        rows = _cell_colours(frame, row_bounds, col_bounds, step, kc, i, row, hs)
+        for j in range(nw):
+            r, g, b = _cell_mean(row, hs, col_bounds, step, kc, rows, j)
             out_luma[i, j] = _LB * b + _LG * g + _LR * r
 
 
@@ -417,6 +459,7 @@ def _warm() -> None:
     widen_layers(small, small, xi, np.zeros(5, np.float32), wide_b, wide_d)
     # the depth stage passes frames and mattes read-only (one signature each)
     pack_model_input(frozen(frame), rb, cb, 2, 1, 1, np.zeros((2, 8 * 3), np.uint16), x, small)
+    pack_luma(frozen(frame), rb, cb, 2, 2, np.zeros((2, 8 * 3), np.uint16), small)
     compose_layers(frozen(m), wide_b, wide_d, yi, np.zeros(3, np.float32), np.float32(0.3), np.float32(0.25),
                    np.zeros_like(m), np.empty_like(m))
     compose_constant(frozen(m), np.float32(1.0), np.float32(0.25), np.empty_like(m))

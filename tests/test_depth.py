@@ -112,6 +112,22 @@ def test_pack_model_input_matches_box_average(rng, h, w, nh, nw, step):
     assert (x[0, :, :3] == -1).all() and (x[0, :, :, :5] == -1).all(), "padding must be left alone"
 
 
+@pytest.mark.parametrize("h,w,nh,nw,step,row_step", [(61, 53, 13, 17, 2, 2), (29, 31, 40, 45, 1, 3)])
+def test_pack_luma_is_the_packs_luma_on_its_rows(rng, h, w, nh, nw, step, row_step):
+    """The still check's luma: the pack's (to float rounding), on every row_step-th row only."""
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    rb, cb = _bounds(0, h, nh), _bounds(0, w, nw)
+    x = np.zeros((1, 3, MODEL_H, MODEL_W), np.float32)
+    full = np.zeros((nh, nw), np.float32)
+    k.pack_model_input(frame.reshape(h, w * 3), rb, cb, step, 0, 0, np.zeros((nh, w * 3), np.uint16), x, full)
+    luma = np.full((nh, nw), -1.0, np.float32)
+    k.pack_luma(frame.reshape(h, w * 3), rb, cb, step, row_step, np.zeros((nh, w * 3), np.uint16), luma)
+    np.testing.assert_allclose(luma[::row_step], full[::row_step], rtol=1e-6, atol=1e-4)
+    rest = np.ones(nh, bool)
+    rest[::row_step] = False
+    assert (luma[rest] == -1).all(), "the other rows must be left alone"
+
+
 def test_pack_model_input_row_sums_do_not_overflow():
     """16-bit row sums: 257 white rows per box is the most the grid ever reads."""
     frame = np.full((2 * 257, 3, 3), 255, np.uint8)

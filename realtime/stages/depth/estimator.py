@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 FALLBACK_PERSON_DISPARITY = 1.0  # no-depth mode: the person is the nearest thing, at the focus plane
 _MIN_SAMPLE_FRACTION = 0.05      # fewer background samples than this: use the whole frame
+# the still check compares every this many model rows: a background change big enough to matter
+# spans many rows, and half of them leave the share rule thousands of cells to count at 720p
+STILL_ROW_STEP = 2
 
 
 class DepthEstimator(Stage):
@@ -230,33 +233,38 @@ class DepthEstimator(Stage):
             return False
         g = self._ensure_grid(h, w)
         slot = self._async.slot(g.fit)
-        self._pack(frame, None, g, slot)
-        if not self._scene_changed(slot.luma):
+        if not self._pack_if_due(frame, None, g, slot):
             self._async.release(slot)
             self._held = frame
             return False
         self._prefetched = (frame, self._async.submit(slot))
         return True
 
-    def _scene_changed(self, luma: np.ndarray) -> bool:
-        """Whether the model must run on a frame of this luma (model resolution): the first
-        frame, ``still_interval`` frames since the last run, or the background moved since
-        then (a share of its cells, by the person's matte of that run, beyond ``still_change_levels``).
-        Inside the person nothing is asked of the model: the person's depth comes from the
-        matte. A run is noted here."""
+    def _pack_if_due(self, frame: np.ndarray, matte: np.ndarray | None, g: Grid, slot: Slot) -> bool:
+        """Whether the model must run on ``frame``, its input then packed into ``slot`` (and the
+        run noted): the first frame, ``still_interval`` frames since the last run, or the
+        background moved since then (a share of its cells, by the person's matte of that run,
+        beyond ``still_change_levels``). Inside the person nothing is asked of the model: the
+        person's depth comes from the matte. On a still scene only the luma of every
+        ``STILL_ROW_STEP``-th model row is read for the check (a fraction of the pack's work)."""
         cfg = self.config
-        if self._state is None or self._run_luma is None or cfg.still_interval <= 1 or \
-                self._since_run + 1 >= cfg.still_interval or self._run_luma.shape != luma.shape:
-            self._note_run(luma)
-            return True
-        diff = np.abs(luma - self._run_luma)
-        # the person and a band around them (their matte at that run, widened like the layers'
-        # clearance) are left out: the person's depth comes from the matte
-        moved = np.count_nonzero((diff >= np.float32(cfg.still_change_levels)) & (self._grids.current.union < np.float32(0.5)))
-        if moved > cfg.still_change_share * diff.size:
-            self._note_run(luma)
-            return True
-        return False
+        shape = slot.luma.shape
+        if not (self._state is None or self._run_luma is None or cfg.still_interval <= 1 or
+                self._since_run + 1 >= cfg.still_interval or self._run_luma.shape != shape):
+            f = g.fit
+            k.pack_luma(readonly(frame.reshape(f.frame_h, f.frame_w * 3)), g.row_bounds, g.col_bounds, g.step,
+                        STILL_ROW_STEP, g.acc_frame, slot.luma)
+            rows = slice(None, None, STILL_ROW_STEP)
+            diff = np.abs(slot.luma[rows] - self._run_luma[rows])
+            # the person and a band around them (their matte at that run, widened like the
+            # layers' clearance) are left out: the person's depth comes from the matte
+            background = self._grids.current.union[rows] < np.float32(0.5)
+            moved = np.count_nonzero((diff >= np.float32(cfg.still_change_levels)) & background)
+            if moved <= cfg.still_change_share * diff.size:
+                return False
+        self._pack(frame, matte, g, slot)
+        self._note_run(slot.luma)
+        return True
 
     def _note_run(self, luma: np.ndarray) -> None:
         if self._run_luma is None or self._run_luma.shape != luma.shape:
@@ -281,8 +289,7 @@ class DepthEstimator(Stage):
             else:
                 if due:
                     slot = self._async.slot(g.fit)
-                    self._pack(frame, matte, g, slot)
-                    if self._scene_changed(slot.luma):
+                    if self._pack_if_due(frame, matte, g, slot):
                         self._submitted = self._async.submit(slot)
                     else:
                         self._async.release(slot)
@@ -301,8 +308,7 @@ class DepthEstimator(Stage):
                 self._async.release(result)
         elif due:
             slot = g.slot
-            self._pack(frame, matte, g, slot)
-            if self._scene_changed(slot.luma):
+            if self._pack_if_due(frame, matte, g, slot):
                 try:
                     out = self._backend.infer(slot.x)
                 except Exception as e:
