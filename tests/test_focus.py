@@ -194,6 +194,73 @@ class _BrokenDetector:
         self.inner.close()
 
 
+class _CountingDetector:
+    """The real detector, its runs counted (on which frames)."""
+
+    def __init__(self) -> None:
+        self.inner = MediaPipeFaceDetector()
+        self.frames: list[int] = []
+        self.frame = 0
+
+    def detect(self, rgb):
+        self.frames.append(self.frame)
+        return self.inner.detect(rgb)
+
+    def close(self):
+        self.inner.close()
+
+
+def _face_matte(face_frame) -> np.ndarray:
+    """A matte over the face and shoulders of the talking frame (what segmentation gives)."""
+    from realtime.stages.focus import _FACE_INNER  # noqa: F401  (the box's centre is what is read)
+
+    with FocusTracker(FocusConfig()) as foc:
+        h, w = face_frame.shape[:2]
+        foc.process(face_frame, 1, np.ones((h, w), np.float32), _ramp_disparity(h, w))
+        x0, y0, x1, y1, _ = foc.face
+    matte = np.zeros((h, w), np.float32)
+    matte[int(y0 * h):, max(0, int((2 * x0 - x1) * w)):int((2 * x1 - x0) * w)] = 1.0
+    return matte
+
+
+@pytest.mark.parametrize("change", ["none", "face off the matte", "someone enters"])
+def test_a_still_face_is_detected_less_often_until_something_moves(face_frame, change):
+    """Two agreeing detections space the detector out by face_still_factor; a face that leaves
+    the matte under its box, or a person entering (the matte's share of the frame moves), brings
+    a detection on that very frame."""
+    h, w = face_frame.shape[:2]
+    disp = _ramp_disparity(h, w)
+    matte = _face_matte(face_frame)
+    det = _CountingDetector()
+    cfg = FocusConfig(face_every_n_frames=6, face_still_factor=3)
+    with FocusTracker(cfg, face_backend=det) as foc:
+        for i in range(1, 61):
+            det.frame = i
+            m = matte
+            if change != "none" and i >= 40:
+                m = matte.copy()
+                if change == "face off the matte":
+                    m[:] = 0.0
+                    m[:, :w // 5] = 1.0  # the person moved aside
+                else:
+                    m[h // 3:, :w // 5] = 1.0  # a second person at the left edge
+            foc.process(face_frame, i * FRAME_MS, m, disp)
+            assert foc.face is not None
+    # 1 and 7 agree: then every 18th frame (25, 43) while nothing moves
+    assert det.frames[:3] == [1, 7, 25], det.frames
+    if change == "none":
+        assert det.frames == [1, 7, 25, 43], det.frames
+    elif change == "someone enters":  # looked at once, then spaced out again (same face, on the matte)
+        assert det.frames == [1, 7, 25, 40, 58], det.frames
+    else:  # a face the matte does not cover is not trusted to stay put: every 6th frame
+        assert det.frames == [1, 7, 25, 40, 46, 52, 58], det.frames
+    with FocusTracker(FocusConfig(face_every_n_frames=6, face_still_factor=1), face_backend=_CountingDetector()) as foc:
+        for i in range(1, 31):
+            foc._face_backend.frame = i
+            foc.process(face_frame, i * FRAME_MS, matte, disp)
+        assert foc._face_backend.frames == [1, 7, 13, 19, 25], foc._face_backend.frames
+
+
 def test_a_failing_face_detector_falls_back_to_the_person(face_frame, caplog):
     h, w = face_frame.shape[:2]
     disp = _ramp_disparity(h, w)

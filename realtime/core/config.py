@@ -177,6 +177,9 @@ class FocusConfig:
     min_cutoff_hz: float = knob(0.5, 0.01, 30.0, "One Euro filter: cutoff when still (lower = steadier)")
     beta: float = knob(2.0, 0.0, 100.0, "One Euro filter: speed coefficient (higher = less lag when moving)")
     face_every_n_frames: int = knob(6, 1, 60, "run the face detector on every n-th frame, keep the last face between")
+    face_still_factor: int = knob(3, 1, 10, "while the face stays put (its last two detections agree, it is still "
+                                  "on the person's matte and as much person is in frame), run the detector this many "
+                                  "times less often; 1 = never")
     face_input_width: int = knob(320, 128, 1920, "width of the downscaled image the face detector sees (pixels)")
     face_min_confidence: float = knob(0.5, 0.0, 1.0, "face detector score below which a detection is ignored")
     face_hold_ms: float = knob(500.0, 0.0, 10000.0, "keep focusing on the last face this long after it is lost")

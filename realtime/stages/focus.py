@@ -36,6 +36,11 @@ _FACE_INNER = 0.6        # central part of a face box that is surely face (not h
 _STICKY_AREA = 1.3       # another face must be this much larger to take focus from the tracked one
 _MAX_SAMPLES = 1024      # pixels read for one median
 _POINT_RADIUS = 0.01     # point focus reads a window of this fraction of the frame height
+# a face whose box overlaps the previous detection's this much (IoU) has stayed put
+_STILL_OVERLAP = 0.8
+# ... until the person's share of the frame moves by this fraction of itself (someone came or went)
+_SHARE_CHANGE = 0.1
+_SHARE_STEP = 16         # the person's share is read on every 16th row and column
 
 
 def parse_focus(text: str) -> FocusOverride:
@@ -150,6 +155,9 @@ class FocusTracker(Stage):
         self._frame_no = 0
         self._face: Box | None = None      # tracked face, normalised
         self._face_ts: int | None = None   # when it was last seen
+        self._next_detection = 1           # frame number of the next face detection
+        self._still_face = False           # the last two detections agreed: detections spaced out
+        self._share = 0.0                  # the person's share of the frame at the last detection
         self.source = "none"               # what the last value came from: face|person|point|fixed|default
 
     def configure(self, config: FocusConfig) -> None:
@@ -190,7 +198,7 @@ class FocusTracker(Stage):
             y = min(h - 1, int(cfg.point_y * h))
             return self._smoothed(self._at_point(disparity, x, y), ts, "point")
         if cfg.mode is FocusMode.FACE:
-            v = self._at_face(frame, ts, disparity)
+            v = self._at_face(frame, ts, matte, disparity)
             if v is not None:
                 return self._smoothed(v, ts, "face")
         v = _median_in(disparity, 0, h, 0, w, matte)
@@ -245,14 +253,28 @@ class FocusTracker(Stage):
             return []
         return [b for b in faces if b[4] >= self.config.face_min_confidence]
 
-    def _at_face(self, frame: np.ndarray, ts: int, disparity: np.ndarray) -> float | None:
+    def _at_face(self, frame: np.ndarray, ts: int, matte: np.ndarray, disparity: np.ndarray) -> float | None:
         cfg = self.config
-        if (self._frame_no - 1) % cfg.face_every_n_frames == 0 or self._face is None:
-            if not self._face_failed:
-                faces = self._detect(frame)
-                chosen = choose_face(faces, self._face)
-                if chosen is not None:
-                    self._face, self._face_ts = chosen, ts
+        due = self._face is None or self._frame_no >= self._next_detection
+        if not due and self._still_face:
+            # spaced out: look again at once when the face may have left its box; while it has
+            # not, the matte's word counts as seeing it (the hold runs from a detection that fails)
+            due = self._moved(matte)
+            if not due:
+                self._face_ts = ts
+        if due and not self._face_failed:
+            faces = self._detect(frame)
+            before = self._face
+            chosen = choose_face(faces, before)
+            if chosen is not None:
+                self._face, self._face_ts = chosen, ts
+            self._share = float(np.mean(matte[::_SHARE_STEP, ::_SHARE_STEP] > 0.5))
+            # spaced out only for a face that stayed put on the person (a face the matte does not
+            # cover would bring a detection on every frame)
+            self._still_face = (chosen is not None and before is not None and
+                                _overlap(chosen, before) >= _STILL_OVERLAP and not self._moved(matte))
+            n = cfg.face_every_n_frames * (cfg.face_still_factor if self._still_face else 1)
+            self._next_detection = self._frame_no + n
         if self._face is None or self._face_ts is None:
             return None
         if ts - self._face_ts > cfg.face_hold_ms:
@@ -263,6 +285,20 @@ class FocusTracker(Stage):
         cx, cy = (x0 + x1) / 2 * w, (y0 + y1) / 2 * h
         hw, hh = (x1 - x0) / 2 * w * _FACE_INNER, (y1 - y0) / 2 * h * _FACE_INNER
         return _median_in(disparity, int(cy - hh), int(math.ceil(cy + hh)), int(cx - hw), int(math.ceil(cx + hw)))
+
+    def _moved(self, matte: np.ndarray) -> bool:
+        """Whether the held face may be stale: the matte no longer covers the middle of its box
+        (the face moved off it), or the person's share of the frame changed (someone came or
+        went). A few hundred matte pixels read."""
+        h, w = matte.shape
+        x0, y0, x1, y1, _ = self._face
+        cx, cy = (x0 + x1) / 2 * w, (y0 + y1) / 2 * h
+        hw, hh = (x1 - x0) / 2 * w * _FACE_INNER, (y1 - y0) / 2 * h * _FACE_INNER
+        on = _median_in(matte, int(cy - hh), int(math.ceil(cy + hh)), int(cx - hw), int(math.ceil(cx + hw)))
+        if on is None or on < 0.5:
+            return True
+        share = float(np.mean(matte[::_SHARE_STEP, ::_SHARE_STEP] > 0.5))
+        return abs(share - self._share) > _SHARE_CHANGE * max(self._share, 0.01)
 
     def _release(self) -> None:
         if self._face_backend is not None:
