@@ -73,6 +73,38 @@ def test_bench_live_shows_each_round_side_by_side():
     assert round_table([row]).endswith("24.0 / - (-)")
 
 
+def test_bench_live_alternates_which_side_goes_first(monkeypatch):
+    """Pipeline then recipe, then recipe then pipeline: over two rounds a drifting machine weighs
+    on both alike. (The children are recorded here, not run: the next test runs them.)"""
+    from realtime.devtools import livebench
+
+    order = []
+
+    def child(kind, size, n_frames, preset="portrait", auto_quality=False):
+        order.append(kind)
+        return {"cpu_ms_per_frame": 20.0 if kind == "pipeline" else 50.0, "cores": 0.6, "fps": 30.0, "dropped": 0,
+                "quality_level": 0, "latency_ms_p95": 30.0}
+
+    monkeypatch.setattr(livebench, "run_child", child)
+    rows = livebench.bench_live([(160, 120)], 30, 3, with_quality=False, say=lambda *_: None)
+    assert order == ["pipeline", "recipe", "recipe", "pipeline", "pipeline", "recipe"]
+    assert rows[0]["ratio"] == 0.4 and len(rows[0]["runs"]["pipeline"]) == 3
+
+
+def test_bench_live_runs_both_children_paced(capsys):
+    """``bench --live`` for real, small: each side in its own process at 30 fps, CPU counted over
+    every thread, a ratio, the rounds printed in the order they ran."""
+    assert main(["bench", "--live", "--size", "160x120", "--frames", "45", "--rounds", "2", "--no-quality"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("| 160x120 |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    ours, fps, recipe, ratio = float(cells[1]), float(cells[3]), float(cells[5]), float(cells[9])
+    assert ours > 0 and recipe > 0 and abs(ratio - ours / recipe) < 0.02, line
+    assert 25.0 <= fps <= 31.0, line
+    rounds = next(ln for ln in out.splitlines() if ln.startswith("160x120: "))
+    assert rounds.count("/") == 2, rounds
+
+
 def test_default_bench_runs_every_micro_benchmark_and_the_model_ones_run_the_model(tmp_path):
     """``python run.py bench`` as a user types it (micro-benchmarks on), tiny: every section
     finishes, and the depth benchmarks that compare model variants do run the model (the stage's

@@ -10,7 +10,7 @@ forward then backward so the loop has no cut) are fed as a live 30 fps source to
   float alpha composite (:class:`realtime.devtools.bench.Baseline`).
 
 Each runs in a fresh child process (no threads or caches of the other one in it), in
-alternating rounds so machine drift hits both alike; a child reports the process CPU time
+alternating rounds (which one goes first alternates too) so machine drift hits both alike; a child reports the process CPU time
 (every thread: ours, MediaPipe's, onnxruntime's, OpenMP's) over the paced run only, startup
 and warm-up excluded. Quality: the pipeline's output and matte against a run with every
 cost optimisation off (:func:`realtime.pipeline.all_optimisations_off`) on the same frames,
@@ -268,9 +268,16 @@ def bench_live(sizes: list[tuple[int, int]], n_frames: int = 300, rounds: int = 
     for size in sizes:
         pipe_runs, base_runs = [], []
         for r in range(rounds):
-            say(f"  live {size[0]}x{size[1]} round {r + 1}/{rounds}: pipeline, recipe...")
-            pipe_runs.append(run_child("pipeline", size, n_frames, preset, auto_quality))
-            base_runs.append(run_child("recipe", size, n_frames, preset))
+            # the order alternates (pipeline first, then the recipe first): a machine that drifts
+            # during a round weighs on both sides alike over two rounds
+            first = "pipeline" if r % 2 == 0 else "recipe"
+            say(f"  live {size[0]}x{size[1]} round {r + 1}/{rounds}: "
+                + ("pipeline, recipe..." if first == "pipeline" else "recipe, pipeline..."))
+            for kind in ("pipeline", "recipe") if first == "pipeline" else ("recipe", "pipeline"):
+                if kind == "pipeline":
+                    pipe_runs.append(run_child("pipeline", size, n_frames, preset, auto_quality))
+                else:
+                    base_runs.append(run_child("recipe", size, n_frames, preset))
         pc = float(np.median([x["cpu_ms_per_frame"] for x in pipe_runs]))
         bc = float(np.median([x["cpu_ms_per_frame"] for x in base_runs]))
         row = {"size": f"{size[0]}x{size[1]}", "pipeline_cpu_ms": pc, "recipe_cpu_ms": bc,
