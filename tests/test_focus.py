@@ -212,8 +212,6 @@ class _CountingDetector:
 
 def _face_matte(face_frame) -> np.ndarray:
     """A matte over the face and shoulders of the talking frame (what segmentation gives)."""
-    from realtime.stages.focus import _FACE_INNER  # noqa: F401  (the box's centre is what is read)
-
     with FocusTracker(FocusConfig()) as foc:
         h, w = face_frame.shape[:2]
         foc.process(face_frame, 1, np.ones((h, w), np.float32), _ramp_disparity(h, w))
