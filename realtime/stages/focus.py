@@ -268,7 +268,7 @@ class FocusTracker(Stage):
             chosen = choose_face(faces, before)
             if chosen is not None:
                 self._face, self._face_ts = chosen, ts
-            self._share = float(np.mean(matte[::_SHARE_STEP, ::_SHARE_STEP] > 0.5))
+            self._share = _person_share(matte)
             # spaced out only for a face that stayed put on the person (a face the matte does not
             # cover would bring a detection on every frame)
             self._still_face = (chosen is not None and before is not None and
@@ -280,30 +280,34 @@ class FocusTracker(Stage):
         if ts - self._face_ts > cfg.face_hold_ms:
             self._face = None
             return None
-        h, w = disparity.shape
+        return self._in_face(disparity)
+
+    def _in_face(self, plane: np.ndarray) -> float | None:
+        """Median of ``plane`` over the central part of the tracked face's box."""
+        h, w = plane.shape
         x0, y0, x1, y1, _ = self._face
         cx, cy = (x0 + x1) / 2 * w, (y0 + y1) / 2 * h
         hw, hh = (x1 - x0) / 2 * w * _FACE_INNER, (y1 - y0) / 2 * h * _FACE_INNER
-        return _median_in(disparity, int(cy - hh), int(math.ceil(cy + hh)), int(cx - hw), int(math.ceil(cx + hw)))
+        return _median_in(plane, int(cy - hh), int(math.ceil(cy + hh)), int(cx - hw), int(math.ceil(cx + hw)))
 
     def _moved(self, matte: np.ndarray) -> bool:
         """Whether the held face may be stale: the matte no longer covers the middle of its box
         (the face moved off it), or the person's share of the frame changed (someone came or
         went). A few hundred matte pixels read."""
-        h, w = matte.shape
-        x0, y0, x1, y1, _ = self._face
-        cx, cy = (x0 + x1) / 2 * w, (y0 + y1) / 2 * h
-        hw, hh = (x1 - x0) / 2 * w * _FACE_INNER, (y1 - y0) / 2 * h * _FACE_INNER
-        on = _median_in(matte, int(cy - hh), int(math.ceil(cy + hh)), int(cx - hw), int(math.ceil(cx + hw)))
+        on = self._in_face(matte)
         if on is None or on < 0.5:
             return True
-        share = float(np.mean(matte[::_SHARE_STEP, ::_SHARE_STEP] > 0.5))
-        return abs(share - self._share) > _SHARE_CHANGE * max(self._share, 0.01)
+        return abs(_person_share(matte) - self._share) > _SHARE_CHANGE * max(self._share, 0.01)
 
     def _release(self) -> None:
         if self._face_backend is not None:
             self._face_backend.close()
             self._face_backend = None
+
+
+def _person_share(matte: np.ndarray) -> float:
+    """The person's share of the frame (matte above 1/2), read on a sparse grid."""
+    return float(np.mean(matte[::_SHARE_STEP, ::_SHARE_STEP] > 0.5))
 
 
 def _area(b: Box) -> float:
