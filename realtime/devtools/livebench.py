@@ -270,14 +270,13 @@ def bench_live(sizes: list[tuple[int, int]], n_frames: int = 300, rounds: int = 
         for r in range(rounds):
             # the order alternates (pipeline first, then the recipe first): a machine that drifts
             # during a round weighs on both sides alike over two rounds
-            first = "pipeline" if r % 2 == 0 else "recipe"
-            say(f"  live {size[0]}x{size[1]} round {r + 1}/{rounds}: "
-                + ("pipeline, recipe..." if first == "pipeline" else "recipe, pipeline..."))
-            for kind in ("pipeline", "recipe") if first == "pipeline" else ("recipe", "pipeline"):
+            order = ("pipeline", "recipe") if r % 2 == 0 else ("recipe", "pipeline")
+            say(f"  live {size[0]}x{size[1]} round {r + 1}/{rounds}: {', '.join(order)}...")
+            for kind in order:
                 if kind == "pipeline":
-                    pipe_runs.append(run_child("pipeline", size, n_frames, preset, auto_quality))
+                    pipe_runs.append(run_child(kind, size, n_frames, preset, auto_quality))
                 else:
-                    base_runs.append(run_child("recipe", size, n_frames, preset))
+                    base_runs.append(run_child(kind, size, n_frames, preset))
         pc = float(np.median([x["cpu_ms_per_frame"] for x in pipe_runs]))
         bc = float(np.median([x["cpu_ms_per_frame"] for x in base_runs]))
         row = {"size": f"{size[0]}x{size[1]}", "pipeline_cpu_ms": pc, "recipe_cpu_ms": bc,
