@@ -76,8 +76,9 @@ class Pipeline(Stage):
     the outputs of the stages before it that it reads; see :mod:`realtime.core.stage`)::
 
         segmenter.process(frame, ts)                              -> matte
-        depth.process(frame, ts, matte)                           -> disparity
-        temporal.process(frame, ts, matte, disparity)             -> matte, disparity (stabilised)
+        depth.process(frame, ts, matte)                           -> disparity, depth.matte
+                                                                     (faded behind the person)
+        temporal.process(frame, ts, depth.matte, disparity)       -> matte, disparity (stabilised)
         focus.process(frame, ts, matte, disparity)                -> focus
         renderer.process(frame, ts, matte, disparity, focus)      -> frame, coc
     """
@@ -278,6 +279,7 @@ class Pipeline(Stage):
         self.current_stage = "depth"
         disparity = _checked(self.depth.process(frame, ts, matte), shape, "depth", "disparity",
                              self._finite)
+        matte = self.depth.matte  # faded where the depth puts an unsure matte behind the person
         t2 = time.perf_counter()
         self.current_stage = "temporal"
         matte, disparity = self.temporal.process(frame, ts, matte, disparity)

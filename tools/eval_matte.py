@@ -276,21 +276,26 @@ def score(preset, frames, masks, in_order: bool, pipeline: bool) -> dict[str, fl
 def raw_preset(preset):
     """MediaPipe on the whole frame, upsampled bilinearly: the reference."""
     return preset.replace({"segmentation": {"crop": False, "refine": MatteRefine.BILINEAR.value,
-                                            "quality": MatteQuality.FAST.value}})
+                                            "quality": MatteQuality.FAST.value},
+                           "depth": {"fade_behind": False}})
 
 
-def _parse_set(items: list[str]) -> dict[str, object]:
-    out: dict[str, object] = {}
+def _parse_set(items: list[str]) -> dict[str, dict[str, object]]:
+    """``KEY=VALUE`` items as preset changes: ``[segmentation]`` knobs by their name, others as
+    ``SECTION.KEY`` (e.g. ``depth.fade_behind=false``)."""
+    out: dict[str, dict[str, object]] = {}
     for item in items:
         key, _, value = item.partition("=")
+        section, _, key = key.rpartition(".")
+        knobs = out.setdefault(section or "segmentation", {})
         for cast in (int, float):
             try:
-                out[key] = cast(value)
+                knobs[key] = cast(value)
                 break
             except ValueError:
                 continue
         else:
-            out[key] = {"true": True, "false": False}.get(value.lower(), value)
+            knobs[key] = {"true": True, "false": False}.get(value.lower(), value)
     return out
 
 
@@ -316,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="portrait")
     ap.add_argument("--limit", type=int, default=None, help="first N photos / frames of each set")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="change a [segmentation] knob: before/after columns and the keep rule's verdict")
+                    help="change a [segmentation] knob (or SECTION.KEY, with --pipeline): before/after columns "
+                         "and the keep rule's verdict")
     ap.add_argument("--pipeline", action="store_true", help="the whole Pipeline (the acceptance path), not the stage alone")
     ap.add_argument("--raw", action="store_true", help="also MediaPipe on the whole frame, bilinear (the reference)")
     args = ap.parse_args(argv)
@@ -325,7 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     configs = [("raw", raw_preset(preset))] if args.raw else []
     configs.append(("before" if args.set else "matte", preset))
     if args.set:
-        configs.append(("after", preset.replace({"segmentation": _parse_set(args.set)})))
+        changes = _parse_set(args.set)
+        if set(changes) - {"segmentation"} and not args.pipeline:
+            ap.error(f"--set {' '.join(args.set)} changes a stage after segmentation: add --pipeline")
+        configs.append(("after", preset.replace(changes)))
     s = configs[-1][1].segmentation
     print(f"{'pipeline' if args.pipeline else 'segmentation stage'}; crop {s.crop} margin {s.crop_margin:g}, "
           f"resize {s.resize.value}, quality {s.quality.value}, refine {s.refine.value} radius {s.refine_radius_px} "

@@ -166,6 +166,9 @@ class DepthConfig:
     edge_smoothing: float = knob(0.9, 0.0, 0.99, "smoothing of small matte changes where the matte cuts the disparity")
     edge_follow: float = knob(0.5, 0.01, 1.0, "matte change from which the disparity edge follows at once")
     background_disparity: float = knob(0.25, 0.0, 1.0, "disparity given to the background when depth is off")
+    fade_behind: bool = knob(True, doc="fade the matte where it is unsure, far from the person's core and the depth "
+                             "model puts it behind the person (a backdrop the segmenter half kept would stay a sharp "
+                             "plate; docs/matte.md); the pipeline carries the faded matte on")
 
 
 @dataclass(frozen=True)

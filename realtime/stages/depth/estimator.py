@@ -42,6 +42,7 @@ from realtime.stages.filters import OneEuroFilter, RangeStabiliser
 from shaders import depth as k
 
 from .backends import DepthModel, model_spins, model_threads, open_backend
+from .behind import BehindFade
 from .fitting import SAMPLE_STRIDE, Grid, Slot, compute_fit, content
 from .runner import AsyncInference
 
@@ -96,6 +97,8 @@ class DepthEstimator(Stage):
         self._person_plane: float | None = None
         self._lo_hi = (0.0, 1.0)
         self._folded = False  # a model result came in since the layers were last built
+        self._fade: BehindFade | None = None  # fade_behind's buffers (per grid) and model result
+        self._cut: np.ndarray | None = None   # the matte this frame's disparity was cut by
         if self.uses_model and config.asynchronous:
             self._start_async()
 
@@ -173,6 +176,15 @@ class DepthEstimator(Stage):
         self._person_plane = None
         self._lo_hi = (0.0, 1.0)
         self._folded = False
+        if self._fade is not None:
+            self._fade.ready = False
+
+    @property
+    def matte(self) -> np.ndarray | None:
+        """The matte the last frame's disparity was cut by (read-only): the one passed in, or
+        with ``fade_behind`` a copy faded where it is unsure, far from the person's core and the
+        depth model puts it behind the person (:mod:`.behind`). The pipeline carries this one on."""
+        return None if self._cut is None else readonly(self._cut)
 
     # -- per frame -------------------------------------------------------------------------
     def process(self, frame: np.ndarray, timestamp_ms: int, matte: np.ndarray) -> np.ndarray:
@@ -187,12 +199,25 @@ class DepthEstimator(Stage):
                 self._fallback_out = np.empty((h, w), np.float32)
             k.compose_constant(readonly(matte), np.float32(FALLBACK_PERSON_DISPARITY),
                                np.float32(self.config.background_disparity), self._fallback_out)
+            self._cut = matte
             return readonly(self._fallback_out)
 
         g = self._ensure_grid(h, w)
         self._update_model(frame, matte, g)
+        if self.config.fade_behind and self._state is not None:
+            matte = self._fade_behind(matte, g)
+        self._cut = matte
         self._fuse(matte, g, ts)
         return readonly(g.out)
+
+    def _fade_behind(self, matte: np.ndarray, g: Grid) -> np.ndarray:
+        fade = self._fade
+        if fade is None or fade.grid is not g:
+            fade = self._fade = BehindFade(g)
+            fade.update(self._state, self._src_matte)
+        elif self._folded:  # a new model result (or new knobs) since the last frame
+            fade.update(self._state, self._src_matte)
+        return fade.apply(matte)
 
     def _ensure_grid(self, h: int, w: int) -> Grid:
         """The buffers of this frame size and fit (a new geometry starts the state over)."""

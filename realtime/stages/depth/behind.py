@@ -1,0 +1,127 @@
+"""The matte faded where the depth model puts it behind the person (``depth.fade_behind``).
+
+Where the segmenter is unsure beside the person, a plain bright backdrop can keep a matte of
+0.6-0.9: the renderer then leaves a semi-transparent plate of background sharp, with a hard cut
+against the blurred part. Distance from the person's core alone cannot tell that plate from a
+person the model is unsure of (``segmentation.fade_unsure_background``, off by default: it fades
+both); the depth model can, often enough to help on every set we measure (docs/matte.md).
+
+At the depth model's content grid (about 320x180), per model result: the model's output is read
+relative to the person and the background of the frame it ran on, ``t = (d - d_bg) / (d_person
+- d_bg)`` (their medians where that frame's matte is >= 0.9 / <= 0.1), and ``behind`` is 1 where
+``t <= BEHIND_T0``, 0 from ``BEHIND_T1`` up. Per frame, with the current matte at the grid:
+``far`` is 0 within ``NEAR`` of the grid's diagonal from the person's core (matte >= 0.9: hair
+and edges lie there), 1 from twice that; the matte is multiplied by ``1 - far * behind``,
+upsampled bilinearly. Only a frame where that would change the matte pays for the full-resolution
+pass; nothing changes without a core, a background, or a person nearer than the background.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .fitting import SAMPLE_STRIDE, Grid
+
+CORE = 0.9       # matte at which a cell is surely the person
+SURE_BG = 0.1    # ... surely background
+NEAR = 0.03      # of the grid's diagonal: no fade this close to the core
+BEHIND_T0 = -0.2  # relative depth (0 = the background's median, 1 = the person's) fully behind
+BEHIND_T1 = 0.3   # ... from which nothing fades
+_MIN_CELLS = 4
+_SOME = np.float32(1.0 / 255.0)  # matte under one 8-bit level: nothing to fade
+
+
+class BehindFade:
+    """Buffers of one grid (allocated once per frame size) and the last model result."""
+
+    def __init__(self, g: Grid) -> None:
+        f = g.fit
+        self.grid = g
+        self.depth = np.zeros((f.nh, f.nw), np.float32)  # the model result's output
+        # ... its background's median per row [:, 0] and over the whole grid [:, 1]
+        self.background = np.zeros((f.nh, 2), np.float32)
+        self.ready = False  # a model result that sees the person in front of the background
+        self.small = np.empty((f.nh, f.nw), np.float32)
+        self.not_core = np.empty((f.nh, f.nw), np.uint8)
+        self.keep = np.empty((f.nh, f.nw), np.float32)
+        self.near = np.empty((f.nh, f.nw), np.float32)
+        self.wide = np.empty((f.sh, f.sw), np.float32)
+        self.out = np.empty((f.frame_h, f.frame_w), np.float32)
+        self.diag = float(np.hypot(f.nh, f.nw))
+
+    def update(self, depth: np.ndarray, matte: np.ndarray) -> None:
+        """Take a model result: its output ``depth`` and the matte of the frame it saw, both at
+        the grid."""
+        s = (slice(None, None, SAMPLE_STRIDE),) * 2  # the medians on every 3rd row and column
+        d, m = depth[s], matte[s]
+        person, background = d[m >= CORE], d[m <= SURE_BG]
+        self.ready = False
+        if person.size < _MIN_CELLS or background.size < _MIN_CELLS:
+            return
+        db = float(np.median(background))
+        if float(np.median(person)) <= db:  # the model does not see the person in front
+            return
+        # the background's median per row: a floor comes nearer toward the bottom of the frame,
+        # and what is behind someone is judged against the background at the same height
+        rows = np.where(m <= SURE_BG, d, np.nan)
+        counted = np.count_nonzero(m <= SURE_BG, axis=1) >= _MIN_CELLS
+        if not counted.any():
+            return
+        y = np.arange(0, depth.shape[0], SAMPLE_STRIDE)
+        with np.errstate(all="ignore"):
+            med = np.nanmedian(rows[counted], axis=1)
+        self.background[:, 0] = np.interp(np.arange(depth.shape[0]), y[counted], med)
+        self.background[:, 1] = db
+        np.copyto(self.depth, depth)
+        self.ready = True
+
+    def apply(self, matte: np.ndarray) -> np.ndarray:
+        """``matte`` faded where it lies far from the person's core and behind them (a buffer
+        of this object), or ``matte`` itself when nothing would change."""
+        if not self.ready:
+            return matte
+        g = self.grid
+        f = g.fit
+        # a bilinear sample (2x2 pixels per cell at 720p) tells core from unsure well enough,
+        # at a fraction of a box average's cost: this runs on every frame
+        cv2.resize(matte[g.crop], (f.nw, f.nh), dst=self.small, interpolation=cv2.INTER_LINEAR)
+        np.less(self.small, np.float32(CORE), out=self.not_core)
+        if self.not_core.all():  # no core: nothing to measure a distance from
+            return matte
+        # far = clip(dist / (NEAR * diag) - 1, 0, 1): most frames have no matte that far out,
+        # and stop here
+        dist = cv2.distanceTransform(self.not_core, cv2.DIST_L2, 3)
+        np.multiply(dist, np.float32(1.0 / (NEAR * self.diag)), out=self.keep)
+        self.keep -= np.float32(1.0)
+        np.clip(self.keep, 0.0, 1.0, out=self.keep)
+        if not np.any((self.keep > 0) & (self.small > _SOME)):
+            return matte
+        _, label = cv2.distanceTransformWithLabels(self.not_core, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+        # depth relative to the NEAREST core cell, not the person's median: a standing person's
+        # depth runs from their feet to their head (the floor's gradient), and an unsure upper
+        # body is not behind the legs' median. t = (d - d_bg) / (d_near - d_bg), labels count
+        # the core cells in scan order
+        core_depth = self.depth[self.not_core == 0]
+        np.take(core_depth, label.ravel() - 1, out=self.near.ravel())
+        # behind only when behind BOTH the background at the same height (a floor comes nearer
+        # toward the bottom of the frame: an unsure upper body is behind the legs and the floor,
+        # not behind the crowd at its height) and the background as a whole (hair against the
+        # wall beside it)
+        t = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for j in (0, 1):
+                bg = self.background[:, j:j + 1]
+                tj = (self.depth - bg) / (self.near - bg)
+                tj[~(self.near > bg)] = np.inf  # the core is not in front here: no evidence
+                t = tj if t is None else np.maximum(t, tj)
+        # behind = clip((T1 - t) / (T1 - T0), 0, 1)
+        behind = np.clip((np.float32(BEHIND_T1) - t) * np.float32(1.0 / (BEHIND_T1 - BEHIND_T0)), 0.0, 1.0)
+        self.keep *= behind
+        if not np.any((self.keep > 0) & (self.small > _SOME)):
+            return matte
+        np.subtract(np.float32(1.0), self.keep, out=self.keep)
+        cv2.resize(self.keep, (f.sw, f.sh), dst=self.wide, interpolation=cv2.INTER_LINEAR)
+        np.copyto(self.out, matte)
+        np.multiply(self.out[g.crop], self.wide, out=self.out[g.crop])
+        return self.out
