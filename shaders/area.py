@@ -30,15 +30,14 @@ def area_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     lo = np.arange(n_out) * scale
     taps = int(np.max(np.ceil(lo + scale - 1e-9) - np.floor(lo)))  # most input pixels one output touches
     taps = max(1, min(taps, n_in))
-    start = np.empty(n_out, np.int32)
-    weights = np.zeros((n_out, taps), np.float32)
-    for o in range(n_out):
-        lo_o, hi_o = o * scale, (o + 1) * scale
-        i0 = min(int(np.floor(lo_o)), n_in - taps)
-        start[o] = i0
-        for t in range(taps):
-            weights[o, t] = max(0.0, min(hi_o, i0 + t + 1) - max(lo_o, i0 + t)) / scale
-    return start, weights
+    # every window size a stream's person window takes builds two tables: whole arrays, not a
+    # Python loop per tap (2.5 ms per table at 720p); the same float64 operations as per element
+    hi = (np.arange(n_out) + 1) * scale
+    i0 = np.minimum(np.floor(lo).astype(np.int64), n_in - taps)
+    px = i0[:, None] + np.arange(taps)[None, :]  # the input pixels each output overlaps
+    overlap = np.minimum(hi[:, None], px + 1) - np.maximum(lo[:, None], px)
+    weights = (np.maximum(overlap, 0.0) / scale).astype(np.float32)
+    return i0.astype(np.int32), weights
 
 
 @kernel(parallel=True)

@@ -416,6 +416,31 @@ def test_area_resample_matches_area_reference_and_opencv(seed, h, w, oh, ow):
     assert np.abs(out.astype(int) - cv).max() <= 1
 
 
+def _area_table_per_tap(n_in, n_out):
+    """The overlap of each output's span [o s, (o + 1) s) with each input pixel, one at a time."""
+    scale = n_in / n_out
+    start, weights = area_table(n_in, n_out)
+    taps = weights.shape[1]
+    ref_start = np.empty(n_out, np.int32)
+    ref = np.zeros((n_out, taps), np.float32)
+    for o in range(n_out):
+        lo, hi = o * scale, (o + 1) * scale
+        i0 = min(int(np.floor(lo)), n_in - taps)
+        ref_start[o] = i0
+        for t in range(taps):
+            ref[o, t] = max(0.0, min(hi, i0 + t + 1) - max(lo, i0 + t)) / scale
+    return (start, weights), (ref_start, ref)
+
+
+@pytest.mark.parametrize("n_in,n_out", [(937, 256), (1280, 320), (720, 144), (33, 4), (9, 1), (31, 31), (1001, 997)])
+def test_area_table_is_the_overlap_of_every_tap(n_in, n_out):
+    (start, weights), (ref_start, ref) = _area_table_per_tap(n_in, n_out)
+    np.testing.assert_array_equal(start, ref_start)
+    np.testing.assert_array_equal(weights, ref)  # the same float64 operations: bit for bit
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-6)
+    assert start.dtype == np.int32 and weights.dtype == np.float32
+
+
 def test_area_downscaler_picks_exact_kernel_for_integer_factors():
     rng = np.random.default_rng(30)
     frame = rng.integers(0, 256, (45, 60, 3), dtype=np.uint8)
