@@ -4,16 +4,21 @@ Where the segmenter is unsure beside the person, a plain bright backdrop can kee
 0.6-0.9: the renderer then leaves a semi-transparent plate of background sharp, with a hard cut
 against the blurred part. Distance from the person's core alone cannot tell that plate from a
 person the model is unsure of (``segmentation.fade_unsure_background``, off by default: it fades
-both); the depth model can, often enough to help on every set we measure (docs/matte.md).
+both); the depth model can, often enough to gain on average over every set we measure and lose
+on none (docs/matte.md, change 10).
 
-At the depth model's content grid (about 320x180), per model result: the model's output is read
-relative to the person and the background of the frame it ran on, ``t = (d - d_bg) / (d_person
-- d_bg)`` (their medians where that frame's matte is >= 0.9 / <= 0.1), and ``behind`` is 1 where
-``t <= BEHIND_T0``, 0 from ``BEHIND_T1`` up. Per frame, with the current matte at the grid:
-``far`` is 0 within ``NEAR`` of the grid's diagonal from the person's core (matte >= 0.9: hair
-and edges lie there), 1 from twice that; the matte is multiplied by ``1 - far * behind``,
-upsampled bilinearly. Only a frame where that would change the matte pays for the full-resolution
-pass; nothing changes without a core, a background, or a person nearer than the background.
+At the depth model's content grid (about 320x180), per model result: the model's output and the
+background's median depth, over the whole grid and per row, where the matte of the frame it ran
+on is <= 0.1. Per frame, with the current matte sampled at the grid: ``far`` is 0 within ``NEAR``
+of the grid's diagonal from the person's core (matte >= 0.9: hair and edges lie there), 1 from
+twice that; each cell's depth is read relative to the background and the NEAREST core cell,
+``t = (d - d_bg) / (d_core - d_bg)``, against the row's background and the whole one, the larger
+of the two (a standing person's depth runs from their feet to their head with the floor; an
+unsure upper body is not behind the legs, nor behind the crowd at its own height); ``behind`` is
+1 where ``t <= BEHIND_T0``, 0 from ``BEHIND_T1`` up; the matte is multiplied by
+``1 - far * behind``, upsampled bilinearly. Only a frame where that would change the matte pays
+for the full-resolution pass; nothing changes without a core, a background, or a model result
+that puts the person in front of the background.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from .fitting import SAMPLE_STRIDE, Grid
 CORE = 0.9       # matte at which a cell is surely the person
 SURE_BG = 0.1    # ... surely background
 NEAR = 0.03      # of the grid's diagonal: no fade this close to the core
-BEHIND_T0 = -0.2  # relative depth (0 = the background's median, 1 = the person's) fully behind
+BEHIND_T0 = -0.2  # relative depth (0 = the background's median, 1 = the nearest core's) fully behind
 BEHIND_T1 = 0.3   # ... from which nothing fades
 _MIN_CELLS = 4
 _SOME = np.float32(1.0 / 255.0)  # matte under one 8-bit level: nothing to fade
@@ -98,16 +103,10 @@ class BehindFade:
         if not np.any((self.keep > 0) & (self.small > _SOME)):
             return matte
         _, label = cv2.distanceTransformWithLabels(self.not_core, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
-        # depth relative to the NEAREST core cell, not the person's median: a standing person's
-        # depth runs from their feet to their head (the floor's gradient), and an unsure upper
-        # body is not behind the legs' median. t = (d - d_bg) / (d_near - d_bg), labels count
-        # the core cells in scan order
+        # the depth of the nearest core cell (the labels count the core cells in scan order)
         core_depth = self.depth[self.not_core == 0]
         np.take(core_depth, label.ravel() - 1, out=self.near.ravel())
-        # behind only when behind BOTH the background at the same height (a floor comes nearer
-        # toward the bottom of the frame: an unsure upper body is behind the legs and the floor,
-        # not behind the crowd at its height) and the background as a whole (hair against the
-        # wall beside it)
+        # behind only when behind both the row's background and the whole one (module docstring)
         t = None
         with np.errstate(divide="ignore", invalid="ignore"):
             for j in (0, 1):
