@@ -97,6 +97,17 @@ def tight_window(box: Box, frame_size: tuple[int, int], margin: float) -> tuple[
             int(min(w, round(x1 + margin * bw))), int(min(h, round(y1 + margin * bh))))
 
 
+def far_from_core(outside: np.ndarray, start: float, end: float) -> np.ndarray:
+    """How far each pixel lies from the person's core, as a ramp: 0 up to ``start`` pixels from
+    the nearest core pixel (the zeros of the uint8 ``outside``), rising linearly to 1 at ``end``
+    and beyond. A new float32 array; ``outside`` must have a zero somewhere."""
+    d = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
+    d -= start
+    d *= 1.0 / (end - start)
+    np.clip(d, 0.0, 1.0, out=d)
+    return d
+
+
 def fade_far_background(conf: np.ndarray, out: np.ndarray) -> None:
     """``conf`` into ``out`` with its unsure parts far from the person's core faded out: a plain
     backdrop the model holds at 0.6-0.9 a hand's width from the body is background, not hair
@@ -108,12 +119,9 @@ def fade_far_background(conf: np.ndarray, out: np.ndarray) -> None:
         np.copyto(out, conf)
         return
     side = float(max(conf.shape))
-    d = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
-    d -= FADE_NEAR * side
-    d *= -1.0 / ((FADE_FAR - FADE_NEAR) * side)
-    d += 1.0
-    np.clip(d, 0.0, 1.0, out=d)
-    np.multiply(conf, d, out=out)
+    keep = far_from_core(outside, FADE_NEAR * side, FADE_FAR * side)
+    np.subtract(1.0, keep, out=keep)
+    np.multiply(conf, keep, out=out)
 
 
 def contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:

@@ -26,10 +26,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from realtime.stages.person_box import CORE, far_from_core
+
 from .fitting import SAMPLE_STRIDE, Grid
 
-CORE = 0.9       # matte at which a cell is surely the person
-SURE_BG = 0.1    # ... surely background
+SURE_BG = 0.1    # matte at which a cell is surely background (CORE: surely the person)
 NEAR = 0.03      # of the grid's diagonal: no fade this close to the core
 BEHIND_T0 = -0.2  # relative depth (0 = the background's median, 1 = the nearest core's) fully behind
 BEHIND_T1 = 0.3   # ... from which nothing fades
@@ -49,7 +50,6 @@ class BehindFade:
         self.ready = False  # a model result that sees the person in front of the background
         self.small = np.empty((f.nh, f.nw), np.float32)
         self.not_core = np.empty((f.nh, f.nw), np.uint8)
-        self.keep = np.empty((f.nh, f.nw), np.float32)
         self.near = np.empty((f.nh, f.nw), np.float32)
         self.wide = np.empty((f.sh, f.sw), np.float32)
         self.out = np.empty((f.frame_h, f.frame_w), np.float32)
@@ -94,13 +94,9 @@ class BehindFade:
         np.less(self.small, np.float32(CORE), out=self.not_core)
         if self.not_core.all():  # no core: nothing to measure a distance from
             return matte
-        # far = clip(dist / (NEAR * diag) - 1, 0, 1): most frames have no matte that far out,
-        # and stop here
-        dist = cv2.distanceTransform(self.not_core, cv2.DIST_L2, 3)
-        np.multiply(dist, np.float32(1.0 / (NEAR * self.diag)), out=self.keep)
-        self.keep -= np.float32(1.0)
-        np.clip(self.keep, 0.0, 1.0, out=self.keep)
-        if not np.any((self.keep > 0) & (self.small > _SOME)):
+        # most frames have no matte that far out, and stop here
+        fade = far_from_core(self.not_core, NEAR * self.diag, 2 * NEAR * self.diag)
+        if not np.any((fade > 0) & (self.small > _SOME)):
             return matte
         _, label = cv2.distanceTransformWithLabels(self.not_core, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
         # the depth of the nearest core cell (the labels count the core cells in scan order)
@@ -116,11 +112,11 @@ class BehindFade:
                 t = tj if t is None else np.maximum(t, tj)
         # behind = clip((T1 - t) / (T1 - T0), 0, 1)
         behind = np.clip((np.float32(BEHIND_T1) - t) * np.float32(1.0 / (BEHIND_T1 - BEHIND_T0)), 0.0, 1.0)
-        self.keep *= behind
-        if not np.any((self.keep > 0) & (self.small > _SOME)):
+        fade *= behind  # the share of the matte that goes
+        if not np.any((fade > 0) & (self.small > _SOME)):
             return matte
-        np.subtract(np.float32(1.0), self.keep, out=self.keep)
-        cv2.resize(self.keep, (f.sw, f.sh), dst=self.wide, interpolation=cv2.INTER_LINEAR)
+        np.subtract(np.float32(1.0), fade, out=fade)  # ... and the share kept
+        cv2.resize(fade, (f.sw, f.sh), dst=self.wide, interpolation=cv2.INTER_LINEAR)
         np.copyto(self.out, matte)
         np.multiply(self.out[g.crop], self.wide, out=self.out[g.crop])
         return self.out
