@@ -45,8 +45,8 @@ class BehindFade:
         f = g.fit
         self.grid = g
         self.depth = np.zeros((f.nh, f.nw), np.float32)  # the model result's output
-        # ... its background's median per row [:, 0] and over the whole grid [:, 1]
-        self.background = np.zeros((f.nh, 2), np.float32)
+        self.row_background = np.zeros((f.nh, 1), np.float32)  # ... its background's median per row
+        self.background = np.float32(0.0)                       # ... and over the whole grid
         self.ready = False  # a model result that sees the person in front of the background
         self.small = np.empty((f.nh, f.nw), np.float32)
         self.not_core = np.empty((f.nh, f.nw), np.uint8)
@@ -76,8 +76,8 @@ class BehindFade:
         y = np.arange(0, depth.shape[0], SAMPLE_STRIDE)
         with np.errstate(all="ignore"):
             med = np.nanmedian(rows[counted], axis=1)
-        self.background[:, 0] = np.interp(np.arange(depth.shape[0]), y[counted], med)
-        self.background[:, 1] = db
+        self.row_background[:, 0] = np.interp(np.arange(depth.shape[0]), y[counted], med)
+        self.background = np.float32(db)
         np.copyto(self.depth, depth)
         self.ready = True
 
@@ -103,13 +103,8 @@ class BehindFade:
         core_depth = self.depth[self.not_core == 0]
         np.take(core_depth, label.ravel() - 1, out=self.near.ravel())
         # behind only when behind both the row's background and the whole one (module docstring)
-        t = None
         with np.errstate(divide="ignore", invalid="ignore"):
-            for j in (0, 1):
-                bg = self.background[:, j:j + 1]
-                tj = (self.depth - bg) / (self.near - bg)
-                tj[~(self.near > bg)] = np.inf  # the core is not in front here: no evidence
-                t = tj if t is None else np.maximum(t, tj)
+            t = np.maximum(self._relative(self.row_background), self._relative(self.background))
         # behind = clip((T1 - t) / (T1 - T0), 0, 1)
         behind = np.clip((np.float32(BEHIND_T1) - t) * np.float32(1.0 / (BEHIND_T1 - BEHIND_T0)), 0.0, 1.0)
         fade *= behind  # the share of the matte that goes
@@ -120,3 +115,10 @@ class BehindFade:
         np.copyto(self.out, matte)
         np.multiply(self.out[g.crop], self.wide, out=self.out[g.crop])
         return self.out
+
+    def _relative(self, bg: np.ndarray | np.float32) -> np.ndarray:
+        """Each cell's depth between the background ``bg`` (0) and its nearest core cell (1);
+        infinite where that core cell is not in front of ``bg`` (no evidence: nothing fades)."""
+        t = (self.depth - bg) / (self.near - bg)
+        t[~(self.near > bg)] = np.inf
+        return t

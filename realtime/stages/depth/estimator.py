@@ -211,13 +211,12 @@ class DepthEstimator(Stage):
         return readonly(g.out)
 
     def _fade_behind(self, matte: np.ndarray, g: Grid) -> np.ndarray:
-        fade = self._fade
-        if fade is None or fade.grid is not g:
-            fade = self._fade = BehindFade(g)
-            fade.update(self._state, self._src_matte)
-        elif self._folded:  # a new model result (or new knobs) since the last frame
-            fade.update(self._state, self._src_matte)
-        return fade.apply(matte)
+        new = self._fade is None or self._fade.grid is not g
+        if new:
+            self._fade = BehindFade(g)
+        if new or self._folded:  # a new model result (or new knobs) since the last frame
+            self._fade.update(self._state, self._src_matte)
+        return self._fade.apply(matte)
 
     def _ensure_grid(self, h: int, w: int) -> Grid:
         """The buffers of this frame size and fit (a new geometry starts the state over)."""
