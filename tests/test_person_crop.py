@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import load_sequence, talking_frame
-from realtime.core.config import load_preset
+from realtime.core.config import SegModel, load_preset
 from realtime.devtools import testdata
 from realtime.devtools.metrics import iou
 from realtime.stages.person_box import CropTracker, crop_for, person_box
@@ -249,3 +249,32 @@ def test_the_first_frames_extra_views_do_not_make_the_matte_jump():
     assert float(np.abs(firsts[True] - firsts[False]).max()) > 0.05  # the extra views changed the first matte
     assert jumps[True][0] <= 1.5 * jumps[False][0] + 0.001, jumps
     assert jumps[True][0] <= 3 * max(jumps[True][1:]) + 0.001, jumps
+
+
+def test_a_still_between_the_models_shapes_also_gets_the_square_models_views():
+    """A 3:2 still goes to the landscape model; its matte is the first-frame views' blended with
+    the square model's by ``first_frame_square_weight``, and the square pass leaves nothing
+    behind: the stream's next frame has the same window and model as without it. Frames of
+    the models' own shapes (16:9, 4:3) are not touched."""
+    person = talking_frame(20, "4.mp4", None)  # 700x700
+    still = np.ascontiguousarray(person[60:527])  # 700x467: 3:2
+    runs = {}
+    for key, cfg in (("off", _cfg(first_frame_square_weight=0.0)), ("on", _cfg()),
+                     ("square", _cfg(model=SegModel.SQUARE, first_frame_square_weight=0.0))):
+        with Segmenter(cfg) as seg:
+            first = np.array(seg.process(still, 0))
+            state = (seg.crop, seg.model_name)
+            second = np.array(seg.process(still, 33))
+            runs[key] = (first, state, second, (seg.crop, seg.model_name))
+    w = _cfg().first_frame_square_weight
+    assert 0 < w < 1
+    off, on, square = runs["off"][0], runs["on"][0], runs["square"][0]
+    assert float(np.abs(square - off).max()) > 0.05  # the two models do differ here
+    np.testing.assert_allclose(on, (1 - w) * off + w * square, atol=2e-6)
+    assert runs["on"][1] == runs["off"][1] and runs["on"][1][1] == "selfie_landscape"
+    assert runs["on"][3] == runs["off"][3]
+    np.testing.assert_array_equal(runs["on"][2], runs["off"][2])
+    for size in ((1280, 720), (640, 480)):
+        frame = talking_frame(20, "4.mp4", size)
+        with Segmenter(_cfg()) as a, Segmenter(_cfg(first_frame_square_weight=0.0)) as b:
+            np.testing.assert_array_equal(np.array(a.process(frame, 0)), np.array(b.process(frame, 0)))

@@ -116,6 +116,9 @@ class SegmentationConfig:
     first_frame_views: bool = knob(True, doc="on a first frame (a still photo, a frame after reset()) the model also "
                                    "runs on a tighter window around the people and on both windows mirrored, averaged "
                                    "(a still is not bound by a stream's per-frame budget; with crop on); streams' later frames are unchanged")
+    first_frame_square_weight: float = knob(0.35, 0.0, 1.0, "a first frame wider than 4:3 and at most 1.6:1 (a 3:2 photo: "
+                                            "between the two models' shapes) also gets its first-frame views from the square "
+                                            "model, blended in with this weight (model auto, quality fast); 0 = off")
     fade_unsure_background: bool = knob(False, doc="unsure confidence far from the person's core (a plain backdrop the "
                                         "model holds at 0.6-0.9 beside the body) fades out between 3% and 8% of the "
                                         "model input's side from it, so it does not become a semi-transparent plate "

@@ -33,6 +33,8 @@ from realtime.stages.person_box import (TIGHT_MARGIN, CropTracker, crop_for, fad
                                         scale_box, tight_window)
 
 SEGMENTATION_MODELS = ("selfie_landscape", "selfie_square")
+# a first frame up to this aspect (and wider than 4:3) also gets the square model's views
+BETWEEN_SHAPES = 1.6
 
 
 class SegmentationBackend(Protocol):
@@ -165,6 +167,7 @@ class Segmenter(Stage):
         self._people = None  # the people's box of the last whole-frame pass (frame pixels)
         self._fresh = True  # the next frame is a first frame (a still, or after reset() / a new size)
         self._faces = None
+        self._forced: str | None = None  # every run takes this model (a first frame's second opinion)
         self.crop: Crop | None = None  # the window of the last model run on this frame
         self.confidence: np.ndarray | None = None  # its low-resolution model output (read-only)
         # the matte's sampling grid (x0, y0, step_x, step_y) in frame pixels: the refinement's
@@ -182,6 +185,8 @@ class Segmenter(Stage):
         cfg = self.config
         if self._injected is not None:
             return "injected"
+        if self._forced is not None:
+            return self._forced
         if cfg.model_path and cfg.model is SegModel.AUTO:
             if self._identified is None:  # hashing once: this runs every frame
                 self._identified = identify(cfg.model_path)
@@ -437,7 +442,35 @@ class Segmenter(Stage):
         budget: the whole-frame pass, then the window a stream would use AND a tighter window
         around the people (its own shape, :data:`TIGHT_MARGIN`), each also mirrored; their
         refined mattes are averaged where both see the frame. The next frames of a stream take
-        the one-view path from this window (the stabiliser blends the difference in)."""
+        the one-view path from this window (the stabiliser blends the difference in).
+
+        A frame between the models' shapes (wider than 4:3, at most :data:`BETWEEN_SHAPES`:1)
+        goes to the landscape model, which squeezes it less but whose input it does not fit
+        either; the square model's views are blended in with ``first_frame_square_weight``
+        (docs/matte.md, change 11). Its pass leaves nothing behind: the window, the tracker and
+        the reported model are the first pass's."""
+        self._first_views(frame, ts, mirror)
+        h, w = frame.shape[:2]
+        weight = self.config.first_frame_square_weight
+        if (weight <= 0 or mirror or not 3 * w > 4 * h or w > BETWEEN_SHAPES * h
+                or self._other_model(self._want(w, h, False)) != "selfie_square"):
+            return
+        own = self._matte.copy()
+        kept = (self.crop, self.grid, self.confidence, self._backend_model, self._people,
+                self._tracker.crop, self._since_full)
+        self._forced = "selfie_square"
+        try:
+            self._tracker.reset()
+            self._first_views(frame, ts, mirror)
+        finally:
+            self._forced = None
+            (self.crop, self.grid, self.confidence, self._backend_model, self._people,
+             self._tracker.crop, self._since_full) = kept
+        self._matte *= np.float32(weight)
+        self._matte += np.float32(1.0 - weight) * own
+
+    def _first_views(self, frame: np.ndarray, ts: int, mirror: bool) -> None:
+        """The first frame's views (:meth:`_first_frame`) into ``self._matte``."""
         h, w = frame.shape[:2]
         crop, _ = self._acquire(frame, ts)
         sub = self._window(frame, crop)
