@@ -20,7 +20,8 @@ grid showing). ``--raw`` adds the reference: MediaPipe on the whole frame, upsam
 (the model the preset picks for the frame's shape). ``--set KEY=VALUE`` changes a
 ``[segmentation]`` knob: the table then shows the preset (before) and the change (after) side by
 side, and the verdict of the rule changes are kept by: the mean over the sets improves (IoU and
-boundary F) and no set loses more than 0.005 IoU. ``--pipeline`` runs the whole
+boundary F) and no set loses more than 0.005 IoU; then, per set, how many pictures gain and lose
+(a mean one clip or a few photos move is weak evidence). ``--pipeline`` runs the whole
 ``Pipeline(load_preset(...))`` (stabiliser included, the acceptance path) instead of the
 segmentation stage alone::
 
@@ -269,6 +270,7 @@ def score(preset, frames, masks, in_order: bool, pipeline: bool) -> dict[str, fl
         run.close()
     nan = float("nan")
     return {"n": len(frames), "iou": float(np.mean(ious)) if ious else nan, "bf": float(np.mean(bfs)) if bfs else nan,
+            "ious": ious, "bfs": bfs,
             "plate": float(np.mean(plates)) if plates else nan,
             "block": float(np.mean(blocks)) if blocks else nan, "change": float(np.mean(changes)) if changes else nan}
 
@@ -315,6 +317,16 @@ def verdict(before: list[dict], after: list[dict]) -> str:
             f"-> {'KEEP' if keep else 'REJECT'}")
 
 
+def tally(before: dict, after: dict, tol: float = 1e-4) -> str:
+    """How many pictures of a set gain and lose (IoU, boundary F) by more than ``tol``: a mean
+    moved by a few pictures is weaker evidence than one moved by most of them."""
+    cells = []
+    for k in ("ious", "bfs"):
+        d = np.subtract(after[k], before[k])
+        cells.append(f"{int((d > tol).sum())} / {int((d < -tol).sum())}")
+    return " | ".join(cells)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
@@ -345,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| set | n | " + " | ".join(cols) + " | stability " + " / ".join(names) + " |")
     print("|---|---:|" + "---:|" * (len(cols) + 1))
     results: dict[str, list[dict]] = {n: [] for n in names}
+    set_names = []
     for name, in_order, frames, masks in load_sets(args.sets, args.limit):
+        set_names.append(name + (" (in order)" if in_order else ""))
         row = {n: score(p, frames, masks, in_order, args.pipeline) for n, p in configs}
         for n in names:
             results[n].append(row[n])
@@ -357,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| mean of the sets | | " + " | ".join(_fmt(mean(n, k)) for k in ("iou", "bf", "plate", "block") for n in names) + " | |")
     if args.set:
         print("\n" + verdict([results["before"][i] for i in gt], [results["after"][i] for i in gt]))
+        # frames of a sequence are one clip, not independent pictures: read their counts as one
+        print("\n| set | IoU up / down | BF up / down |\n|---|---:|---:|")
+        for i in gt:
+            print(f"| {set_names[i]} | {tally(results['before'][i], results['after'][i])} |")
     return 0
 
 
