@@ -82,6 +82,47 @@ def test_single_image_input(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["00000.png"]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_single_image_to_picture_files(tmp_path):
+    """``--output photo.jpg`` (and rgba:/matte: pictures) for an image input: one file each, the
+    same picture as the PNG frame output, alpha = the matte, the mode a new file gets."""
+    from realtime.io import safefiles
+
+    img = people_frames("dance-twirl")[0]
+    rc = main(["--input", str(img), "--output", str(tmp_path / "out.jpg"), "--output", f"rgba:{tmp_path}/cut.png",
+               "--output", f"matte:{tmp_path}/sub/m.png", "--output", f"{tmp_path}/frames/", "--quiet"])
+    assert rc == 0
+    frame = cv2.imread(str(tmp_path / "frames" / "00000.png"))
+    jpg = cv2.imread(str(tmp_path / "out.jpg"))
+    cut = cv2.imread(str(tmp_path / "cut.png"), cv2.IMREAD_UNCHANGED)
+    matte = cv2.imread(str(tmp_path / "sub" / "m.png"), cv2.IMREAD_UNCHANGED)
+    assert jpg.shape == frame.shape == cv2.imread(str(img)).shape
+    assert np.abs(jpg.astype(np.int16) - frame).mean() < 3  # JPEG of the same picture
+    assert np.array_equal(cut[..., :3], frame) and np.array_equal(cut[..., 3], matte)
+    assert matte.min() == 0 and matte.max() >= 250
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.png", "frames", "out.jpg", "sub"]  # no temporaries
+    assert safefiles.FILE_MODE == 0o666 & ~_umask()
+    for p in (tmp_path / "out.jpg", tmp_path / "cut.png", tmp_path / "sub" / "m.png", tmp_path / "frames" / "00000.png"):
+        assert p.stat().st_mode & 0o777 == safefiles.FILE_MODE, p  # not the temporary's 0600
+
+
+def test_picture_output_of_a_video_needs_frames_1(tmp_path, capsys):
+    """A video into one picture is refused before anything is written; with --frames 1 it is
+    the first frame, the same as the first PNG frame of a folder output."""
+    clip = str(DATA / "talking" / "5.mp4")
+    assert main(["--input", clip, "--output", str(tmp_path / "p.png")]) == 2
+    assert "one picture, but the input has 122 frames" in _err(capsys) and not list(tmp_path.iterdir())
+    rc = main(["--input", clip, "--output", str(tmp_path / "p.png"), "--output", f"{tmp_path}/f/", "--frames", "1",
+               "--quiet"])
+    assert rc == 0
+    assert np.array_equal(cv2.imread(str(tmp_path / "p.png")), cv2.imread(str(tmp_path / "f" / "00000.png")))
+
+
 def test_virtual_camera_receives_every_frame(frames_dir):
     backend = vcam_capture.register()
     rc = main(["--input", str(frames_dir), "--output", "virtualcam", "--vcam-backend", vcam_capture.NAME,
@@ -110,7 +151,8 @@ def _err(capsys) -> str:
     (["--input", "7", "--output", "null"], "camera 7 not found"),
     (["--input", "{frames}", "--output", "null", "--preset", "{bad_preset}"], "unknown key 'render.radius'"),
     (["--input", "{frames}", "--output", "null", "--preset", "cinema"], "unknown preset 'cinema'"),
-    (["--input", "{frames}", "--output", "out.png"], "give a folder"),
+    (["--input", "{frames}", "--output", "out.png"], "one picture, but the input has 6 frames"),
+    (["--input", "{frames}", "--output", "rgba:out.jpg"], ".jpg has no alpha channel"),
     (["--input", "{frames}", "--output", "null", "--size", "big"], "WIDTHxHEIGHT"),
     (["--input", "{frames}", "--output", "null", "--focus", "eyes"], "--focus eyes"),
     (["--input", "{frames}", "--output", "virtualcam", "--vcam-backend", vcam_capture.NAME, "--size", "641x480"],

@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", default="0", metavar="SRC",
                    help="camera index or /dev/videoN, video file, image file or folder of images (default: 0)")
     p.add_argument("--output", "-o", action="append", metavar="DST",
-                   help="virtualcam[:DEVICE], pipewire[:NAME], preview, FILE.mp4, DIR/ (PNG frames), rgba:DIR/, "
-                        "matte:FILE.mp4|DIR/ or null; repeat for several (default: the PipeWire camera when a "
+                   help="virtualcam[:DEVICE], pipewire[:NAME], preview, FILE.mp4, FILE.png|.jpg (one picture: an "
+                        "image input or --frames 1), DIR/ (PNG frames), rgba:DIR/|FILE.png, matte:FILE.mp4|DIR/|FILE.png "
+                        "or null; repeat for several (default: the PipeWire camera when a "
                         "PipeWire session runs, else v4l2loopback, else preview)")
     p.add_argument("--preset", "-p", default="portrait", metavar="NAME|FILE.toml",
                    help="preset name from configs/ or a TOML file (default: portrait)")
@@ -253,9 +254,10 @@ def run(args: argparse.Namespace) -> int:
         source = stack.enter_context(open_source(args.input, size=args.size, fps=fps, fourcc=preset.capture.fourcc,
                                                  camera_size=(preset.capture.width, preset.capture.height),
                                                  live=args.live, fit=args.fit, stills=args.stills or None))
-        from realtime.io.stills import require_one_size
+        from realtime.io.stills import require_one_picture, require_one_size
 
         require_one_size(source, sinks)
+        require_one_picture(source, sinks, args.frames)
         with interrupt_guard() as guard:  # the first SIGINT/SIGTERM stops the job, later ones only count
             if quality[0] is None and not source.live:
                 quality[0] = FILE_QUALITY

@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 from realtime.core.errors import ConfigError
 
 _NOT_FILES = ("virtualcam", "pipewire", "preview", "null")
+# ``--output`` names ending so are one picture (an image input, or --frames 1)
+PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def output_target(spec: str) -> Target | None:
     if not path:
         return None
     folder = path.endswith(("/", os.sep)) or Path(path).is_dir()
-    if low.startswith("rgba:"):
+    if low.startswith("rgba:") and Path(path).suffix.lower() not in PICTURE_EXTENSIONS:
         folder = True
     return Target(f"--output {spec}", Path(path).expanduser(), folder)
 

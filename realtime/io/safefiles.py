@@ -2,7 +2,8 @@
 
 Every file the project writes goes through here: an exclusive temporary with an unpredictable
 name in the target folder (``tempfile.mkstemp``: ``O_CREAT | O_EXCL | O_NOFOLLOW``, mode 0600),
-every write checked, the descriptor closed and checked, then ``os.replace`` over the final name.
+every write checked, the mode a new file gets from the umask set, the descriptor closed and
+checked, then ``os.replace`` over the final name.
 A symlink planted in the folder is never followed (a planted final name is replaced, not written
 through), and a failed or interrupted write leaves nothing behind.
 
@@ -30,6 +31,30 @@ from realtime.core.errors import SinkError
 TEMP_PREFIX = ".portrait-cam-"
 
 
+def _umask() -> int:
+    try:  # Linux says it without changing it (os.umask can only read by setting: racy with threads)
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# The temporary is made 0600 (nobody else sees a half-written file); the finished file gets what
+# open() would have given it, so outputs can be shared and served like any other file.
+FILE_MODE = 0o666 & ~_umask()
+
+
+def give_file_mode(fd: int) -> None:
+    """Set :data:`FILE_MODE` on an open temporary before it is renamed to its final name."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, FILE_MODE)
+
+
 def _reason(e: OSError) -> str:
     return e.strerror or str(e) or type(e).__name__
 
@@ -51,6 +76,7 @@ def write_bytes(path: str | Path, data) -> None:
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
+            give_file_mode(fd)
         finally:
             os.close(fd)  # a close error (delayed ENOSPC on network filesystems) is a failed write
         os.replace(tmp, path)

@@ -12,9 +12,10 @@ Output specs (``--output``)::
     pipewire[:NAME]       a PipeWire camera node named NAME (realtime.io.pipewire), same behaviour
     preview               an OpenCV window; q or Esc quits
     out.mp4               a video file
+    out.png|.jpg|...      one picture (an image input, or --frames 1)
     DIR/                  PNG frames (a trailing / or an existing directory)
-    rgba:DIR/             PNG frames with the matte as alpha (OBS overlays)
-    matte:FILE.mp4|DIR/   the matte itself as grey video or PNG frames
+    rgba:DIR/|FILE.png    PNG frames (or one picture) with the matte as alpha (OBS overlays)
+    matte:FILE.mp4|DIR/|FILE.png  the matte itself as grey video, PNG frames or one picture
     null                  discard (benchmarks)
 """
 
@@ -25,7 +26,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -33,221 +33,16 @@ import numpy as np
 
 from realtime.io.readers import reader_watch
 from realtime.core.errors import SinkError, VirtualCameraUnavailableError
-from realtime.core.stage import Closable
 from realtime.io import pipewire as pw
-from realtime.io.paths import make_folders, remove_if_empty
-from realtime.io import safefiles
+from realtime.io.file_sinks import (ALPHA_EXTENSIONS, VIDEO_EXTENSIONS, PictureFileSink, PngFolderSink,  # noqa: F401
+                                    VideoFileSink)
+from realtime.io.paths import PICTURE_EXTENSIONS
+from realtime.io.sink_base import NullSink, OutputFrame, Sink  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 MODPROBE_FIX = 'sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="Portrait Cam"'
 VCAM_BACKEND_ENV = "REALTIME_VCAM_BACKEND"  # names the pyvirtualcam backend to use (tests: a capturing one)
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
-
-
-@dataclass(frozen=True)
-class OutputFrame:
-    frame: np.ndarray               # (H, W, 3) uint8 BGR: what viewers see
-    matte: np.ndarray | None        # (H, W) float32 in [0, 1]; None when no matte is available
-    disparity: np.ndarray | None    # (H, W) float32 in [0, 1]
-    name: str                       # file stem for frame-named outputs
-    index: int
-    captured_at: float              # perf_counter at capture, for latency
-    result: object = None           # the pipeline Result when processing succeeded (debug views)
-    input: np.ndarray | None = None  # the raw camera frame: local debug views only, never sent out
-
-
-class Sink(Closable):
-    kind = "sink"
-    wants_matte = False
-    live_view = False   # shown to people live (virtual camera, preview): gets "camera unavailable" cards
-
-    def __init__(self) -> None:
-        self.quit_requested = False   # set by a preview window's q/Esc
-        self.written = 0
-        self.failed: str | None = None  # why the loop stopped this sink; a failed sink is never finished
-
-    def open(self, width: int, height: int, fps: float) -> None:
-        """Prepare for frames of this size; raises :class:`SinkError` with the fix on failure."""
-
-    def write(self, out: OutputFrame) -> None:
-        raise NotImplementedError
-
-    def finish(self) -> None:
-        """The stream ended normally: make file outputs final."""
-
-    def readers_present(self) -> bool | None:
-        """Anyone reading now? ``None``: cannot tell, or always consumed (:mod:`realtime.io.readers`)."""
-        return None
-
-    def hold(self, frame: np.ndarray, fps: float) -> None:
-        """Nobody reads: show ``frame`` at ``fps`` until the next :meth:`write` (a keep-alive)."""
-
-    # close() (from Closable) releases everything; an unfinished file output is discarded.
-
-    def describe(self) -> str:
-        return self.kind
-
-
-class NullSink(Sink):
-    kind = "null"
-
-    def write(self, out: OutputFrame) -> None:
-        self.written += 1
-
-
-def _matte_u8(matte: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
-    if matte is None:
-        return np.zeros(shape, np.uint8)
-    # round, not truncate: 0.5/255 steps map to the nearest level
-    return cv2.convertScaleAbs(matte, alpha=255.0, beta=0.5) if matte.dtype == np.float32 else matte
-
-
-class PngFolderSink(Sink):
-    """One PNG per frame, named after the input frame (``00000.png`` ... for videos/cameras).
-
-    ``plane`` chooses what is written: the rendered frame (``frame``), the frame with the matte
-    as alpha (``rgba``), the matte as grey (``matte``) or the disparity as grey (``depth``).
-    """
-
-    kind = "png"
-
-    def __init__(self, folder: str | Path, plane: str = "frame", overwrite: bool = False) -> None:
-        super().__init__()
-        self.folder = Path(folder)
-        self.plane = plane
-        self.overwrite = overwrite
-        self.wants_matte = plane in ("rgba", "matte", "depth")
-        self._created: list[Path] = []
-
-    def open(self, width: int, height: int, fps: float) -> None:
-        held = safefiles.folder_entries(self.folder)
-        if held and not self.overwrite:
-            raise SinkError(f"output folder {self.folder} already holds {len(held)} file(s) (e.g. {held[0]}); "
-                            "name a new or empty folder, or pass --overwrite to replace files of the same name")
-        try:
-            self._created = make_folders(self.folder)
-        except OSError as e:
-            raise SinkError(f"cannot create output folder {self.folder} ({e.strerror or e})") from e
-        if not os.access(self.folder, os.W_OK):
-            raise SinkError(f"output folder {self.folder} is not writable; choose another folder")
-
-    def write(self, out: OutputFrame) -> None:
-        shape = out.frame.shape[:2]
-        if self.plane == "frame":
-            img = out.frame
-        elif self.plane == "rgba":
-            img = cv2.cvtColor(out.frame, cv2.COLOR_BGR2BGRA)
-            img[..., 3] = _matte_u8(out.matte, shape)
-        elif self.plane == "matte":
-            img = _matte_u8(out.matte, shape)
-        elif self.plane == "depth":
-            img = _matte_u8(out.disparity, shape)
-        else:  # pragma: no cover - constructor callers pass known planes
-            raise ValueError(self.plane)
-        safefiles.write_image(self.folder / f"{out.name}.png", img)
-        self.written += 1
-
-    def _release(self) -> None:
-        remove_if_empty(self._created)  # a job that wrote nothing leaves no folder behind
-
-    def describe(self) -> str:
-        what = {"frame": "PNG frames", "rgba": "RGBA PNG frames (alpha = matte)", "matte": "matte PNGs",
-                "depth": "disparity PNGs"}[self.plane]
-        return f"{what} in {self.folder}/"
-
-
-class VideoFileSink(Sink):
-    """An mp4 (MPEG-4 Part 2, which every OpenCV build can write) of the rendered frames or the matte.
-
-    The encoder writes into a private folder beside the target; :meth:`finish` checks that the
-    file opens and holds every frame written before renaming it to its final name, so a full
-    disk or a failed encoder close is a failed output, never a truncated file that looks done.
-    """
-
-    kind = "video"
-    one_size = True  # every frame the size it was opened with
-    _NAME = "video"
-
-    def __init__(self, path: str | Path, plane: str = "frame", fps: float | None = None) -> None:
-        super().__init__()
-        self.path = Path(path)
-        self.plane = plane
-        self.wants_matte = plane == "matte"
-        self._fps = fps
-        self._writer: cv2.VideoWriter | None = None
-        self._folder: safefiles.PrivateFolder | None = None
-        self._created: list[Path] = []
-
-    @property
-    def _tmp_name(self) -> str:
-        return self._NAME + self.path.suffix.lower()
-
-    def open(self, width: int, height: int, fps: float) -> None:
-        if width % 2 or height % 2:  # the codec works on 2x2 blocks: it would drop a row or column
-            raise SinkError(f"video file {self.path} needs an even width and height, got {width}x{height}; "
-                            f"pass --size {width - width % 2}x{height - height % 2} (or write PNG frames to a folder)")
-        if self.path.parent and not self.path.parent.exists():
-            try:
-                self._created = make_folders(self.path.parent)
-            except OSError as e:
-                raise SinkError(f"cannot create folder for {self.path} ({e.strerror or e})") from e
-        if self.path.is_dir():
-            raise SinkError(f"video output {self.path} is a folder; name a file, or end a PNG folder with /")
-        self._folder = safefiles.PrivateFolder(self.path.parent)
-        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
-        self._writer = cv2.VideoWriter(self._folder.cv2_path(self._tmp_name), fourcc, float(self._fps or fps),
-                                       (width, height), self.plane != "matte")
-        if not self._writer.isOpened():
-            self._writer = None
-            self._folder.remove()
-            self._folder = None
-            raise SinkError(f"cannot write video {self.path}; check the folder is writable and the extension "
-                            f"is one of {', '.join(VIDEO_EXTENSIONS)}")
-        self._size = (width, height)
-
-    def write(self, out: OutputFrame) -> None:
-        if self._writer is None:
-            raise SinkError(f"video {self.path} is not open")
-        img = out.frame if self.plane == "frame" else _matte_u8(out.matte, out.frame.shape[:2])
-        self._writer.write(img)
-        self.written += 1
-
-    def finish(self) -> None:
-        """Close the encoder, check the file, rename it; :class:`SinkError` when it is incomplete."""
-        if self._writer is None or self._folder is None:
-            return
-        self._writer.release()
-        self._writer = None
-        if not self.written:
-            return
-        self._check_readable()
-        self._folder.publish(self._tmp_name, self.path)
-
-    def _check_readable(self) -> None:
-        tmp = self._folder.cv2_path(self._tmp_name)
-        cap = cv2.VideoCapture(tmp)
-        try:
-            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
-            ok = cap.isOpened() and cap.read()[0]
-        finally:
-            cap.release()
-        if not ok or count != self.written:
-            got = f"{count} of {self.written} frames readable" if ok else "the file cannot be read back"
-            raise SinkError(f"video {self.path} is incomplete ({got}: disk full or file size limit?); "
-                            "nothing was saved under that name")
-
-    def _release(self) -> None:
-        if self._writer is not None:  # not finished: the stream broke, discard the partial file
-            self._writer.release()
-            self._writer = None
-        if self._folder is not None:
-            self._folder.remove()
-            self._folder = None
-        remove_if_empty(self._created)
-
-    def describe(self) -> str:
-        return f"{'matte video' if self.plane == 'matte' else 'video'} {self.path}"
 
 
 def has_display() -> bool:
@@ -567,25 +362,34 @@ def make_sink(spec: str, *, vcam_format: str = "i420", vcam_backend: str | None 
         return PipeWireSink(name, vcam_format, fps)
     if low.startswith("rgba:"):
         target = s[5:]
-        if not target or Path(target).suffix.lower() in VIDEO_EXTENSIONS:
-            raise SinkError(f"--output {spec}: rgba output is a folder of PNG frames, e.g. rgba:overlay/")
+        ext = Path(target).suffix.lower()
+        if not target or ext in VIDEO_EXTENSIONS:
+            raise SinkError(f"--output {spec}: rgba output is a folder of PNG frames, e.g. rgba:overlay/, "
+                            "or one picture, e.g. rgba:cutout.png")
+        if ext in PICTURE_EXTENSIONS and not is_folder_spec(target):
+            if ext not in ALPHA_EXTENSIONS:
+                raise SinkError(f"--output {spec}: {ext} has no alpha channel; use {Path(target).with_suffix('.png')}")
+            return PictureFileSink(target, "rgba")
         return PngFolderSink(target, "rgba", overwrite)
     if low.startswith("matte:"):
         target = s[6:]
         if not target:
-            raise SinkError(f"--output {spec}: name a video (matte:matte.mp4) or a folder (matte:mattes/)")
-        if Path(target).suffix.lower() in VIDEO_EXTENSIONS and not is_folder_spec(target):
+            raise SinkError(f"--output {spec}: name a video (matte:matte.mp4), a folder (matte:mattes/) "
+                            "or a picture (matte:matte.png)")
+        ext = Path(target).suffix.lower()
+        if ext in VIDEO_EXTENSIONS and not is_folder_spec(target):
             return VideoFileSink(target, "matte", fps)
+        if ext in PICTURE_EXTENSIONS and not is_folder_spec(target):
+            return PictureFileSink(target, "matte")
         return PngFolderSink(target, "matte", overwrite)
     if is_folder_spec(s):
         return PngFolderSink(s, overwrite=overwrite)
     if Path(s).suffix.lower() in VIDEO_EXTENSIONS:
         return VideoFileSink(s, "frame", fps)
-    if Path(s).suffix.lower() in (".png", ".jpg", ".jpeg"):
-        raise SinkError(f"--output {spec}: to write PNG frames give a folder with a trailing slash "
-                        f"({Path(s).with_suffix('')}/)")
-    raise SinkError(f"--output {spec} is not understood; use virtualcam[:DEVICE], pipewire[:NAME], preview, FILE.mp4, DIR/, "
-                    "rgba:DIR/, matte:FILE.mp4|DIR/ or null")
+    if Path(s).suffix.lower() in PICTURE_EXTENSIONS:
+        return PictureFileSink(s, "frame")
+    raise SinkError(f"--output {spec} is not understood; use virtualcam[:DEVICE], pipewire[:NAME], preview, FILE.mp4, "
+                    "FILE.png, DIR/, rgba:DIR/, matte:FILE.mp4|DIR/ or null")
 
 
 def loopback_devices(sysfs: str = "/sys/devices/virtual/video4linux") -> list[str]:

@@ -50,3 +50,20 @@ def require_one_size(source, sinks) -> None:
         raise ConfigError(f"the images differ in size ({source.width}x{source.height} first, {path.name} is "
                           f"{w}x{h}) but {fixed[0].describe()} has one size: pass --size WxH (each image is "
                           "scaled and cropped to it, --fit pad for bars) or write PNG frames to a folder")
+
+
+def require_one_picture(source, sinks, max_frames: int | None) -> None:
+    """Refuse (ConfigError) a picture output (``--output photo.jpg``) for a job that gives more
+    than one frame, before anything is written: a live source, a video or a folder, unless
+    ``--frames 1`` takes its first frame."""
+    pictures = [s for s in sinks if getattr(s, "one_picture", False)]
+    if not pictures or max_frames == 1:
+        return
+    what = pictures[0].describe()
+    if source.live:
+        raise ConfigError(f"{what}: one picture, but the input is live ({source.describe()}); write a video "
+                          "(FILE.mp4) or frames (DIR/), or pass --frames 1 for one picture")
+    if source.total != 1:
+        count = f"{source.total} frames" if source.total else "more than one frame"
+        raise ConfigError(f"{what}: one picture, but the input has {count}; write a video (FILE.mp4) or "
+                          "frames (DIR/), or pass --frames 1 for the first")
