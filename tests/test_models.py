@@ -92,6 +92,10 @@ def test_download_from_mirror_checks_hash_and_shows_progress(mirror, capfd):
     err = capfd.readouterr().err
     assert f"downloading {MODEL.file}" in err and "100%" in err
     assert sorted(p.name for p in cache.iterdir()) == [MODEL.file]  # no .part file left behind
+    from realtime.core.file_mode import FILE_MODE
+
+    # the temporary's 0600 is not kept: readable as the umask allows, never writable by others
+    assert path.stat().st_mode & 0o777 == FILE_MODE & 0o644
     # the second call finds the cached copy: no new request
     n = len(mirror.requests)
     assert models.resolve(NAME) == path

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from realtime.core.errors import ConfigError, ModelError, ModelHashError, ModelUnavailableError
+from realtime.core.file_mode import FILE_MODE
 
 ENV_MODEL_DIR = "REALTIME_MODEL_DIR"
 ENV_CACHE_DIR = "REALTIME_CACHE_DIR"  # overrides the platform cache folder (tests, shared machines)
@@ -318,6 +319,7 @@ def download(model: ModelInfo, dest_dir: Path | None = None, *, timeout: float =
                                  f"expected {model.sha256}; nothing was saved, try again")
         final = dest_dir / model.file
         try:
+            os.chmod(tmp, FILE_MODE & 0o644)  # readable as the umask allows, never writable by others (check_trusted)
             os.replace(tmp, final)
         except OSError as e:
             raise ModelError(f"cannot save the downloaded {model.file} as {final} ({e.strerror or e}); "

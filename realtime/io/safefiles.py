@@ -27,32 +27,9 @@ import cv2
 import numpy as np
 
 from realtime.core.errors import SinkError
+from realtime.core.file_mode import FILE_MODE, give_file_mode  # noqa: F401
 
 TEMP_PREFIX = ".portrait-cam-"
-
-
-def _umask() -> int:
-    try:  # Linux says it without changing it (os.umask can only read by setting: racy with threads)
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# The temporary is made 0600 (nobody else sees a half-written file); the finished file gets what
-# open() would have given it, so outputs can be shared and served like any other file.
-FILE_MODE = 0o666 & ~_umask()
-
-
-def give_file_mode(fd: int) -> None:
-    """Set :data:`FILE_MODE` on an open temporary before it is renamed to its final name."""
-    if hasattr(os, "fchmod"):
-        os.fchmod(fd, FILE_MODE)
 
 
 def _reason(e: OSError) -> str:
