@@ -91,7 +91,7 @@ def _umask() -> int:
 def test_single_image_to_picture_files(tmp_path):
     """``--output photo.jpg`` (and rgba:/matte: pictures) for an image input: one file each, the
     same picture as the PNG frame output, alpha = the matte, the mode a new file gets."""
-    from realtime.io import safefiles
+    from realtime.core.file_mode import FILE_MODE
 
     img = people_frames("dance-twirl")[0]
     rc = main(["--input", str(img), "--output", str(tmp_path / "out.jpg"), "--output", f"rgba:{tmp_path}/cut.png",
@@ -106,9 +106,9 @@ def test_single_image_to_picture_files(tmp_path):
     assert np.array_equal(cut[..., :3], frame) and np.array_equal(cut[..., 3], matte)
     assert matte.min() == 0 and matte.max() >= 250
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.png", "frames", "out.jpg", "sub"]  # no temporaries
-    assert safefiles.FILE_MODE == 0o666 & ~_umask()
+    assert FILE_MODE == 0o666 & ~_umask()
     for p in (tmp_path / "out.jpg", tmp_path / "cut.png", tmp_path / "sub" / "m.png", tmp_path / "frames" / "00000.png"):
-        assert p.stat().st_mode & 0o777 == safefiles.FILE_MODE, p  # not the temporary's 0600
+        assert p.stat().st_mode & 0o777 == FILE_MODE, p  # not the temporary's 0600
 
 
 def test_picture_output_of_a_video_needs_frames_1(tmp_path, capsys):

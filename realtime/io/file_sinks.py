@@ -43,6 +43,17 @@ def _plane_image(out: OutputFrame, plane: str) -> np.ndarray:
     raise ValueError(plane)  # pragma: no cover - constructor callers pass known planes
 
 
+def _file_folder(path: Path, what: str) -> list[Path]:
+    """The folder a one-file output goes into, made if missing (the folders made, for
+    :func:`remove_if_empty`); :class:`SinkError` when ``path`` names a folder or it cannot be made."""
+    if path.is_dir():
+        raise SinkError(f"{what} {path} is a folder; name a file, or end a PNG folder with /")
+    try:
+        return make_folders(path.parent)
+    except OSError as e:
+        raise SinkError(f"cannot create folder for {path} ({e.strerror or e})") from e
+
+
 class PngFolderSink(Sink):
     """One PNG per frame, named after the input frame (``00000.png`` ... for videos/cameras).
 
@@ -103,12 +114,7 @@ class PictureFileSink(Sink):
         self._created: list[Path] = []
 
     def open(self, width: int, height: int, fps: float) -> None:
-        if self.path.is_dir():
-            raise SinkError(f"picture output {self.path} is a folder; name a file, or end a PNG folder with /")
-        try:
-            self._created = make_folders(self.path.parent)
-        except OSError as e:
-            raise SinkError(f"cannot create folder for {self.path} ({e.strerror or e})") from e
+        self._created = _file_folder(self.path, "picture output")
         if not os.access(self.path.parent, os.W_OK):
             raise SinkError(f"cannot write {self.path}: the folder {self.path.parent} is not writable")
 
@@ -164,13 +170,7 @@ class VideoFileSink(Sink):
         if width % 2 or height % 2:  # the codec works on 2x2 blocks: it would drop a row or column
             raise SinkError(f"video file {self.path} needs an even width and height, got {width}x{height}; "
                             f"pass --size {width - width % 2}x{height - height % 2} (or write PNG frames to a folder)")
-        if self.path.parent and not self.path.parent.exists():
-            try:
-                self._created = make_folders(self.path.parent)
-            except OSError as e:
-                raise SinkError(f"cannot create folder for {self.path} ({e.strerror or e})") from e
-        if self.path.is_dir():
-            raise SinkError(f"video output {self.path} is a folder; name a file, or end a PNG folder with /")
+        self._created = _file_folder(self.path, "video output")
         self._folder = safefiles.PrivateFolder(self.path.parent)
         fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
         self._writer = cv2.VideoWriter(self._folder.cv2_path(self._tmp_name), fourcc, float(self._fps or fps),

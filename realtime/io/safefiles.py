@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from realtime.core.errors import SinkError
-from realtime.core.file_mode import FILE_MODE, give_file_mode  # noqa: F401
+from realtime.core.file_mode import give_file_mode
 
 TEMP_PREFIX = ".portrait-cam-"
 

@@ -17,7 +17,7 @@ from typing import Any
 from realtime.core import config
 from realtime.core.config import Preset, load_preset
 from realtime.core.errors import ConfigError, SinkError
-from realtime.io import safefiles
+from realtime.core.file_mode import give_file_mode
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def save_preset(preset: Preset, folder: Path, name: str, *, overwrite: bool = Fa
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(preset_toml(preset, name))
             fh.flush()
-            safefiles.give_file_mode(fh.fileno())
+            give_file_mode(fh.fileno())
             os.fsync(fh.fileno())
         back = load_preset(tmp)  # what was written loads, and gives these settings
         if dataclasses.replace(back, name=preset.name, description=preset.description) != preset:
