@@ -71,6 +71,7 @@ from realtime import Pipeline, load_preset  # noqa: E402
 from realtime.devtools import testdata
 from realtime.core.config import MatteQuality, MatteRefine, SegModel  # noqa: E402
 from realtime.devtools.metrics import background_plate, blockiness, boundary_f, iou  # noqa: E402
+from realtime.devtools.settings import parse_settings  # noqa: E402
 from realtime.stages.segmentation import Segmenter  # noqa: E402
 
 
@@ -283,22 +284,8 @@ def raw_preset(preset):
 
 
 def _parse_set(items: list[str]) -> dict[str, dict[str, object]]:
-    """``KEY=VALUE`` items as preset changes: ``[segmentation]`` knobs by their name, others as
-    ``SECTION.KEY`` (e.g. ``depth.fade_behind=false``)."""
-    out: dict[str, dict[str, object]] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        section, _, key = key.rpartition(".")
-        knobs = out.setdefault(section or "segmentation", {})
-        for cast in (int, float):
-            try:
-                knobs[key] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            knobs[key] = {"true": True, "false": False}.get(value.lower(), value)
-    return out
+    """``KEY=VALUE`` items: ``[segmentation]`` knobs by their name, others as ``SECTION.KEY``."""
+    return parse_settings(items, "segmentation")
 
 
 def _fmt(x: float) -> str:

@@ -45,6 +45,7 @@ from realtime import load_preset  # noqa: E402
 from realtime.core.config import Preset  # noqa: E402
 from realtime.stages.depth import DepthEstimator  # noqa: E402
 from realtime.devtools.metrics import dtssd, iou  # noqa: E402
+from realtime.devtools.settings import parse_settings  # noqa: E402
 from realtime.stages.segmentation import Segmenter  # noqa: E402
 from realtime.stages.temporal import Stabiliser  # noqa: E402
 
@@ -139,21 +140,6 @@ def step_change(preset: Preset, clip: str, shift: int, sigma: float = 4.0, befor
             "disp_diff_3": float(np.mean(np.abs(od[before + 3] - disps[before + 3])))}
 
 
-def _parse_set(items: list[str]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        for conv in (int, float):
-            try:
-                out[key] = conv(value)
-                break
-            except ValueError:
-                continue
-        else:
-            out[key] = {"true": True, "false": False}.get(value.lower(), value)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", choices=("static", "people", "step"), action="append",
@@ -165,12 +151,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="sequence folders (default: every folder in the data's people/)")
     ap.add_argument("--preset", default="portrait")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a [temporal] knob, e.g. matte_smoothing=0.95")
+                    help="override a [temporal] knob, e.g. matte_smoothing=0.95, or SECTION.KEY=VALUE "
+                         "(e.g. segmentation.drop_specks=false)")
     args = ap.parse_args(argv)
     parts = set(args.only or ("static", "people", "step"))
     preset = load_preset(args.preset)
     if args.set:
-        preset = preset.replace({"temporal": _parse_set(args.set)})
+        preset = preset.replace(parse_settings(args.set, "temporal"))
     t = preset.temporal
     print(f"stabiliser: matte_smoothing {t.matte_smoothing:g}, depth_smoothing {t.depth_smoothing:g}, "
           f"motion_threshold {t.motion_threshold:g}, matte_follow {t.matte_follow:g}, "
