@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import cv2
 import numpy as np
 import pytest
 
@@ -13,7 +12,7 @@ from conftest import load_sequence, talking_frame
 from realtime.core.config import SegModel, load_preset
 from realtime.devtools import testdata
 from realtime.devtools.metrics import iou
-from realtime.stages.person_box import CropTracker, crop_for, drop_specks, person_box
+from realtime.stages.person_box import CropTracker, crop_for, person_box
 from realtime.stages.segmentation import Segmenter
 
 
@@ -36,56 +35,6 @@ def test_crop_geometry():
     assert x0 == 0 and abs((x1 - x0) / (y1 - y0) - 16 / 9) < 0.02 and y1 <= 720
     # nearly everything: the whole frame
     assert crop_for((10, 10, 1270, 710), (1280, 720), 0.15) == (0, 0, 1280, 720)
-
-
-def _components(matte: np.ndarray) -> np.ndarray:
-    """Areas of the confident (alpha >= 1/2) components, largest first."""
-    stats = cv2.connectedComponentsWithStats((matte >= 0.5).astype(np.uint8), connectivity=8)[2]
-    return np.sort(stats[1:, cv2.CC_STAT_AREA])[::-1]
-
-
-def test_specks_leave_the_matte_with_their_soft_edge_and_people_stay():
-    m = np.zeros((121, 203), np.float32)
-    cv2.circle(m, (60, 60), 45, 1.0, -1)             # the person: ~6400 px
-    m[80:115, 150:200] = 0.95                         # a second person, 27% of the first: stays
-    m[100:114, 120:134] = 0.8                         # 3% of the largest: half-way down the ramp
-    m[56:64, 123:131] = 0.3                           # a speck's soft edge ...
-    m[58:62, 125:129] = 0.9                           # ... the speck ...
-    m[60, 105:123] = 0.3                              # ... and an unsure bridge to the person
-    out = np.full_like(m, np.nan)
-    assert drop_specks(m, out)
-    assert np.array_equal(out[:, :106], m[:, :106])  # the person, exactly
-    assert np.array_equal(out[80:115, 150:200], m[80:115, 150:200])
-    assert out[56:64, 123:131].max() < 0.02          # the speck and its edge
-    assert out[60, 106:110].min() > 0.25             # the bridge's part nearer the person stays
-    blob = out[102:112, 122:132] / m[102:112, 122:132]
-    assert 0.3 < blob.mean() < 0.7 and np.ptp(blob) < 0.02  # faded as one piece, not cut
-    # sampled on a coarser grid (a large frame): the same outcome
-    big = cv2.resize(m, (406, 242), interpolation=cv2.INTER_NEAREST)
-    out2 = np.empty_like(big)
-    assert drop_specks(big, out2, 2)
-    assert out2[112:128, 246:262].max() < 0.05 and np.array_equal(out2[:, :200], big[:, :200])
-    # nothing to drop: False, ``out`` untouched
-    clean = np.zeros_like(m)
-    clean[20:100, 20:100] = 1.0
-    clean[20:30, 150:200] = 0.9                       # 7.8%: a person
-    out3 = np.full_like(m, np.nan)
-    assert not drop_specks(clean, out3) and np.isnan(out3).all()
-
-
-def test_a_still_loses_its_specks_and_keeps_the_dancer(twirl):
-    """A real frame where the matte holds flecks of the crowd: with ``drop_specks`` no confident
-    fleck under 2% of the dancer is left, and the matte agrees better with the annotation."""
-    frames, masks = twirl
-    frame, mask = frames[15], masks[15]
-    with Segmenter(_cfg(drop_specks=False)) as a, Segmenter(_cfg(drop_specks=True)) as b:
-        off, on = np.array(a.process(frame, 0)), np.array(b.process(frame, 0))
-    c_off, c_on = _components(off), _components(on)
-    specks = lambda c: int(((c >= 100) & (c < 0.02 * c[0])).sum())  # noqa: E731
-    assert specks(c_off) >= 3 and specks(c_on) == 0
-    assert c_on[0] >= 0.998 * c_off[0]  # the dancer (the fate of the specks is found on a coarser grid)
-    assert np.all(on <= off + 1e-6)
-    assert iou(on, mask) > iou(off, mask) + 0.003
 
 
 def test_tracker_grows_at_once_holds_still_and_shrinks_in_steps():

@@ -346,8 +346,7 @@ def test_unsure_background_is_not_a_plate():
     far = cv2.distanceTransform((gt < 0.5).astype(np.uint8), cv2.DIST_L2, 3) > 0.03 * np.hypot(h, w)
     out = {}
     for fade in (False, True):
-        # the fade alone: dropping the specks also takes out half of this plate's flecks
-        with Segmenter(_cfg(fade_unsure_background=fade, drop_specks=False)) as seg:
+        with Segmenter(_cfg(fade_unsure_background=fade)) as seg:
             matte = np.array(seg.process(frame, 0))
         plate = float(np.mean(matte[far] > 0.1)) * 100.0
         out[fade] = (plate, iou(matte, gt), boundary_f(matte, gt))

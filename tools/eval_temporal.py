@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="portrait")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a [temporal] knob, e.g. matte_smoothing=0.95, or SECTION.KEY=VALUE "
-                         "(e.g. segmentation.drop_specks=false)")
+                         "(e.g. segmentation.first_frame_views=false)")
     args = ap.parse_args(argv)
     parts = set(args.only or ("static", "people", "step"))
     preset = load_preset(args.preset)

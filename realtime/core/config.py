@@ -123,9 +123,6 @@ class SegmentationConfig:
                                         "model holds at 0.6-0.9 beside the body) fades out between 3% and 8% of the "
                                         "model input's side from it, so it does not become a semi-transparent plate "
                                         "(off by default: it also fades people the model is unsure of, docs/matte.md)")
-    drop_specks: bool = knob(True, doc="on a first frame (a still photo, a frame after reset()), a detached confident "
-                             "part of the matte under 4% of the largest one's area (a fleck of background, not a "
-                             "person) leaves the matte with its soft edge, fading out from 4% down to 2%")
     resize: ModelResize = knob(ModelResize.AREA, doc="how the window is resized to the model's input")
     quality: MatteQuality = knob(MatteQuality.FAST, doc="fast = one model run per frame; high = also the mirrored "
                                  "window, averaged (file jobs: about twice the model's time)")

@@ -31,7 +31,6 @@ SHRINK_BELOW = 0.5  # the window shrinks once the wanted one covers less than th
 SHRINK_STEP = 0.25  # ... by this share of the way per frame
 TIGHT_MARGIN = 0.05  # a first frame's second view: the people's box grown by this share each side
 CORE = 0.9  # the person's core: confidence at least this
-SPECK_GRID = 320  # the matte's specks are found on a grid about this many samples wide
 FADE_NEAR, FADE_FAR = 0.03, 0.08  # unsure confidence fades out between these distances from the core
 # (shares of the model input's longer side)
 
@@ -49,46 +48,6 @@ def person_box(conf: np.ndarray, threshold: float = 0.5) -> Box | None:
     x1 = (keep[:, cv2.CC_STAT_LEFT] + keep[:, cv2.CC_STAT_WIDTH]).max()
     y1 = (keep[:, cv2.CC_STAT_TOP] + keep[:, cv2.CC_STAT_HEIGHT]).max()
     return float(x0), float(y0), float(x1), float(y1)
-
-
-def drop_specks(matte: np.ndarray, out: np.ndarray, step: int = 1) -> bool:
-    """``matte`` into ``out`` without its specks; False (``out`` untouched) when there are none.
-
-    A confident component (1/2 and up) under :data:`SPECK` of the largest one's area is noise,
-    not a person: :func:`person_box` leaves it out of the window already, and in the matte it
-    is a sharp fleck in the blur. Every pixel shares the fate of the confident component
-    nearest to it (so a speck's soft edge goes with it, and a bridge of unsure alpha to the
-    person does not save it): scaled by a ramp from 1 at ``SPECK`` of the largest down to 0 at
-    half that, so a part near the limit is faded rather than cut. The components are
-    found on every ``step``-th pixel (a 1280x720 matte at 320x180 costs a fraction of a ms)."""
-    sample = matte[step // 2::step, step // 2::step] if step > 1 else matte  # the samples' centres
-    sure = (sample >= 0.5).view(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(sure, connectivity=8)
-    if n <= 2:
-        return False
-    sizes = stats[:, cv2.CC_STAT_AREA].astype(np.float32)
-    sizes[0] = 0.0
-    keep = np.clip(sizes * np.float32(2.0 / (SPECK * sizes.max())) - 1.0, 0.0, 1.0)
-    if keep[1:].min() >= 1.0:
-        return False
-    # every pixel's nearest confident pixel (DIST_LABEL_PIXEL numbers the zeros of 1 - sure one by
-    # one), mapped to that pixel's component
-    _, near = cv2.distanceTransformWithLabels(1 - sure, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
-    on = sure.view(bool)
-    comp = np.zeros(int(near.max()) + 1, np.int32)
-    comp[near[on]] = labels[on]
-    weight = keep[comp[near]]
-    # a soft change where two components' reaches meet (in the unsure alpha between them), none
-    # on the kept people themselves
-    kept = weight >= 1.0
-    kept &= on
-    weight = cv2.GaussianBlur(weight, (0, 0), 1.0)
-    weight[kept] = 1.0
-    if step > 1:
-        h, w = matte.shape
-        weight = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
-    np.multiply(matte, weight, out=out)
-    return True
 
 
 def scale_box(box: Box, sx: float, sy: float, dx: float = 0.0, dy: float = 0.0) -> Box:

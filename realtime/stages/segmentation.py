@@ -29,7 +29,7 @@ from realtime.core.config import REFERENCE_HEIGHT, MatteQuality, MatteRefine, Mo
 from realtime.core.errors import ModelError, ModelHashError, StageError
 from realtime.core.frames import check_frame, readonly
 from realtime.core.stage import Stage
-from realtime.stages.person_box import (SPECK_GRID, TIGHT_MARGIN, CropTracker, crop_for, drop_specks, fade_far_background, is_landscape, person_box,
+from realtime.stages.person_box import (TIGHT_MARGIN, CropTracker, crop_for, fade_far_background, is_landscape, person_box,
                                         scale_box, tight_window)
 
 SEGMENTATION_MODELS = ("selfie_landscape", "selfie_square")
@@ -420,10 +420,6 @@ class Segmenter(Stage):
                 self._follow(conf, crop, (w, h))
         if not first:
             self._matte_in(frame, crop, rgb, conf)
-        if first and self.config.drop_specks:
-            # a still's flecks of background; not a stream's, where a fleck crossing the limit
-            # from frame to frame flickered more than it left (docs/matte.md, change 12)
-            drop_specks(self._matte, self._matte, max(1, round(max(w, h) / SPECK_GRID)))
         return readonly(self._matte)
 
     def _matte_in(self, frame: np.ndarray, crop: Crop, rgb: np.ndarray, conf: np.ndarray) -> None:
