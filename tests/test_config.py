@@ -105,3 +105,20 @@ def test_preset_docs_are_current():
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_preset_docs.py"), "--check"], capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_evaluation_settings_become_validated_preset_changes():
+    """``--set`` of tools/eval_matte.py and eval_temporal.py: bare keys go to the tool's section,
+    ``SECTION.KEY`` elsewhere, values are typed, and the preset validates them like a file."""
+    from realtime.devtools.settings import parse_settings
+
+    changes = parse_settings(["refine_eps=0.002", "crop_refresh_frames=15", "model=square",
+                              "depth.fade_behind=false", "temporal.matte_smoothing=0.9"], "segmentation")
+    assert changes == {"segmentation": {"refine_eps": 0.002, "crop_refresh_frames": 15, "model": "square"},
+                       "depth": {"fade_behind": False}, "temporal": {"matte_smoothing": 0.9}}
+    p = load_preset("portrait").replace(changes)
+    assert p.segmentation.refine_eps == 0.002 and p.segmentation.crop_refresh_frames == 15
+    assert p.depth.fade_behind is False and p.temporal.matte_smoothing == 0.9
+    assert parse_settings(["matte_smoothing=0.8"], "temporal") == {"temporal": {"matte_smoothing": 0.8}}
+    with pytest.raises(ConfigError, match="refine_epz"):
+        load_preset("portrait").replace(parse_settings(["refine_epz=1"], "segmentation"))
